@@ -1,0 +1,22 @@
+# The two set-up commands of the README. Both work on a fresh machine with Python >= 3.10 and pip.
+# torch is pinned at install time through constraints.txt (pyproject.toml keeps lower bounds only).
+PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install -c constraints.txt
+
+.PHONY: demo test wordnet
+
+# Install, then train ProtoNet Conv-4 on the embedded Glyphs benchmark and test it on 1,000 fixed episodes.
+demo:
+	$(PIP_INSTALL) -e .
+	zoo fit --config configs/protonet/glyphs.yaml
+
+# Install everything the tests need (text and BO extras, pytest, WordNet), then run the suite (slow tests excluded).
+test: wordnet
+	$(PIP_INSTALL) -e ".[all,dev]"
+	$(PYTHON) -m pytest
+
+# WordNet 3.0 database files for the text benchmark (Debian/Ubuntu package wordnet-base).
+wordnet:
+	@test -f /usr/share/wordnet/data.noun || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wordnet-base; }

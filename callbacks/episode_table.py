@@ -1,0 +1,64 @@
+"""Per-episode results: a CSV beside the run, a W&B table, and the headline ``mean +- 95% CI`` line."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from callbacks.run_dir import run_dir
+
+
+class EpisodeTable(pl.Callback):
+    """After each test (and optionally validation), write one row per episode and report mean +- 95% CI.
+
+    Reads ``pl_module.episode_records[stage]`` (filled by ``zoo.episodic.EpisodicModule``), writes
+    ``<run dir>/<stage>_episodes.csv`` and, with a W&B logger, a ``<stage>/episodes`` table plus the mean and CI
+    in the run summary.
+
+    Args:
+        stages: which evaluations to record (``test`` by default; ``val`` writes a file per validation).
+    """
+
+    def __init__(self, stages: list[str] | None = None):
+        self.stages = stages or ["test"]
+
+    def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage not in self.stages or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        rows = getattr(pl_module, "episode_records", {}).get(stage)
+        if not rows:
+            return
+        out = run_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{stage}_episodes.csv"
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, target)
+        metrics = trainer.callback_metrics
+        acc, ci = metrics.get(f"{stage}/acc"), metrics.get(f"{stage}/acc_ci95")
+        if acc is not None and ci is not None:
+            rank_zero_info(f"{stage} accuracy: {100 * float(acc):.2f} +- {100 * float(ci):.2f} % "
+                           f"(95% CI over {len(rows)} episodes); per-episode results in {target}")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
+                logger.experiment.log({f"{stage}/episodes": table})
+                if acc is not None:
+                    logger.experiment.summary[f"{stage}/acc"] = float(acc)
+                    logger.experiment.summary[f"{stage}/acc_ci95"] = float(ci)
+
+    # *_end, not *_epoch_end: callbacks' epoch-end hooks run before the module's, which computes the records.
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, pl_module, "test")

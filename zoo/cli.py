@@ -1,0 +1,153 @@
+"""The ``zoo`` command: LightningCLI over every system and dataset of the zoo.
+
+    zoo fit      --config configs/protonet/glyphs.yaml          (then tests the best checkpoint: test_after_fit)
+    zoo test     --config configs/protonet/glyphs.yaml --ckpt_path runs/.../checkpoints/best.ckpt
+    zoo test     --pretrained protonet-conv4-glyphs-5w1s
+    zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
+
+``--pretrained NAME`` stands for the registry entry's own config (so the test runs in the setting the recorded
+numbers were measured in) followed by loading its verified weights; any later option still overrides.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+
+from callbacks.run_dir import run_dir
+
+import callbacks  # noqa: F401  (short class names in configs)
+import datamodules  # noqa: F401
+import zoo  # noqa: F401
+
+
+class ZooSaveConfigCallback(SaveConfigCallback):
+    """Saves the resolved config beside the run's checkpoints, atomically, and sends it to the loggers.
+
+    Lightning's own callback writes ``config.yaml`` to ``trainer.log_dir``; with W&B that is a directory shared by
+    every run, so the second run crashed ("expected config.yaml to NOT exist") and the config did not sit beside
+    the checkpoints. Here ``fit`` writes ``<run dir>/config.yaml`` (the parent of ``checkpoints/``) and the other
+    subcommands write ``<subcommand>-config.yaml`` in their own run directory.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        pass  # ModelCheckpoint resolves its directory after this callback's setup; saving waits for *_start
+
+    def _save(self, trainer: pl.Trainer, subcommand: str) -> None:
+        if getattr(self, "_saved", False):
+            return
+        self._saved = True
+        out = run_dir(trainer)
+        name = "config.yaml" if subcommand == "fit" else f"{subcommand}-config.yaml"
+        text = self.parser.dump(self.config, skip_none=False)
+        if trainer.is_global_zero:
+            out.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, out / name)
+        config = yaml.safe_load(text)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"cli": config})
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer, "fit")
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._save(trainer, "validate")
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer, "test")
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer, "predict")
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI in subclass mode (any zoo model or datamodule) with the ``--pretrained`` option."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--pretrained", type=str | None, default=None,
+                            help="Name of a checkpoint in the pretrained registry (see zoo.list_pretrained()).")
+        parser.add_argument("--test_after_fit", type=bool, default=False,
+                            help="After fit, test the best-on-validation checkpoint on the fixed test episodes.")
+
+    def after_fit(self) -> None:
+        if not self.config.fit.get("test_after_fit"):
+            return
+        ckpt = self.trainer.checkpoint_callback
+        best = "best" if ckpt is not None and getattr(ckpt, "best_model_path", "") else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+
+    def _load_pretrained_weights(self) -> None:
+        name = self.config[self.subcommand].get("pretrained")
+        if name:
+            from zoo.pretrained import load_pretrained_weights
+
+            load_pretrained_weights(self.model, name)
+
+    def before_validate(self) -> None:
+        self._load_pretrained_weights()
+
+    def before_test(self) -> None:
+        self._load_pretrained_weights()
+
+    def before_predict(self) -> None:
+        self._load_pretrained_weights()
+
+    def before_fit(self) -> None:
+        self._load_pretrained_weights()  # fine-tuning from a registry checkpoint
+
+
+def expand_pretrained(args: list[str]) -> list[str]:
+    """Insert ``--config <entry config>`` right after the subcommand when ``--pretrained NAME`` is given.
+
+    Idempotent, because DDP re-executes the command line in every child process.
+    """
+    name = None
+    for i, a in enumerate(args):
+        if a == "--pretrained" and i + 1 < len(args):
+            name = args[i + 1]
+        elif a.startswith("--pretrained="):
+            name = a.split("=", 1)[1]
+    if not name or not args or args[0].startswith("-"):
+        return args
+    from zoo.pretrained import registry_entry
+
+    inserted = ["--config", str(registry_entry(name).config_path)]
+    if args[1:3] == inserted:
+        return args
+    return [args[0], *inserted, *args[1:]]
+
+
+def build_cli(args: ArgsType = None, run: bool = True) -> ZooCLI:
+    """The configured CLI; with ``run=False`` it only builds model, datamodule and trainer (for scripts)."""
+    if args is None:
+        sys.argv = [sys.argv[0], *expand_pretrained(sys.argv[1:])]
+    elif isinstance(args, list):
+        args = expand_pretrained(args)
+        if not run and args and args[0] in ("fit", "validate", "test", "predict"):
+            args = args[1:]  # run=False takes no subcommand
+    return ZooCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                  save_config_callback=ZooSaveConfigCallback, save_config_kwargs={"overwrite": True},
+                  seed_everything_default=0, args=args, run=run)
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of the ``zoo`` console script and of ``python -m zoo``; ``args`` as LightningCLI takes them."""
+    build_cli(args)
+
+
+if __name__ == "__main__":
+    main()

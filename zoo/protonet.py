@@ -1,0 +1,87 @@
+"""Prototypical Networks (Snell et al., NeurIPS 2017), the baseline every metric-based method here is measured by.
+
+The class also carries the loss terms of SuSana Distancia (Proto-Triplet and ICNN, see ``zoo.losses``): they
+change only how an episode's embeddings become a loss, so they are a config choice of ProtoNet, not a new model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from datamodules.episodes import Episode
+from zoo.episodic import EpisodicModule
+from zoo.losses import (combine_loss_terms, episode_loss_terms, prototypes, prototypical_logits,
+                        validate_loss_terms)
+
+
+def concat_inputs(support: Any, query: Any) -> Any:
+    """Support and query inputs as one batch: one backbone pass, and BatchNorm sees the whole episode."""
+    if isinstance(support, torch.Tensor):
+        return torch.cat([support, query])
+    return list(support) + list(query)
+
+
+class ProtoNet(EpisodicModule):
+    """Class prototypes are the mean support embeddings; queries are scored by distance to them (eq. 1-2).
+
+    The training loss is the equal-weight average of the selected ``loss_terms`` (official ``get_icnn_loss``):
+    ``["cross"]`` is plain ProtoNet; the SuSana Distancia paper's settings are ``["cross", "prototriplet"]``,
+    ``["cross", "fullicnn"]`` and ``["cross", "prototriplet", "fullicnn"]`` (our reading of which of the official
+    code's 12 configurations the paper reports; all 12 are ``zoo.losses.OFFICIAL_PRESETS``). Evaluation scores
+    every method by the same prototype classifier and reports the same selected-term loss.
+
+    Args:
+        backbone: any module mapping a batch of inputs to ``[B, d]`` (``zoo.backbones``, ``zoo.text_encoder``).
+        distance: ``"euclidean"`` (squared, as Snell et al.) or ``"cosine"``.
+        temperature: logits are divided by it (1 in the paper and the official SuSana Distancia code).
+        loss_terms: names from ``zoo.losses.LOSS_TERMS`` (``cross``, ``prototriplet``, ``fullicnn``, ``suppicnn``,
+            ``queryicnn``); a misspelt name is an error, not a silently dropped term.
+        margin: Proto-Triplet hinge margin (0.5 in the official code).
+        icnn_k: neighbours of the ICNN score (4 in the official code).
+        query_protos: ``queryicnn`` scores queries against the prototypes instead of the support (tags 5 and 6).
+        official_drop_first: reproduce the official code's quirk of dropping the first neighbour even when the
+            targets are not the scored points (off: only a point's own self-match is dropped).
+    """
+
+    def __init__(self, backbone: nn.Module, distance: str = "euclidean", temperature: float = 1.0,
+                 loss_terms: list[str] | None = None, margin: float = 0.5, icnn_k: int = 4,
+                 query_protos: bool = False, official_drop_first: bool = False,
+                 optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
+        super().__init__(optimizer, scheduler)
+        if distance not in ("euclidean", "cosine"):
+            raise ValueError(f"ProtoNet distance must be 'euclidean' or 'cosine', got {distance!r}")
+        self.loss_terms = validate_loss_terms(loss_terms or ["cross"])
+        self.save_config()
+        self.backbone = backbone
+        self.distance, self.temperature = distance, temperature
+        self.margin, self.icnn_k = margin, icnn_k
+        self.query_protos, self.official_drop_first = query_protos, official_drop_first
+
+    def embed_episode(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support and query embeddings from one backbone pass."""
+        n_support = len(episode.support_y)
+        features = self.backbone(concat_inputs(episode.support_x, episode.query_x))
+        return features[:n_support], features[n_support:]
+
+    def embed_and_score(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Support embeddings, query embeddings and the query logits against the class prototypes."""
+        support, query = self.embed_episode(episode)
+        protos = prototypes(support, episode.support_y, episode.n_way)
+        return support, query, prototypical_logits(query, protos, self.distance, self.temperature)
+
+    def forward(self, episode: Episode) -> torch.Tensor:
+        return self.embed_and_score(episode)[2]
+
+    def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        support, query, logits = self.embed_and_score(episode)
+        if self.loss_terms == ["cross"]:
+            return torch.nn.functional.cross_entropy(logits, episode.query_y), logits, {}
+        terms = episode_loss_terms(support, episode.support_y, query, episode.query_y, episode.n_way,
+                                   self.loss_terms, self.margin, self.icnn_k, query_protos=self.query_protos,
+                                   official_drop_first=self.official_drop_first, logits=logits,
+                                   distance=self.distance, temperature=self.temperature)
+        return combine_loss_terms(terms, self.loss_terms), logits, terms

@@ -1,0 +1,68 @@
+"""Weights & Biases logging that works with or without an account.
+
+``mode="auto"`` (the default) logs online when credentials are configured and offline otherwise, so a first run on
+a laptop never stops at a login prompt; ``wandb sync <save_dir>/wandb/offline-run-*`` uploads an offline run later.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Literal
+
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+Mode = Literal["auto", "online", "offline", "disabled"]
+
+
+def wandb_credentials_configured() -> bool:
+    """True if wandb could log in without asking: ``WANDB_API_KEY`` or an ``api.wandb.ai`` entry in the netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if not path.is_file():
+        return False
+    try:
+        hosts = netrc.netrc(str(path)).hosts
+    except (netrc.NetrcParseError, OSError):
+        return False
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].rstrip("/")
+    return host in hosts
+
+
+def resolve_wandb_mode(mode: Mode) -> str:
+    """The mode wandb will run in: an explicit mode wins, then ``WANDB_MODE``, then the presence of credentials."""
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in ("online", "offline", "disabled"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    return "online" if wandb_credentials_configured() else "offline"
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's WandbLogger with an ``auto`` mode (see module docstring) and explicit, YAML-friendly arguments.
+
+    Args:
+        project, name, group, job_type, tags: as in ``wandb.init``; ``group`` gathers the seeds of one setting.
+        save_dir: where runs (and offline runs to sync later) are written.
+        mode: ``auto`` | ``online`` | ``offline`` | ``disabled``.
+        log_model: upload checkpoints as artifacts (online only; ignored with a warning offline).
+    """
+
+    def __init__(self, project: str = "metazoo", name: str | None = None, save_dir: str = "runs",
+                 group: str | None = None, job_type: str | None = None, tags: list[str] | None = None,
+                 mode: Mode = "auto", log_model: bool | Literal["all"] = False):
+        resolved = resolve_wandb_mode(mode)
+        if log_model and resolved != "online":
+            rank_zero_warn(f"WandbLogger: log_model={log_model!r} needs an online run (mode is {resolved!r}); "
+                           "checkpoints stay on disk only.")
+            log_model = False
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        super().__init__(name=name, save_dir=save_dir, project=project, log_model=log_model, group=group,
+                         job_type=job_type, tags=tags, mode=resolved)
+        self.mode = resolved
