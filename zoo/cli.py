@@ -139,9 +139,26 @@ def build_cli(args: ArgsType = None, run: bool = True) -> ZooCLI:
         args = expand_pretrained(args)
         if not run and args and args[0] in ("fit", "validate", "test", "predict"):
             args = args[1:]  # run=False takes no subcommand
-    return ZooCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                  save_config_callback=ZooSaveConfigCallback, save_config_kwargs={"overwrite": True},
-                  seed_everything_default=0, args=args, run=run)
+    cli = ZooCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                 save_config_callback=ZooSaveConfigCallback, save_config_kwargs={"overwrite": True},
+                 seed_everything_default=0, args=args, run=run)
+    if run:
+        finish_runs(cli.trainer)
+    return cli
+
+
+def finish_runs(trainer: pl.Trainer) -> None:
+    """Close the W&B run of a finished command.
+
+    Lightning leaves it open (so ``fit`` and a following ``test`` share one run); closed here, a second command
+    in the same Python process (a benchmark script, a notebook) gets a run of its own instead of appending to
+    the previous one.
+    """
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
 
 
 def main(args: ArgsType = None) -> None:

@@ -1,0 +1,79 @@
+"""What the benchmark scripts share: train a config through the real CLI, test it, export and register it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.cli import build_cli
+from zoo.pretrained import ROOT, Entry, export_weights, register
+
+RESULTS = ROOT / "benchmarks" / "results"
+CSV_LOGGER = str(ROOT / "configs" / "logger" / "csv.yaml")
+
+
+def machine() -> dict[str, Any]:
+    """Where a figure was measured: the README quotes figures with it."""
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                  text=True).stdout.strip()}
+
+
+def fit_and_test(config: str, overrides: list[str], save_dir: str | Path) -> dict[str, Any]:
+    """``zoo fit`` then test of the best-on-validation checkpoint, in this process, logging to CSV.
+
+    Returns wall-clock training time, the test mean +- 95% CI, the per-episode accuracies (for paired
+    comparisons) and the trained CLI objects (the model holds the best weights afterwards).
+    """
+    cli = build_cli(["fit", "--config", config, "--config", CSV_LOGGER, f"--trainer.logger.init_args.save_dir={save_dir}",
+                     "--trainer.enable_progress_bar=false", *overrides], run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    train_seconds = time.perf_counter() - start
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
+    metrics = cli.trainer.callback_metrics
+    return {"train_seconds": train_seconds, "epochs": cli.trainer.current_epoch,
+            "test_acc": float(metrics["test/acc"]), "test_ci95": float(metrics["test/acc_ci95"]),
+            "test_episodes": int(metrics["test/episodes"]),
+            "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score),
+            "per_episode": [r["acc"] for r in cli.model.episode_records["test"]], "cli": cli}
+
+
+def export_and_register(name: str, result: dict[str, Any], system: str, config: str, setting: str, command: str,
+                        notes: str = "") -> Entry:
+    """Write the best weights as safetensors into checkpoints/ and record them in the registry."""
+    cli = result["cli"]
+    path = ROOT / "checkpoints" / f"{name}.safetensors"
+    sha = export_weights(cli.model, path)
+    hp = dict(cli.model.hparams)
+    model = {"class_path": hp.pop("_class_path"),
+             "init_args": {k: v for k, v in hp.items() if not k.startswith("_")}}
+    entry = Entry(name=name, system=system, weights=str(path.relative_to(ROOT)), sha256=sha, model=model,
+                  config=str(Path(config).resolve().relative_to(ROOT)), setting=setting,
+                  metrics={"test_acc": round(result["test_acc"], 4), "test_ci95": round(result["test_ci95"], 4),
+                           "test_episodes": result["test_episodes"], "best_val_acc": round(result["best_val_acc"], 4),
+                           "train_seconds": round(result["train_seconds"], 1)},
+                  command=command, notes=notes)
+    register(entry)
+    return entry
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Write benchmarks/results/<name>.json atomically (with the machine it was measured on)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"machine": machine(), **payload}, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, target)
+    return target

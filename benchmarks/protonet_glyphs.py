@@ -1,0 +1,52 @@
+"""ProtoNet Conv-4 on Glyphs, 5-way 1-shot and 5-shot: train, test on 1,000 fixed episodes, ship the checkpoints.
+
+    python benchmarks/protonet_glyphs.py            # both settings; writes benchmarks/results/protonet_glyphs.json,
+                                                    # checkpoints/protonet-conv4-glyphs-5w{1,5}s.safetensors and
+                                                    # their registry entries
+    python benchmarks/protonet_glyphs.py --quick    # a 2-epoch smoke run into a temp dir, registers nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+from common import ROOT, export_and_register, fit_and_test, write_results
+
+SETTINGS = {
+    "5w1s": ("configs/protonet/glyphs.yaml", "5-way 1-shot 15-query (30-way training episodes)"),
+    "5w5s": ("configs/protonet/glyphs-5shot.yaml", "5-way 5-shot 15-query (20-way training episodes)"),
+}
+COMMAND = "python benchmarks/protonet_glyphs.py"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 short epochs, no export (checks the script works)")
+    args = parser.parse_args(argv)
+    overrides = ["--trainer.max_epochs=2", "--data.train_episodes=20", "--data.val_episodes=50",
+                 "--data.test_episodes=100"] if args.quick else []
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, (config, setting) in SETTINGS.items():
+            result = fit_and_test(str(ROOT / config), overrides, tmp)
+            rows[key] = {k: v for k, v in result.items() if k not in ("cli", "per_episode")}
+            rows[key].update(config=config, setting=setting)
+            print(f"ProtoNet Conv-4 Glyphs {setting}: {100 * result['test_acc']:.2f} +- "
+                  f"{100 * result['test_ci95']:.2f} % over {result['test_episodes']} episodes; "
+                  f"trained {result['train_seconds'] / 60:.1f} min", flush=True)
+            if not args.quick:
+                export_and_register(f"protonet-conv4-glyphs-{key}", result, system="protonet", config=config,
+                                    setting=f"Glyphs {setting}", command=COMMAND)
+    if not args.quick:
+        path = write_results("protonet_glyphs", {"command": COMMAND, "settings": rows})
+        print(f"wrote {path}")
+    print("\n| setting | test accuracy (95% CI) | test episodes | training time |\n|---|---|---|---|")
+    for row in rows.values():
+        print(f"| {row['setting']} | {100 * row['test_acc']:.2f} +- {100 * row['test_ci95']:.2f} % | "
+              f"{row['test_episodes']} | {row['train_seconds'] / 60:.1f} min |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

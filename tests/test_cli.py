@@ -1,0 +1,76 @@
+"""The `zoo` command end to end on the real shipped configs, shrunk to a few episodes."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from support import ROOT, zoo_env
+from zoo.cli import main
+
+GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
+SMALL = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",
+         "--data.val_episodes=20", "--data.test_episodes=30", "--trainer.limit_test_batches=null"]
+SYSTEM_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("logger", "trainer"))
+
+
+def csv_logger(tmp_path: Path) -> list[str]:
+    return ["--config", str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("config", SYSTEM_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_every_shipped_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "class_path" in capsys.readouterr().out
+
+
+def test_fast_dev_run(glyphs_data, tmp_path):
+    main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), "--trainer.fast_dev_run=true"])
+
+
+def test_fit_checkpoint_then_test_in_a_fresh_process(glyphs_data, tmp_path):
+    main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), *SMALL])
+    run = next((tmp_path / "csv").iterdir())
+    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+    assert (run / "config.yaml").is_file()
+    hparams = torch.load(ckpt, weights_only=True)["hyper_parameters"]  # primitive hparams only
+    assert hparams["_class_path"] == "zoo.ProtoNet"
+    in_process = read_rows(run / "test_episodes.csv")
+    assert len(in_process) == 30
+
+    out = tmp_path / "fresh"
+    proc = subprocess.run([sys.executable, "-m", "zoo", "test", "--config", GLYPHS, *csv_logger(out), *SMALL,
+                           "--ckpt_path", str(ckpt)], cwd=ROOT, env=zoo_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy:" in proc.stdout + proc.stderr
+    fresh = read_rows(next((out / "csv").iterdir()) / "test_episodes.csv")
+    assert fresh == in_process  # same fixed episodes, same weights -> identical per-episode results
+
+
+def test_second_run_in_the_same_directory_does_not_crash(glyphs_data, tmp_path):
+    args = ["fit", "--config", GLYPHS, *SMALL, "--test_after_fit=false", "--trainer.limit_val_batches=2",
+            f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.logger.init_args.mode=offline"]
+    main(args)
+    main(args)
+    configs = list(tmp_path.glob("metazoo/*/config.yaml"))
+    assert len(configs) == 2  # one per run, each beside its own checkpoints/
+
+
+def test_unknown_config_key_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", GLYPHS, "--model.init_args.no_such_option=1", "--print_config"])
+    assert exit_info.value.code != 0
+    assert "no_such_option" in capsys.readouterr().err
