@@ -200,20 +200,18 @@ class ImageSource(Source):
     def decode_many(self, indices: Iterable[int]) -> torch.Tensor:
         """Decode several items (in parallel threads) into one uint8 ``[B, C, H, W]`` tensor."""
         indices = [int(i) for i in indices]
-        out = torch.empty((len(indices), self.channels, self.image_size, self.image_size), dtype=torch.uint8)
-
-        def fill(slot: int) -> None:
-            out[slot] = self.decode(indices[slot])
-
+        if not indices:
+            return torch.empty((0, self.channels, self.image_size, self.image_size), dtype=torch.uint8)
         threads = min(self.num_threads, len(indices))
         if threads <= 1 or len(indices) < 8:
-            for slot in range(len(indices)):
-                fill(slot)
+            images = [self.decode(i) for i in indices]
         else:
+            # Worker threads return tensors and the calling thread stacks them: threads do not inherit
+            # torch.inference_mode, so writing into a tensor made under it (as in `zoo predict`) would fail.
             with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
                 # list() re-raises the first decoding error (which names its file) in this thread.
-                list(pool.map(fill, range(len(indices)), chunksize=max(1, len(indices) // (threads * 8))))
-        return out
+                images = list(pool.map(self.decode, indices, chunksize=max(1, len(indices) // (threads * 8))))
+        return torch.stack(images)
 
     def materialize(self) -> None:
         """Build the in-memory cache now (no-op unless ``cache=True``, or when it is already built)."""

@@ -74,3 +74,29 @@ def test_unknown_config_key_is_rejected(capsys):
         main(["fit", "--config", GLYPHS, "--model.init_args.no_such_option=1", "--print_config"])
     assert exit_info.value.code != 0
     assert "no_such_option" in capsys.readouterr().err
+
+
+def test_predict_classifies_query_images_from_a_support_folder(glyphs_data, tmp_path):
+    """`zoo predict`: labelled support folders + unlabelled queries -> predictions.csv (file, class, prob)."""
+    from PIL import Image
+
+    test_classes = glyphs_data.split_classes("test")[:3]
+    support, query = tmp_path / "support", tmp_path / "query"
+    truth = {}
+    for c in test_classes:
+        name = f"U{int(glyphs_data.codepoints[c]):04X}"
+        items = (glyphs_data.labels == c).nonzero()[0]
+        (support / name).mkdir(parents=True)
+        for i in items[:5]:  # dark ink on white, as a user's own scans would be (the datamodule inverts them)
+            Image.fromarray(255 - glyphs_data.images[i, 0]).save(support / name / f"{i}.png")
+        for i in items[5:7]:
+            query.mkdir(exist_ok=True)
+            Image.fromarray(255 - glyphs_data.images[i, 0]).save(query / f"q{i}.png")
+            truth[f"q{i}.png"] = name
+    out = tmp_path / "predictions.csv"
+    main(["predict", "--config", GLYPHS, *csv_logger(tmp_path), f"--data.predict_support_dir={support}",
+          f"--data.predict_query_dir={query}", "--trainer.callbacks+=callbacks.PredictionWriter",
+          f"--trainer.callbacks.output={out}"])
+    rows = read_rows(out)
+    assert sorted(Path(r["file"]).name for r in rows) == sorted(truth)
+    assert all(r["prediction"] in {n for n in truth.values()} and 0 < float(r["probability"]) <= 1 for r in rows)
