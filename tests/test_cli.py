@@ -16,7 +16,7 @@ from zoo.cli import main
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 SMALL = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",
          "--data.val_episodes=20", "--data.test_episodes=30", "--trainer.limit_test_batches=null"]
-SYSTEM_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("logger", "trainer"))
+SYSTEM_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("logger", "trainer", "losses", "shots"))
 
 
 def csv_logger(tmp_path: Path) -> list[str]:
@@ -60,6 +60,17 @@ def test_fit_checkpoint_then_test_in_a_fresh_process(glyphs_data, tmp_path):
     assert fresh == in_process  # same fixed episodes, same weights -> identical per-episode results
 
 
+@pytest.mark.parametrize("loss", ["prototriplet", "icnn", "prototriplet-icnn"])
+def test_each_loss_setting_round_trips_fit_checkpoint_test(loss, glyphs_data, tmp_path):
+    tiny = ["--config", str(ROOT / f"configs/losses/{loss}.yaml"), *SMALL, "--trainer.limit_train_batches=3",
+            "--data.test_episodes=10", "--trainer.limit_val_batches=5", "--test_after_fit=false"]
+    main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), *tiny])
+    ckpt = next(tmp_path.glob("csv/*/checkpoints/best-*.ckpt"))
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["loss_terms"][0] == "cross"
+    main(["test", "--config", GLYPHS, *csv_logger(tmp_path / "test"), *tiny, "--ckpt_path", str(ckpt)])
+    assert len(read_rows(next(tmp_path.glob("test/csv/*/test_episodes.csv")))) == 10
+
+
 def test_second_run_in_the_same_directory_does_not_crash(glyphs_data, tmp_path):
     args = ["fit", "--config", GLYPHS, *SMALL, "--test_after_fit=false", "--trainer.limit_val_batches=2",
             f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.logger.init_args.mode=offline"]
@@ -100,3 +111,23 @@ def test_predict_classifies_query_images_from_a_support_folder(glyphs_data, tmp_
     rows = read_rows(out)
     assert sorted(Path(r["file"]).name for r in rows) == sorted(truth)
     assert all(r["prediction"] in {n for n in truth.values()} and 0 < float(r["probability"]) <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("loss", sorted((ROOT / "configs/losses").glob("*.yaml")), ids=lambda p: p.stem)
+def test_loss_and_shot_configs_compose_with_a_dataset_config(loss, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(ROOT / "configs/protonet/miniimagenet-resnet12.yaml"), "--config", str(loss),
+              "--config", str(ROOT / "configs/shots/5shot.yaml"), "--print_config"])
+    out = capsys.readouterr().out
+    import yaml
+
+    config = yaml.safe_load(out)
+    assert config["model"]["class_path"] == "zoo.ProtoNet"
+    assert config["model"]["init_args"]["backbone"]["class_path"] == "zoo.ResNet12"
+    assert config["model"]["init_args"]["loss_terms"] == yaml.safe_load(loss.read_text())["model"]["init_args"]["loss_terms"]
+    assert (config["data"]["init_args"]["k_shot"], config["data"]["init_args"]["train_n_way"]) == (5, 20)
+
+
+def test_a_misspelt_loss_term_is_an_error_not_a_silently_dropped_term():
+    with pytest.raises((SystemExit, ValueError)):
+        main(["fit", "--config", GLYPHS, "--model.init_args.loss_terms=[cross,fullicn]", "--trainer.fast_dev_run=true"])

@@ -46,10 +46,12 @@ class Blobs(EpisodicDataModule):
         return out
 
 
-def test_a_few_training_steps_lower_the_loss():
+@pytest.mark.parametrize("terms", [["cross"], ["cross", "prototriplet"], ["cross", "fullicnn"],
+                                   ["cross", "prototriplet", "fullicnn"]], ids="+".join)
+def test_a_few_training_steps_lower_the_loss(terms):
     pl.seed_everything(0)
     dm = Blobs(n_way=5, k_shot=1, q_query=5, train_episodes=30)
-    model = ProtoNet(Conv4(1, 16, "avg", 16), optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    model = ProtoNet(Conv4(1, 16, "avg", 16), loss_terms=terms, optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
     episodes = list(dm.train_dataloader())
     with torch.no_grad():
         before = sum(model.episode_loss(e)[0] for e in episodes[:10]) / 10
