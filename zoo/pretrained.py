@@ -53,7 +53,8 @@ class Entry:
         return (REGISTRY.parent.parent / self.config).resolve()
 
 
-def _read_registry(path: Path = REGISTRY) -> dict[str, dict[str, Any]]:
+def _read_registry(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    path = path or REGISTRY
     if not path.is_file():
         return {}
     with open(path) as f:
@@ -137,8 +138,9 @@ def export_weights(model: torch.nn.Module, path: Path) -> str:
     return sha256_of(path)
 
 
-def register(entry: Entry, path: Path = REGISTRY) -> None:
+def register(entry: Entry, path: Path | None = None) -> None:
     """Add or replace ``entry`` in the registry file (read-modify-write, atomically renamed into place)."""
+    path = path or REGISTRY
     data = _read_registry(path)
     fields = {k: v for k, v in entry.__dict__.items() if k != "name"}
     data[entry.name] = fields

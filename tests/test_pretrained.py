@@ -1,0 +1,88 @@
+"""The pretrained registry: every entry verifies and loads, the shipped ProtoNet checkpoints re-measure within
+their recorded interval, and bad names or corrupted files give clear errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import lightning.pytorch as pl
+import pytest
+import yaml
+
+import zoo
+import zoo.pretrained as pretrained
+from support import ROOT
+from zoo.cli import build_cli
+
+ENTRIES = zoo.list_pretrained()
+
+
+def test_the_foundation_checkpoints_are_registered():
+    assert {"protonet-conv4-glyphs-5w1s", "protonet-conv4-glyphs-5w5s"} <= set(ENTRIES)
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_every_entry_is_complete_verified_and_loads(name):
+    entry = pretrained.registry_entry(name)
+    assert entry.config_path.is_file(), f"{name}: config {entry.config} is missing"
+    assert entry.command and entry.setting and entry.metrics
+    assert entry.weights_path.stat().st_size < 5 * 2**20 or entry.system not in ("protonet",)
+    model = zoo.load_pretrained(name)
+    assert isinstance(model, pl.LightningModule) and not model.training
+
+
+@pytest.mark.parametrize("name", ["protonet-conv4-glyphs-5w1s", "protonet-conv4-glyphs-5w5s"])
+def test_shipped_protonet_re_measures_within_its_recorded_interval(name, glyphs_data, tmp_path):
+    """Test the registry weights on the entry's own config (its 1,000 fixed test episodes)."""
+    entry = pretrained.registry_entry(name)
+    cli = build_cli(["test", "--pretrained", name, "--config", str(ROOT / "configs/logger/csv.yaml"),
+                     f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false"],
+                    run=False)
+    pretrained.load_pretrained_weights(cli.model, name)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule)
+    metrics = cli.trainer.callback_metrics
+    assert int(metrics["test/episodes"]) == entry.metrics["test_episodes"]
+    assert abs(float(metrics["test/acc"]) - entry.metrics["test_acc"]) <= entry.metrics["test_ci95"]
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(KeyError, match="protonet-conv4-glyphs-5w1s"):
+        zoo.load_pretrained("protonet-conv9-glyphs")
+
+
+def test_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch):
+    name = "protonet-conv4-glyphs-5w1s"
+    entry = pretrained.registry_entry(name)
+    (tmp_path / "checkpoints").mkdir()
+    copy = tmp_path / entry.weights
+    shutil.copy(entry.weights_path, copy)
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte in the last tensor
+    copy.write_bytes(data)
+    registry = tmp_path / "checkpoints" / "registry.yaml"
+    registry.write_text(yaml.safe_dump({name: {k: v for k, v in entry.__dict__.items() if k != "name"}}))
+    monkeypatch.setattr(pretrained, "REGISTRY", registry)
+    with pytest.raises(pretrained.ChecksumError, match="sha256"):
+        zoo.load_pretrained(name)
+    copy.unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        zoo.load_pretrained(name)
+
+
+def test_export_then_register_round_trip(tmp_path, monkeypatch):
+    from zoo.backbones import Conv4
+    from zoo.protonet import ProtoNet
+
+    monkeypatch.setattr(pretrained, "REGISTRY", tmp_path / "checkpoints" / "registry.yaml")
+    model = ProtoNet(Conv4(1, 8, "avg", 28))
+    sha = pretrained.export_weights(model, tmp_path / "checkpoints" / "tiny.safetensors")
+    pretrained.register(pretrained.Entry(
+        name="tiny", system="protonet", weights="checkpoints/tiny.safetensors", sha256=sha,
+        model={"class_path": "zoo.ProtoNet",
+               "init_args": {"backbone": {"class_path": "zoo.Conv4",
+                                          "init_args": {"in_channels": 1, "hidden": 8, "pooling": "avg"}}}},
+        config="configs/protonet/glyphs.yaml", setting="test"))
+    assert pretrained.list_pretrained() == ["tiny"]
+    loaded = zoo.load_pretrained("tiny")
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert (a == b).all(), k
