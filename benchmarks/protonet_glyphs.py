@@ -15,8 +15,8 @@ import tempfile
 from common import ROOT, export_and_register, fit_and_test, write_results
 
 SETTINGS = {
-    "5w1s": ("configs/protonet/glyphs.yaml", "5-way 1-shot 15-query (30-way training episodes)"),
-    "5w5s": ("configs/protonet/glyphs-5shot.yaml", "5-way 5-shot 15-query (20-way training episodes)"),
+    "5w1s": ("configs/protonet/glyphs.yaml", "5-way 1-shot 15-query (30-way 5-query training episodes)"),
+    "5w5s": ("configs/protonet/glyphs-5shot.yaml", "5-way 5-shot 15-query (20-way 5-query training episodes)"),
 }
 COMMAND = "python benchmarks/protonet_glyphs.py"
 

@@ -100,13 +100,13 @@ def main(argv: list[str] | None = None) -> None:
             light.append(lightning_rate(args.episodes, tmp))
             print(f"  plain {plain[-1]:.2f} eps/s, zoo fit {light[-1]:.2f} eps/s", flush=True)
     p, l_ = statistics.median(plain), statistics.median(light)
-    print(f"30-way 1-shot 15-query training, Conv-4 on Glyphs: plain loop {p:.2f} episodes/s, zoo fit "
+    print(f"30-way 1-shot 5-query training, Conv-4 on Glyphs: plain loop {p:.2f} episodes/s, zoo fit "
           f"{l_:.2f} episodes/s, ratio {l_ / p:.3f}")
     path = write_results("throughput", {
         "command": COMMAND,
         "sampler": {"setting": "5-way 5-shot 15-query, Glyphs 28x28 in memory", "episodes_per_s": round(sampler, 1),
                     "episodes": args.sampler_episodes, "target": 1000},
-        "lightning_vs_plain": {"setting": "ProtoNet Conv-4, Glyphs, 30-way 1-shot 15-query training episodes",
+        "lightning_vs_plain": {"setting": "ProtoNet Conv-4, Glyphs, 30-way 1-shot 5-query training episodes",
                                "episodes_per_run": args.episodes, "plain_episodes_per_s": [round(x, 3) for x in plain],
                                "zoo_fit_episodes_per_s": [round(x, 3) for x in light],
                                "median_plain": round(p, 3), "median_zoo_fit": round(l_, 3),
