@@ -49,6 +49,7 @@ def test_fit_checkpoint_then_test_in_a_fresh_process(glyphs_data, tmp_path):
     assert hparams["_class_path"] == "zoo.ProtoNet"
     in_process = read_rows(run / "test_episodes.csv")
     assert len(in_process) == 30
+    assert (run / "test_episode.png").stat().st_size > 1000  # EpisodeGallery's picture of a test episode
 
     out = tmp_path / "fresh"
     proc = subprocess.run([sys.executable, "-m", "zoo", "test", "--config", GLYPHS, *csv_logger(out), *SMALL,
