@@ -23,6 +23,7 @@ CSV_LOGGER = str(ROOT / "configs" / "logger" / "csv.yaml")
 def machine() -> dict[str, Any]:
     """Where a figure was measured: the README quotes figures with it."""
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine slows timings
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
             "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                   text=True).stdout.strip()}

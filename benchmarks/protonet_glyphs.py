@@ -3,16 +3,18 @@
     python benchmarks/protonet_glyphs.py            # both settings; writes benchmarks/results/protonet_glyphs.json,
                                                     # checkpoints/protonet-conv4-glyphs-5w{1,5}s.safetensors and
                                                     # their registry entries
+    python benchmarks/protonet_glyphs.py --settings 5w5s   # one setting; the other keeps its recorded figures
     python benchmarks/protonet_glyphs.py --quick    # a 2-epoch smoke run into a temp dir, registers nothing
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 
-from common import ROOT, export_and_register, fit_and_test, write_results
+from common import RESULTS, ROOT, export_and_register, fit_and_test, write_results
 
 SETTINGS = {
     "5w1s": ("configs/protonet/glyphs.yaml", "5-way 1-shot 15-query (30-way 5-query training episodes)"),
@@ -24,12 +26,15 @@ COMMAND = "python benchmarks/protonet_glyphs.py"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 short epochs, no export (checks the script works)")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        help="run only these; the results file keeps the other settings' previous figures")
     args = parser.parse_args(argv)
     overrides = ["--trainer.max_epochs=2", "--data.train_episodes=20", "--data.val_episodes=50",
                  "--data.test_episodes=100"] if args.quick else []
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for key, (config, setting) in SETTINGS.items():
+        for key in args.settings:
+            config, setting = SETTINGS[key]
             result = fit_and_test(str(ROOT / config), overrides, tmp)
             rows[key] = {k: v for k, v in result.items() if k not in ("cli", "per_episode")}
             rows[key].update(config=config, setting=setting)
@@ -40,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
                 export_and_register(f"protonet-conv4-glyphs-{key}", result, system="protonet", config=config,
                                     setting=f"Glyphs {setting}", command=COMMAND)
     if not args.quick:
+        previous = RESULTS / "protonet_glyphs.json"
+        if previous.is_file():
+            rows = {**json.loads(previous.read_text())["settings"], **rows}
         path = write_results("protonet_glyphs", {"command": COMMAND, "settings": rows})
         print(f"wrote {path}")
     print("\n| setting | test accuracy (95% CI) | test episodes | training time |\n|---|---|---|---|")

@@ -25,8 +25,9 @@ def pct(x: float, ci: float | None = None) -> str:
 
 def footer(data: dict) -> str:
     m = data.get("machine", {})
-    return (f"\n\nProduced by `{data['command']}` (commit {m.get('git', '?')}, {m.get('cores', '?')} CPU cores, "
-            f"torch {m.get('torch', '?')}); raw figures in `benchmarks/results/`.")
+    load = f", load average {m['load_average_1m']} when it finished" if "load_average_1m" in m else ""
+    return (f"\n\nProduced by `{data['command']}` (commit {m.get('git', '?')}, {m.get('cores', '?')} CPU cores"
+            f"{load}, torch {m.get('torch', '?')}); raw figures in `benchmarks/results/`.")
 
 
 def protonet_glyphs(data: dict) -> str:

@@ -18,7 +18,6 @@ import tempfile
 import time
 
 import lightning.pytorch as pl
-import torch
 
 from common import ROOT, write_results
 from zoo.cli import build_cli
@@ -85,7 +84,7 @@ def plain_rate(episodes: int, tmp: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=200, help="training episodes per timed run")
+    parser.add_argument("--episodes", type=int, default=60, help="training episodes per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sampler-episodes", type=int, default=3000)
     args = parser.parse_args(argv)

@@ -1,0 +1,326 @@
+"""NAP regret benchmark: NAP vs its likelihood-only ablation vs GP-EI vs random search on held-out task families.
+
+For each family (default: shifted/scaled/rotated Hartmann-3 and samples of a 4-D GP prior) this script
+
+1. trains NAP from ``configs/nap/<family>.yaml`` (the same model, data and number of PPO iterations as
+   ``zoo fit --config configs/nap/<family>.yaml``, without the intermediate validation) and the likelihood-only
+   ablation (same config with ``ppo_coeff = value_coeff = 0``: only the bar-distribution head is trained, and it
+   acts by EI computed from its buckets), and writes both to ``checkpoints/nap[-sl]-<family>.safetensors``;
+2. runs every method on the family's fixed test tasks (10 functions x 5 initial designs = the 5 "seeds", pools
+   of 1,000 candidates), 5 initial points then 50 trials;
+3. reports the mean normalised regret ``1 - best normalised value`` with its 95% CI (1.96 std / sqrt(n) over the
+   runs) after 10, 25 and 50 trials, and the mean decision time per step of NAP and GP-EI.
+
+Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` and a markdown table on stdout
+(``--quick``: a few iterations, tasks and trials, to ``nap_quick.*``, checkpoints to a temporary directory).
+
+    python benchmarks/nap_regret.py                 # full: ~10 min training per model and family on 2 cores
+    python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
+    python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lightning.pytorch as pl  # noqa: E402
+
+from datamodules.functions import FunctionDataModule, collate_tasks  # noqa: E402
+from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap  # noqa: E402
+from zoo.metrics import mean_ci95  # noqa: E402
+from zoo.nap import NAPModule  # noqa: E402
+
+FAMILY_TEXT = {
+    "hartmann3": "Hartmann-3 under random shifts (<=0.1), scalings (<=10%) and rotations",
+    "gp-prior-d4": "samples of a 4-D GP prior, RBF, lengthscale ~ U(0.2, 0.5)",
+}
+
+
+def _import(dotted: str):
+    module, name = dotted.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def load_config(family: str) -> dict[str, Any]:
+    path = ROOT / "configs" / "nap" / f"{family}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (ROOT / "configs" / "nap").glob("*.yaml"))
+        raise SystemExit(f"no config {path}; families with a config: {known}")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["_path"] = str(path.relative_to(ROOT))
+    return cfg
+
+
+def build_data(cfg: dict[str, Any], **overrides: Any) -> FunctionDataModule:
+    args = dict(cfg["data"]["init_args"])
+    args.update(overrides)
+    return _import(cfg["data"]["class_path"])(**args)
+
+
+def train(cfg: dict[str, Any], model_args: dict[str, Any], iterations: int | None, log_dir: Path) -> tuple[
+        NAPModule, float, dict[str, float]]:
+    """Trains one model as ``zoo fit`` would (config epochs and tasks), minus the periodic validation."""
+    pl.seed_everything(int(cfg.get("seed_everything", 0)), verbose=False)
+    dm = build_data(cfg)
+    model = NAPModule(**model_args)
+    epochs = int(cfg["trainer"]["max_epochs"])
+    kwargs: dict[str, Any] = {}
+    if iterations is not None:  # --quick: a few iterations of the first epoch
+        epochs, kwargs["limit_train_batches"] = 1, iterations
+    from lightning.pytorch.loggers import CSVLogger
+
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(str(log_dir)),
+                         log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, **kwargs)
+    start = time.perf_counter()
+    trainer.fit(model, dm)
+    seconds = time.perf_counter() - start
+    last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    return model.eval(), seconds, last
+
+
+def evaluate(strategies: list, tasks: list[dict[str, torch.Tensor]], budget: int, chunk: int) -> dict[str, Any]:
+    """Runs each strategy on all tasks (in chunks of ``chunk`` tasks for the batched ones)."""
+    out: dict[str, Any] = {}
+    for strategy in strategies:
+        regrets, seconds, decisions = [], 0.0, 0
+        size = 1 if isinstance(strategy, GPEI) else chunk
+        for start in range(0, len(tasks), size):
+            batch = collate_tasks(tasks[start:start + size])
+            res = run_bo(strategy, batch, budget, key=start)
+            regrets.append(res.regret)
+            seconds += float(res.step_seconds.sum())
+            decisions += res.actions.numel()
+        out[strategy.name] = {"regret": torch.cat(regrets), "seconds_per_decision": seconds / decisions}
+        print(f"    {strategy.name:8s} final regret {float(torch.cat(regrets)[:, -1].mean()):.4f} "
+              f"({seconds / decisions * 1e3:.1f} ms/decision amortised)", flush=True)
+    return out
+
+
+def single_task_decision_seconds(strategy, tasks: list[dict[str, torch.Tensor]], budget: int) -> float:
+    """Mean wall time of one decision when the method serves one task at a time (what an ask/tell user sees)."""
+    total, n = 0.0, 0
+    for i, task in enumerate(tasks):
+        res = run_bo(strategy, collate_tasks([task]), budget, key=10_000 + i)
+        total, n = total + float(res.step_seconds.sum()), n + budget
+    return total / n
+
+
+def summarise(regret: torch.Tensor, trials: list[int]) -> dict[str, Any]:
+    at = {}
+    for t in trials:
+        mean, ci = mean_ci95(regret[:, t])
+        at[str(t)] = {"mean": mean, "ci95": ci}
+    curve = [mean_ci95(regret[:, t]) for t in range(regret.shape[1])]
+    return {"at": at, "curve_mean": [c[0] for c in curve], "curve_ci95": [c[1] for c in curve],
+            "runs": regret.shape[0]}
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = list(results["families"])
+    fig, axes = plt.subplots(1, len(fams), figsize=(5.5 * len(fams), 4), squeeze=False)
+    styles = {"nap": ("C3", "NAP"), "nap-ei": ("C1", "likelihood only (EI)"), "gp-ei": ("C0", "GP-EI"),
+              "random": ("C7", "random search")}
+    for ax, fam in zip(axes[0], fams):
+        for name, res in results["families"][fam]["methods"].items():
+            color, label = styles.get(name, (None, name))
+            m = torch.tensor(res["curve_mean"])
+            c = torch.tensor(res["curve_ci95"])
+            t = torch.arange(len(m))
+            ax.plot(t, m.clamp_min(1e-4), color=color, label=label)
+            ax.fill_between(t, (m - c).clamp_min(1e-4), (m + c).clamp_min(1e-4), color=color, alpha=0.15)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"trial (after {results['settings']['n_init']} initial points)")
+        ax.set_ylabel("normalised regret")
+        runs = next(iter(results["families"][fam]["methods"].values()))["runs"]
+        ax.set_title(f"{fam} ({runs} runs)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=120)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    trials = results["settings"]["report_trials"]
+    lines = ["| family | method | " + " | ".join(f"regret @{t}" for t in trials) + " | s / decision |",
+             "|---|---|" + "---|" * len(trials) + "---|"]
+    for fam, fres in results["families"].items():
+        for name, res in fres["methods"].items():
+            cells = [f"{res['at'][str(t)]['mean']:.4f} ± {res['at'][str(t)]['ci95']:.4f}" for t in trials]
+            sec = fres["decision_seconds"].get(name)
+            lines.append(f"| {fam} | {name} | " + " | ".join(cells) + f" | {sec:.4f} |" if sec is not None else
+                         f"| {fam} | {name} | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
+def registry_entries(results: dict[str, Any]) -> dict[str, Any]:
+    entries = {}
+    for fam, fres in results["families"].items():
+        for kind, info in fres["checkpoints"].items():
+            res = fres["methods"]["nap" if kind == "nap" else "nap-ei"]
+            entries[info["name"]] = {
+                "system": "nap",
+                "weights": info["weights"],
+                "sha256": info["sha256"],
+                "model": {"class_path": "zoo.nap.NAPModule", "init_args": info["init_args"]},
+                "config": fres["config"],
+                "setting": (f"{FAMILY_TEXT.get(fam, fam)}; pools of {results['settings']['eval_num_candidates']} "
+                            f"candidates, {results['settings']['n_init']} initial points + "
+                            f"{results['settings']['budget']} trials"
+                            + ("" if kind == "nap" else "; likelihood head only, acting by EI on its buckets")),
+                "metrics": {f"test/regret@{t}": round(res["at"][str(t)]["mean"], 5)
+                            for t in results["settings"]["report_trials"]},
+                "command": "python benchmarks/nap_regret.py",
+            }
+    return entries
+
+
+def log_wandb(results: dict[str, Any]) -> None:
+    import wandb
+
+    from zoo.wandb_logger import resolve_wandb_mode
+
+    run = wandb.init(project="metazoo", job_type="benchmark", name="nap-regret", mode=resolve_wandb_mode("auto"),
+                     dir=str(ROOT / "runs"), config=results["settings"])
+    for fam, fres in results["families"].items():
+        names = list(fres["methods"])
+        xs = list(range(len(fres["methods"][names[0]]["curve_mean"])))
+        run.log({f"nap/{fam}/regret": wandb.plot.line_series(
+            xs=xs, ys=[fres["methods"][n]["curve_mean"] for n in names], keys=names,
+            title=f"NAP regret on {fam}", xname="trial")})
+    run.finish()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", nargs="+", default=["hartmann3", "gp-prior-d4"])
+    ap.add_argument("--quick", action="store_true", help="a few iterations, tasks and trials: proves the pipeline")
+    ap.add_argument("--seeds", type=int, default=5, help="initial designs per test function")
+    ap.add_argument("--test-tasks", type=int, default=None, help="test functions per family (config: 10)")
+    ap.add_argument("--budget", type=int, default=50, help="trials after the initial design")
+    ap.add_argument("--n-init", type=int, default=5)
+    ap.add_argument("--iterations", type=int, default=None, help="override the config's PPO iterations")
+    ap.add_argument("--skip-train", action="store_true", help="evaluate the checkpoints in --checkpoint-dir")
+    ap.add_argument("--checkpoint-dir", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chunk", type=int, default=10, help="tasks per batched NAP/random run")
+    ap.add_argument("--timing-tasks", type=int, default=3, help="tasks for the one-task-at-a-time timing")
+    ap.add_argument("--wandb", action="store_true", help="also log the curves as W&B line plots")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
+
+    if args.quick:
+        iterations = args.iterations or 2
+        test_tasks, seeds, budget = args.test_tasks or 2, min(args.seeds, 2), min(args.budget, 25)
+        out = Path(args.out or ROOT / "benchmarks" / "results" / "nap_quick.json")
+        ckpt_dir = Path(args.checkpoint_dir or tempfile.mkdtemp(prefix="nap-quick-"))
+    else:
+        iterations, test_tasks, seeds, budget = args.iterations, args.test_tasks, args.seeds, args.budget
+        out = Path(args.out or ROOT / "benchmarks" / "results" / "nap.json")
+        ckpt_dir = Path(args.checkpoint_dir or ROOT / "checkpoints")
+    trials = [t for t in (10, 25, 50) if t <= budget] or [budget]
+    results: dict[str, Any] = {"settings": {
+        "families": args.families, "seeds_per_function": seeds, "budget": budget, "n_init": args.n_init,
+        "report_trials": trials, "quick": args.quick, "threads": args.threads,
+        "regret": "1 - best normalised value found (y min-max normalised over each task's pool)",
+        "ci95": "1.96 * sample std / sqrt(runs)",
+        "torch": torch.__version__}, "families": {}}
+
+    for fam in args.families:
+        cfg = load_config(fam)
+        print(f"== {fam} ({cfg['_path']})", flush=True)
+        model_args = dict(cfg["model"]["init_args"])
+        model_args["eval_budget"] = budget
+        if iterations is not None:
+            model_args["max_iterations"] = iterations
+            model_args["warmup_iterations"] = min(model_args.get("warmup_iterations", 20), max(1, iterations // 4))
+        sl_args = dict(model_args, ppo_coeff=0.0, value_coeff=0.0, ent_coeff=0.0, eval_af="ei")
+        fres: dict[str, Any] = {"config": cfg["_path"], "training": {}, "checkpoints": {}}
+        models = {}
+        for kind, margs in (("nap", model_args), ("nap-sl", sl_args)):
+            name = f"nap-{fam}" if kind == "nap" else f"nap-sl-{fam}"
+            path = ckpt_dir / f"{name}.safetensors"
+            if args.skip_train:
+                models[kind] = load_nap(path)
+                info = {"seconds": None}
+            else:
+                print(f"  training {kind} ...", flush=True)
+                with tempfile.TemporaryDirectory() as logs:
+                    models[kind], seconds, last = train(cfg, margs, iterations, Path(logs))
+                info = {"seconds": round(seconds, 1), "iterations": models[kind].iterations_done, "last": last}
+                print(f"  trained {kind}: {info['iterations']} iterations in {seconds:.0f} s; {last}", flush=True)
+            sha = save_nap(models[kind], path) if not args.skip_train else None
+            from zoo.pretrained import sha256_of
+
+            fres["training"][kind] = info
+            fres["checkpoints"][kind] = {"name": name, "weights": os.path.relpath(path, ROOT),
+                                         "sha256": sha or sha256_of(path),
+                                         "init_args": dict(models[kind].hparams)}
+        dm = build_data(cfg, test_seeds=seeds, eval_n_init=args.n_init,
+                        **({"test_tasks": test_tasks} if test_tasks else {}))
+        results["settings"]["eval_num_candidates"] = dm.eval_num_candidates
+        tasks = dm.fixed_tasks("test")
+        print(f"  evaluating on {len(tasks)} runs ...", flush=True)
+        strategies = [NAPStrategy(models["nap"], "mlp", name="nap"),
+                      NAPStrategy(models["nap-sl"], "ei", name="nap-ei"), GPEI(seed=0), RandomSearch(seed=0)]
+        runs = evaluate(strategies, tasks, budget, args.chunk)
+        fres["methods"] = {name: summarise(r["regret"], trials) for name, r in runs.items()}
+        timing = tasks[: args.timing_tasks]
+        fres["decision_seconds"] = {
+            "nap": single_task_decision_seconds(strategies[0], timing, budget),
+            "nap-ei": single_task_decision_seconds(strategies[1], timing, budget),
+            "gp-ei": runs["gp-ei"]["seconds_per_decision"],
+            "random": runs["random"]["seconds_per_decision"],
+        }
+        fres["decision_seconds_batched"] = {k: v["seconds_per_decision"] for k, v in runs.items()}
+        results["families"][fam] = fres
+
+    results["registry_proposal"] = registry_entries(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(results, f, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    png = out.with_name(out.stem + "_regret.png") if args.quick else out.with_name("nap_regret.png")
+    plot(results, png)
+    if args.wandb:
+        log_wandb(results)
+    print()
+    print(markdown(results))
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} and "
+          f"{png.relative_to(ROOT) if png.is_relative_to(ROOT) else png}")
+    print("\nproposed checkpoints/registry.yaml entries:\n")
+    print(yaml.safe_dump(results["registry_proposal"], sort_keys=False, width=120))
+
+
+if __name__ == "__main__":
+    main()
