@@ -131,6 +131,7 @@ def export_weights(model: torch.nn.Module, path: Path) -> str:
     os.close(fd)
     try:
         save_file(state, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -149,4 +150,5 @@ def register(entry: Entry, path: Path | None = None) -> None:
     with os.fdopen(fd, "w") as f:
         f.write("# Pretrained checkpoints. Written by the benchmark scripts named in each entry's `command`.\n")
         yaml.safe_dump(dict(sorted(data.items())), f, sort_keys=False, width=120)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
