@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import random
 import sys
 import time
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
                            "note": "build_s of a row repeats its index's build time: efSearch / nprobe are "
                                    "search-time knobs of one built index"},
                "rows": [{k_: (round(v, 4) if isinstance(v, float) else v) for k_, v in r.items()} for r in rows]}
+    # the machine is shared: the load average says how far the timings are from an idle machine's
+    load = dict(zip(("load_1min", "load_5min", "load_15min"), (round(x, 2) for x in os.getloadavg())))
+    payload["setting"]["load_average_at_end"] = load
     path = write_results(name, payload)
     print(f"wrote {path}\n")
     print(f"FAISS on {n:,} passages, {len(q):,} queries, d={x.shape[1]}, {threads} thread(s)\n")

@@ -8,6 +8,8 @@ For each shot setting and each seed this script trains, through the real CLI con
   (``configs/raml/wordnet.yaml``);
 * ``raml-p0`` (ablation): the same RAML architecture with no retrieval (one view: the query alone), which
   separates what retrieval adds from what the fusion block adds;
+* ``raml+proto`` ([INTERP] variant, ``proto_logit_weight=1``): RAML's fused scores added to the ProtoNet logits,
+  the score head starting at zero, i.e. ProtoNet plus a learned retrieval-conditioned correction;
 
 and tests each best-on-validation checkpoint on the *same* fixed test episodes (``data.eval_seed`` is fixed;
 ``seed`` varies the initialisation and the training episodes). ``protonet-text (untrained)`` is the frozen
@@ -19,7 +21,7 @@ training step time (wall time of retrieval, i.e. query embedding plus FAISS sear
 training steps; first-epoch and cached-later epochs together).
 
     python benchmarks/raml_wordnet.py --quick        # end-to-end check, a few episodes -> raml_wordnet_quick.json
-    python benchmarks/raml_wordnet.py                # full: 3 seeds x 2 settings x 3 methods (hours on a CPU)
+    python benchmarks/raml_wordnet.py                # full: 3 seeds x 2 settings x 4 methods (many hours on a CPU)
     python benchmarks/raml_wordnet.py --export       # also writes checkpoints/raml-minilm-wordnet-5w{1,5}s.safetensors
                                                      # (trainable parts only) and prints the registry entries
 
@@ -29,6 +31,7 @@ The registry entries are printed and stored in the results file, not written to 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -54,6 +57,7 @@ METHODS = {
     "protonet-text": (PROTO_CONFIG, []),
     "raml": (RAML_CONFIG, []),
     "raml-p0": (RAML_CONFIG, ["--model.n_passages=0"]),
+    "raml+proto": (RAML_CONFIG, ["--model.proto_logit_weight=1.0"]),
 }
 COMMAND = "python benchmarks/raml_wordnet.py"
 
@@ -127,7 +131,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 entry["retrieval_share_of_train_step"] = sum(shares) / len(shares)
             table[f"5w{shot}s/{method}"] = entry
         base = {r["seed"]: r for r in rows if r["shot"] == shot and r["method"] == "protonet-text"}
-        for method in ("raml", "raml-p0"):
+        for method in ("raml", "raml-p0", "raml+proto"):
             pairs = [(r, base[r["seed"]]) for r in rows if r["shot"] == shot and r["method"] == method
                      and r["seed"] in base]
             if pairs:
@@ -185,10 +189,13 @@ def main(argv: list[str] | None = None) -> None:
                "q_query": 5, "encoder": "all-MiniLM-L6-v2, frozen, mean pooling, max_length 64",
                "raml": "P=3 passages, multiview fusion, joint view encoding, views of 96 tokens, flat cosine index",
                "configs": {"raml": RAML_CONFIG, "protonet-text": PROTO_CONFIG}}
+    # the machine is shared: the load average says how far the timings are from an idle machine's
+    load = dict(zip(("load_1min", "load_5min", "load_15min"), (round(x, 2) for x in os.getloadavg())))
     path = write_results(name, {"command": COMMAND + (" --quick" if args.quick else ""), "setting": setting,
-                                "summary": summary, "runs": rows, "registry_entries": exports})
+                                "summary": summary, "runs": rows, "registry_entries": exports,
+                                "load_average_at_end": load})
     print(f"wrote {path}\n")
-    print("| setting | method | test accuracy, % (95% CI over episodes) | per-seed means | retrieval share of train step |")
+    print("| setting | method | test accuracy, % (95% CI, episodes) | per-seed means | retrieval share of step |")
     print("|---|---|---|---|---|")
     for key, e in summary.items():
         if " - " in key:

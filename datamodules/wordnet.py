@@ -1,0 +1,624 @@
+"""An offline few-shot text benchmark built from WordNet 3.0, and a leak-free passage corpus for retrieval.
+
+**The task.** Each example is the definition (gloss) of a noun synset; its class is the *semantic category* the
+synset falls under, a hypernym chosen by a size-bounded cut through the noun hierarchy:
+
+1. Starting at ``entity.n.01``, a node whose hyponym closure (hyponyms and instance hyponyms, transitively)
+   holds more than ``max_category_size`` synsets is split into its children; a node with at least
+   ``min_examples`` descendants and at most ``max_category_size`` becomes a category; smaller nodes are dropped.
+   Subtrees under ``exclude`` (by default taxonomic groups, whose glosses are templates such as "a genus of
+   birds") are never categories.
+2. WordNet is a DAG: a category that lies inside another (through a second hypernym) is dropped, and a synset
+   under two categories is not used as an example (its class would be ambiguous).
+3. An example whose text names its own category (e.g. "an intelligent **dog** with a thick curly coat" under
+   ``dog.n.01``) is dropped when ``drop_self_naming`` is on, so the task cannot be solved by string matching;
+   texts that occur in two classes are dropped, and so are duplicates within one.
+4. Categories keeping at least ``min_examples`` examples are split train/val/test (class-disjoint) by a hash of
+   ``split_seed`` and the category, in ``split_fractions``.
+
+With the defaults and WordNet 3.0 this gives 325 classes (186 train / 70 val / 69 test) and 39,847 examples,
+40 to 360 per class (median 94); for instance ``musical_composition.n.01`` ("a musical work that has been
+created"), ``communicable_disease.n.01``, ``building.n.01``, ``gallinaceous_bird.n.01``.
+
+**The passage corpus** (for retrieval-augmented methods) is every other WordNet synset of any part of speech,
+as ``title = its lemmas``, ``text = its gloss``. It never contains (as a whole-word token sequence, ignoring case
+and punctuation) any benchmark example's text or any category's label name (all lemmas of the category's root,
+with simple plural forms); with the defaults 35,880 passages remain of 62,471 candidates. This is enforced at
+build time by :func:`find_leaks`, checked again when a cached corpus is loaded with ``verify_leaks``, and tested.
+Every synset under a category root, used as an example or not, is kept out of the corpus.
+
+**Caching.** Parsing WordNet and cutting the hierarchy take seconds, so the result is written to
+``<cache_dir>/<build key>/`` (benchmark JSON + passages JSON lines + a manifest recording the build parameters,
+sha256 of the WordNet data files and of each output file). Files are written atomically, the manifest last; a
+cache whose parameters, source files or output checksums do not match is rebuilt.
+
+**The files.** WordNet 3.0 database files (``data.noun``, ``index.noun``, ...): Debian's ``wordnet-base``
+(``/usr/share/wordnet``) or an NLTK ``wordnet`` corpus directory or ``wordnet.zip``; parsed here, no NLTK needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datamodules.episodes import SPLITS, Source
+from datamodules.text import PassageCorpus, TextEpisodicDataModule, TextSource, atomic_write_text, data_root
+
+BUILD_VERSION = 1  # bump when the construction changes, so every cache is rebuilt
+POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
+LEXNAMES = [
+    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
+    "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
+    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant",
+    "noun.possession", "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
+    "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
+    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
+    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
+]
+ROOT_SYNSET = "entity.n.01"
+INSTALL_HINT = ("Install WordNet 3.0: `apt-get install wordnet-base` (Debian/Ubuntu; files in /usr/share/wordnet), "
+                "or `python -m nltk.downloader wordnet` (files in ~/nltk_data/corpora/wordnet), then pass the "
+                "directory as wordnet_dir or set WORDNET_DIR.")
+
+
+class WordNetNotFound(FileNotFoundError):
+    """No WordNet 3.0 database files where we looked; the message says how to install them."""
+
+
+# -- locating and reading the database --------------------------------------------------------------------------
+
+def _candidates() -> list[Path]:
+    out = []
+    if os.environ.get("WORDNET_DIR"):
+        out.append(Path(os.environ["WORDNET_DIR"]))
+    out.append(Path("/usr/share/wordnet"))
+    nltk_roots = [Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
+    nltk_roots += [Path.home() / "nltk_data", Path("/usr/share/nltk_data"), Path("/usr/local/share/nltk_data"),
+                   Path("/usr/lib/nltk_data"), Path("/usr/local/lib/nltk_data")]
+    for root in nltk_roots:
+        out += [root / "corpora" / "wordnet", root / "corpora" / "wordnet.zip"]
+    return out
+
+
+class WordNetFiles:
+    """Read access to the database files in a directory or an NLTK ``wordnet.zip``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).expanduser()
+        self._zip_prefix: str | None = None
+        if self.path.is_file() and zipfile.is_zipfile(self.path):
+            with zipfile.ZipFile(self.path) as z:
+                names = z.namelist()
+            hits = [n for n in names if n.endswith("data.noun")]
+            if not hits:
+                raise WordNetNotFound(f"{self.path}: zip archive holds no data.noun. {INSTALL_HINT}")
+            self._zip_prefix = hits[0][: -len("data.noun")]
+        elif not (self.path / "data.noun").is_file():
+            raise WordNetNotFound(f"{self.path}: no WordNet database files (data.noun) there. {INSTALL_HINT}")
+
+    def name(self, file: str) -> str:
+        return f"{self.path}:{self._zip_prefix}{file}" if self._zip_prefix is not None else str(self.path / file)
+
+    def read_bytes(self, file: str) -> bytes:
+        if self._zip_prefix is not None:
+            with zipfile.ZipFile(self.path) as z:
+                return z.read(self._zip_prefix + file)
+        return (self.path / file).read_bytes()
+
+    def fingerprint(self) -> dict[str, str]:
+        """sha256 of every file the build reads: a changed database rebuilds the cache."""
+        files = [f"{kind}.{POS_FILES[p]}" for kind in ("data", "index") for p in POS_FILES]
+        return {f: hashlib.sha256(self.read_bytes(f)).hexdigest() for f in files}
+
+
+def find_wordnet(path: str | os.PathLike | None = None) -> WordNetFiles:
+    """The WordNet database at ``path``, or the first found among ``$WORDNET_DIR``, ``/usr/share/wordnet`` and
+    the NLTK data directories; :class:`WordNetNotFound` (with install instructions) if there is none."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise WordNetNotFound(f"wordnet_dir {p} does not exist. {INSTALL_HINT}")
+        return WordNetFiles(p)
+    for cand in _candidates():
+        if (cand.is_dir() and (cand / "data.noun").is_file()) or (cand.is_file() and cand.suffix == ".zip"):
+            return WordNetFiles(cand)
+    looked = ", ".join(str(c) for c in _candidates()[:4])
+    raise WordNetNotFound(f"WordNet 3.0 database files not found (looked in {looked}, ...). {INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class Synset:
+    """One synset: ``key`` is ``"<8-digit offset>-<pos>"`` (satellite adjectives count as ``a``)."""
+
+    key: str
+    pos: str
+    lexname: str
+    lemmas: tuple[str, ...]
+    pointers: tuple[tuple[str, str], ...]  # (pointer symbol, target key)
+    definition: str
+    examples: tuple[str, ...]
+
+    @property
+    def gloss(self) -> str:
+        return self.definition + "".join(f'; "{e}"' for e in self.examples)
+
+
+_POINTER_POS = {"n", "v", "a", "s", "r"}
+_POS_SUFFIX = {"n": "-n", "v": "-v", "a": "-a", "s": "-a", "r": "-r"}
+_ADJ_MARKER = re.compile(r"\((?:a|p|ip)\)$")
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def _split_gloss(gloss: str) -> tuple[str, tuple[str, ...]]:
+    """``definition; "example"; "example"`` -> (definition, examples)."""
+    q = gloss.find('"')
+    if q < 0:
+        return gloss.strip().rstrip(";").strip(), ()
+    return gloss[:q].strip().rstrip(";").strip(), tuple(e.strip() for e in _QUOTED.findall(gloss[q:]) if e.strip())
+
+
+def parse_data_file(text: str, pos: str, where: str) -> dict[str, Synset]:
+    """Parse one ``data.<pos>`` file (format of wndb(5)); errors name the file and line."""
+    out: dict[str, Synset] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("  "):  # licence header lines start with two spaces
+            continue
+        head, sep, gloss = line.partition(" | ")
+        f = head.split()
+        try:
+            offset, lexnum = f[0], int(f[1])
+            n_words = int(f[3], 16)
+            lemmas = tuple(_ADJ_MARKER.sub("", f[4 + 2 * i]) for i in range(n_words))
+            i = 4 + 2 * n_words
+            n_ptrs = int(f[i])
+            end = i + 1 + 4 * n_ptrs
+            if len(f) < end:
+                raise ValueError(f"{n_ptrs} pointers announced, fewer present")
+            targets, tposes = f[i + 2:end:4], f[i + 3:end:4]
+            if not all(len(t) == 8 and t.isdigit() for t in targets) or not set(tposes) <= _POINTER_POS:
+                raise ValueError("a pointer is malformed")
+            ptrs = list(zip(f[i + 1:end:4], (t + _POS_SUFFIX[p] for t, p in zip(targets, tposes))))
+            if len(offset) != 8 or not offset.isdigit() or not 0 <= lexnum < len(LEXNAMES) or n_words < 1:
+                raise ValueError("bad offset, lexicographer file number or word count")
+        except (IndexError, ValueError) as err:
+            raise ValueError(f"{where}:{lineno}: not a WordNet synset line ({err})") from None
+        if not sep:
+            raise ValueError(f"{where}:{lineno}: no ' | ' before the gloss")
+        definition, examples = _split_gloss(gloss)
+        key = f"{offset}-{pos}"
+        out[key] = Synset(key, pos, LEXNAMES[lexnum], lemmas, tuple(ptrs), definition, examples)
+    if not out:
+        raise ValueError(f"{where}: no synsets (empty or not a WordNet data file)")
+    return out
+
+
+def parse_index_names(text: str, pos: str, where: str) -> dict[str, str]:
+    """NLTK-style names from ``index.<pos>``: synset key -> ``"<first lemma>.<pos>.<sense number>"``.
+
+    A synset's name uses its first lemma and that lemma's sense rank; this maps every (lemma, rank) pair, and the
+    caller keeps the one whose lemma is the synset's first.
+    """
+    names: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("  "):
+            continue
+        f = line.split()
+        try:
+            lemma, n_syn, n_ptr = f[0], int(f[2]), int(f[3])
+            offsets = f[6 + n_ptr: 6 + n_ptr + n_syn]
+            if len(offsets) != n_syn:
+                raise ValueError("fewer offsets than the synset count")
+        except (IndexError, ValueError) as err:
+            raise ValueError(f"{where}:{lineno}: not a WordNet index line ({err})") from None
+        for rank, off in enumerate(offsets, 1):
+            names[f"{lemma}|{off}-{pos}"] = f"{lemma}.{pos}.{rank:02d}"
+    return names
+
+
+@dataclass
+class WordNet:
+    """The parsed database: synsets by key, and NLTK-style names (``dog.n.01``) both ways."""
+
+    synsets: dict[str, Synset]
+    names: dict[str, str]  # key -> name (first lemma's sense)
+    keys: dict[str, str]  # name -> key, for the names of every lemma sense
+
+    def key(self, name: str) -> str:
+        if name not in self.keys and ".s." in name:  # NLTK writes satellite adjectives as lemma.s.NN
+            name = name.replace(".s.", ".a.")
+        if name not in self.keys:
+            raise KeyError(f"no WordNet synset named {name!r} (expected a name such as 'dog.n.01')")
+        return self.keys[name]
+
+
+def read_wordnet(files: WordNetFiles) -> WordNet:
+    """Parse every ``data.*`` and ``index.*`` file; check that every pointer lands on a synset."""
+    synsets: dict[str, Synset] = {}
+    pairs: dict[str, str] = {}
+    for pos, fname in POS_FILES.items():
+        data = files.read_bytes(f"data.{fname}").decode("utf-8", errors="strict")
+        synsets.update(parse_data_file(data, pos, files.name(f"data.{fname}")))
+        index = files.read_bytes(f"index.{fname}").decode("utf-8", errors="strict")
+        pairs.update(parse_index_names(index, pos, files.name(f"index.{fname}")))
+    names: dict[str, str] = {}
+    for key, s in synsets.items():
+        name = pairs.get(f"{s.lemmas[0].lower()}|{key}")
+        names[key] = name or f"{s.lemmas[0].lower()}.{s.pos}.{key[:8]}"  # no index entry: fall back to offset
+    for key, s in synsets.items():
+        for sym, target in s.pointers:
+            if target not in synsets:
+                raise ValueError(f"{files.name('data.' + POS_FILES[s.pos])}: synset {key} points ({sym}) to "
+                                 f"{target}, which is in no data file (truncated or mixed WordNet versions?)")
+    keys = {v: k for k, v in names.items()}
+    # NLTK also resolves "<any lemma>.<pos>.<rank>" (toy.n.01 is the synset named plaything.n.01): so do we
+    for pair, name in pairs.items():
+        keys.setdefault(name, pair.split("|", 1)[1])
+    return WordNet(synsets, names, keys)
+
+
+# -- phrase matching (the leak check) ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> tuple[str, ...]:
+    """Lower-cased alphanumeric tokens: the unit in which containment is judged (case and punctuation ignored)."""
+    return tuple(_WORD.findall(text.lower()))
+
+
+def plural_forms(term: str) -> list[str]:
+    """``term`` and the regular plurals of its last word (s, es, y->ies)."""
+    out = [term]
+    if term.endswith("y") and len(term) > 1 and term[-2] not in "aeiou":
+        out.append(term[:-1] + "ies")
+    out += [term + "s", term + "es"]
+    return out
+
+
+class PhraseMatcher:
+    """Finds whether a text contains any of many phrases as a contiguous run of whole words.
+
+    Phrases are indexed by their first two words (single words separately), so a text of T words costs about
+    T dictionary look-ups plus the few lengths that share a prefix, instead of a pass per phrase.
+    """
+
+    def __init__(self, phrases: Iterable[str]):
+        self.single: set[str] = set()
+        self.multi: dict[tuple[str, str], dict[int, set[tuple[str, ...]]]] = {}
+        for p in phrases:
+            w = words(p)
+            if len(w) == 1:
+                self.single.add(w[0])
+            elif len(w) > 1:
+                self.multi.setdefault(w[:2], {}).setdefault(len(w), set()).add(w)
+
+    def find(self, text: str) -> str | None:
+        """The first phrase found in ``text`` (as space-joined words), or None."""
+        w = words(text)
+        for i, tok in enumerate(w):
+            if tok in self.single:
+                return tok
+            if i + 1 < len(w):
+                lengths = self.multi.get((tok, w[i + 1]))
+                if lengths:
+                    for n, group in lengths.items():
+                        if w[i: i + n] in group:
+                            return " ".join(w[i: i + n])
+        return None
+
+
+def find_leaks(passages: Sequence[str], texts: Iterable[str], label_terms: Iterable[str]) -> list[tuple[int, str]]:
+    """(passage index, offending phrase) for every passage containing an example text or a label term.
+
+    Label terms match with their regular plurals; example texts match as they are. Both match as whole words,
+    case and punctuation ignored.
+    """
+    matcher = PhraseMatcher(list(texts) + [f for t in label_terms for f in plural_forms(t)])
+    return [(i, hit) for i, p in enumerate(passages) if (hit := matcher.find(p)) is not None]
+
+
+# -- the benchmark ----------------------------------------------------------------------------------------------
+
+def _label_terms(s: Synset) -> list[str]:
+    return sorted({lemma.replace("_", " ").lower() for lemma in s.lemmas})
+
+
+def _split_of(split_seed: int, name: str, fractions: Sequence[float]) -> str:
+    # A hash per category, not a shuffle of the list: adding or removing a category moves no other one.
+    u = int.from_bytes(hashlib.blake2b(f"{split_seed}/{name}".encode(), digest_size=8).digest(), "little") / 2**64
+    return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
+
+
+def build_benchmark(wn: WordNet, min_examples: int = 40, max_category_size: int = 400,
+                    exclude: Sequence[str] = ("taxonomic_group.n.01",),
+                    split_fractions: Sequence[float] = (0.6, 0.2, 0.2), split_seed: int = 0,
+                    drop_self_naming: bool = True, min_words: int = 3, max_per_class: int | None = None,
+                    text: str = "definition") -> dict[str, Any]:
+    """Cut the noun hierarchy into categories and label synset definitions with them (see the module docstring).
+
+    Returns a JSON-ready dict: ``categories`` (name, key, label terms, split, size), ``examples`` (text, class
+    index, synset key) and ``members`` (keys of every synset under a kept category root, and the roots: what
+    the passage corpus must leave out).
+    """
+    if min_examples < 1 or max_category_size < min_examples:
+        raise ValueError(f"need 1 <= min_examples <= max_category_size, got {min_examples}, {max_category_size}")
+    if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) <= 0:
+        raise ValueError(f"split_fractions must be three positive numbers summing to 1, got {split_fractions}")
+    if text not in ("definition", "lemma_definition"):
+        raise ValueError(f"text must be 'definition' or 'lemma_definition', got {text!r}")
+    syn = wn.synsets
+    children: dict[str, list[str]] = {}
+    for key, s in syn.items():
+        if s.pos == "n":
+            children[key] = [t for sym, t in s.pointers if sym in ("~", "~i") and t.endswith("-n")]
+
+    closure: dict[str, frozenset[str]] = {}
+
+    def descendants(root: str) -> frozenset[str]:
+        # iterative post-order: the noun hierarchy is 20 levels deep but recursion limits are a poor contract
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if node in closure:
+                continue
+            if done:
+                acc: set[str] = set()
+                for c in children[node]:
+                    acc.add(c)
+                    acc |= closure[c]
+                closure[node] = frozenset(acc)
+            else:
+                stack.append((node, True))
+                stack.extend((c, False) for c in children[node] if c not in closure)
+        return closure[root]
+
+    excluded: set[str] = set()
+    for name in exclude:
+        k = wn.key(name)
+        excluded |= {k} | descendants(k)
+    root = wn.key(ROOT_SYNSET)
+    descendants(root)
+    cats, seen, frontier = [], set(), [root]
+    while frontier:  # breadth-first, children in file order: deterministic
+        node = frontier.pop(0)
+        if node in seen or node in excluded:
+            continue
+        seen.add(node)
+        size = len(closure[node] - excluded)
+        if size > max_category_size:
+            frontier.extend(children[node])
+        elif size >= min_examples:
+            cats.append(node)
+    cats = [c for c in cats if not any(c in closure[d] for d in cats if d != c)]  # nested via a second hypernym
+    owners: dict[str, list[str]] = {}
+    for c in cats:
+        for m in closure[c] - excluded:
+            owners.setdefault(m, []).append(c)
+
+    def example_text(s: Synset) -> str:
+        if text == "lemma_definition":
+            return f"{', '.join(w.replace('_', ' ') for w in s.lemmas)}: {s.definition}"
+        return s.definition
+
+    per_cat: dict[str, list[tuple[str, str]]] = {c: [] for c in cats}
+    text_classes: dict[str, set[str]] = {}
+    for m in sorted(owners):
+        if len(owners[m]) != 1:
+            continue
+        c = owners[m][0]
+        t = example_text(syn[m])
+        w = words(syn[m].definition)
+        if len(w) < min_words:
+            continue
+        if drop_self_naming and PhraseMatcher(
+                f for term in _label_terms(syn[c]) for f in plural_forms(term)).find(t) is not None:
+            continue
+        per_cat[c].append((t, m))
+        text_classes.setdefault(t, set()).add(c)
+    categories, examples = [], []
+    for c in sorted(cats, key=lambda k: wn.names[k]):
+        kept, used = [], set()
+        for t, m in per_cat[c]:
+            if len(text_classes[t]) > 1 or t in used:
+                continue  # a text in two classes has no single label; a repeat inside one adds nothing
+            used.add(t)
+            kept.append((t, m))
+        if len(kept) < min_examples:
+            continue
+        if max_per_class is not None and len(kept) > max_per_class:
+            # keep a hash-ordered subset: deterministic, and not biased to low offsets (which cluster by age)
+            kept = sorted(kept, key=lambda tm: hashlib.blake2b(tm[1].encode(), digest_size=8).digest())
+            kept = sorted(kept[:max_per_class], key=lambda tm: tm[1])
+        idx = len(categories)
+        categories.append({"name": wn.names[c], "key": c, "label_terms": _label_terms(syn[c]),
+                           "split": _split_of(split_seed, wn.names[c], split_fractions), "size": len(kept),
+                           "definition": syn[c].definition})
+        examples += [{"text": t, "label": idx, "synset": m} for t, m in kept]
+    counts = {s: sum(1 for c in categories if c["split"] == s) for s in SPLITS}
+    if min(counts.values()) < 2:
+        raise ValueError(f"WordNet benchmark: too few categories per split {counts}; lower min_examples or raise "
+                         "max_category_size")
+    members = sorted(set().union(*(closure[c["key"]] | {c["key"]} for c in categories)))
+    return {"categories": categories, "examples": examples, "members": members}
+
+
+def build_passages(wn: WordNet, bench: dict[str, Any]) -> tuple[PassageCorpus, dict[str, int]]:
+    """The retrieval corpus: every synset outside the benchmark's category subtrees, minus any leaking one.
+
+    Returns the corpus and counts of what was left out (for the manifest).
+    """
+    members = set(bench["members"])
+    ids, titles, texts = [], [], []
+    for key in sorted(wn.synsets):
+        if key in members:
+            continue
+        s = wn.synsets[key]
+        ids.append(key)
+        titles.append(", ".join(w.replace("_", " ") for w in s.lemmas))
+        texts.append(s.gloss)
+    corpus = PassageCorpus(ids, titles, texts, name="wordnet-passages")
+    leaks = find_leaks([corpus.passage(i) for i in range(len(corpus))], [e["text"] for e in bench["examples"]],
+                       [t for c in bench["categories"] for t in c["label_terms"]])
+    bad = {i for i, _ in leaks}
+    keep = [i for i in range(len(corpus)) if i not in bad]
+    clean = PassageCorpus([ids[i] for i in keep], [titles[i] for i in keep], [texts[i] for i in keep],
+                          name="wordnet-passages")
+    return clean, {"candidates": len(ids), "leaking_removed": len(bad), "kept": len(keep),
+                   "benchmark_subtree_synsets": len(members)}
+
+
+# -- cache ------------------------------------------------------------------------------------------------------
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dict[str, Any],
+                  verify_leaks: bool = False) -> tuple[dict[str, Any], PassageCorpus, Path]:
+    """The benchmark and corpus for ``params`` (arguments of :func:`build_benchmark`), from cache or built.
+
+    The cache directory is named by a hash of the parameters; it is reused only if its manifest records the same
+    build version, parameters and WordNet file checksums, and every output file matches its recorded sha256.
+    Returns (benchmark, corpus, cache directory).
+    """
+    fingerprint = files.fingerprint()
+    spec = {"version": BUILD_VERSION, "params": params, "wordnet": fingerprint}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    out = Path(cache_dir).expanduser() / f"wordnet-{key}"
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            fresh = (manifest.get("spec") == json.loads(json.dumps(spec))
+                     and all(_sha256_file(out / f) == h for f, h in manifest["files"].items()))
+        except (OSError, ValueError, KeyError, TypeError):
+            fresh = False
+        if fresh:
+            bench = json.loads((out / "benchmark.json").read_text())
+            corpus = _read_corpus(out / "passages.jsonl")
+            if verify_leaks:
+                _assert_leak_free(bench, corpus)
+            return bench, corpus, out
+    wn = read_wordnet(files)
+    bench = build_benchmark(wn, **params)
+    corpus, stats = build_passages(wn, bench)
+    bench_text = json.dumps(bench, ensure_ascii=False)
+    atomic_write_text(out / "benchmark.json", bench_text)
+    corpus.write_jsonl(out / "passages.jsonl")
+    manifest = {"spec": spec, "source": str(files.path), "corpus": stats, "corpus_checksum": corpus.checksum,
+                "classes": {s: sum(1 for c in bench["categories"] if c["split"] == s) for s in SPLITS},
+                "examples": len(bench["examples"]),
+                "files": {f: _sha256_file(out / f) for f in ("benchmark.json", "passages.jsonl")}}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))  # last: it marks the cache complete
+    return bench, corpus, out
+
+
+def _read_corpus(path: Path) -> PassageCorpus:
+    ids, titles, texts = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            ids.append(row["id"])
+            titles.append(row["title"])
+            texts.append(row["text"])
+    return PassageCorpus(ids, titles, texts, name="wordnet-passages")
+
+
+def _assert_leak_free(bench: dict[str, Any], corpus: PassageCorpus) -> None:
+    leaks = find_leaks([corpus.passage(i) for i in range(len(corpus))], [e["text"] for e in bench["examples"]],
+                       [t for c in bench["categories"] for t in c["label_terms"]])
+    if leaks:
+        i, hit = leaks[0]
+        raise ValueError(f"WordNet passage corpus leaks: passage {corpus.ids[i]!r} contains {hit!r} "
+                         f"({len(leaks)} leaking passages); delete the cache to rebuild")
+
+
+# -- the data module --------------------------------------------------------------------------------------------
+
+class WordNetDataModule(TextEpisodicDataModule):
+    """Few-shot classification of WordNet definitions into semantic categories, fully offline.
+
+    Args:
+        wordnet_dir: WordNet 3.0 database directory (or NLTK ``wordnet.zip``); found automatically if None.
+        cache_dir: where the built benchmark and corpus are cached (default ``<data root>/wordnet``, the data root
+            being ``$METAZOO_DATA`` or ``~/.cache/metazoo``).
+        min_examples: fewest examples a category keeps (and the smallest subtree that can be one).
+        max_category_size: a hypernym whose subtree is larger is split into its hyponyms.
+        exclude: synset names whose subtrees never become categories.
+        split_fractions: train/val/test share of the categories.
+        split_seed: seeds the category split (not the episodes: that is ``seed``).
+        drop_self_naming: drop examples whose text names their category.
+        min_words: drop definitions shorter than this many words.
+        max_per_class: cap on examples per class (None: all).
+        text: ``"definition"`` (the gloss only) or ``"lemma_definition"`` (``"beagle: a small ..."``): with the
+            lemma the task also tests what the encoder knows about the word, without it only the description.
+        verify_leaks: re-run the leak check when loading a cached corpus (it always runs when building).
+        **kwargs: see :class:`datamodules.text.TextEpisodicDataModule`; a ``corpus_path`` replaces the WordNet
+            corpus with another one.
+    """
+
+    def __init__(self, wordnet_dir: str | None = None, cache_dir: str | None = None, min_examples: int = 40,
+                 max_category_size: int = 400, exclude: list[str] | None = None,
+                 split_fractions: list[float] | None = None, split_seed: int = 0, drop_self_naming: bool = True,
+                 min_words: int = 3, max_per_class: int | None = None, text: str = "definition",
+                 verify_leaks: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.wordnet_dir, self.cache_dir = wordnet_dir, cache_dir
+        self.params = {"min_examples": min_examples, "max_category_size": max_category_size,
+                       "exclude": list(exclude) if exclude is not None else ["taxonomic_group.n.01"],
+                       "split_fractions": list(split_fractions) if split_fractions is not None else [0.6, 0.2, 0.2],
+                       "split_seed": split_seed, "drop_self_naming": drop_self_naming, "min_words": min_words,
+                       "max_per_class": max_per_class, "text": text}
+        self.verify_leaks = verify_leaks
+        self.benchmark: dict[str, Any] | None = None
+        self.cache_path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return "WordNet"
+
+    def prepare(self) -> None:
+        """Load (or build and cache) the benchmark and corpus; idempotent."""
+        if self.benchmark is None:
+            files = find_wordnet(self.wordnet_dir)
+            self.benchmark, corpus, self.cache_path = load_or_build(
+                files, self.cache_dir or data_root() / "wordnet", self.params, self.verify_leaks)
+            if self.corpus_path is None:
+                self._corpus = corpus if self.max_passages is None else corpus.head(self.max_passages)
+
+    def prepare_data(self) -> None:
+        self.prepare()
+
+    def build_sources(self) -> dict[str, Source]:
+        self.prepare()
+        cats, examples = self.benchmark["categories"], self.benchmark["examples"]
+        names = {i: c["name"] for i, c in enumerate(cats)}
+        out: dict[str, Source] = {}
+        for split in SPLITS:
+            rows = [e for e in examples if cats[e["label"]]["split"] == split]
+            labels = torch.tensor([e["label"] for e in rows], dtype=torch.long)
+            out[split] = TextSource([e["text"] for e in rows], labels,
+                                    {i: n for i, n in names.items() if cats[i]["split"] == split})
+        return out
+
+    def passage_corpus(self) -> PassageCorpus | None:
+        self.prepare()
+        return super().passage_corpus()
+
+    def label_terms(self) -> dict[int, list[str]]:
+        """Class id -> the words that name it (what the corpus never contains)."""
+        self.prepare()
+        return {i: c["label_terms"] for i, c in enumerate(self.benchmark["categories"])}

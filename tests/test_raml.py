@@ -1,0 +1,254 @@
+"""RAML and the text encoder: hand-checked pieces, learning on real episodes, checkpoints, the CLI config."""
+
+from __future__ import annotations
+
+import copy
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from datamodules.text import PassageCorpus
+from datamodules.wordnet import WordNetDataModule
+from fixtures.text.shared import load_encoder
+from support import ROOT
+from zoo.protonet import ProtoNet
+from zoo.raml import RAML, PrototypeCrossAttention, average_view_scores, build_views
+from zoo.text_encoder import TextEncoder, masked_mean
+
+WN_FIX = str(ROOT / "tests" / "fixtures" / "text" / "wordnet")
+FIX_PARAMS = dict(min_examples=4, max_category_size=10, split_fractions=[0.34, 0.33, 0.33], split_seed=1)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The bundled all-MiniLM-L6-v2, frozen (nothing in it trains, so every test can share it)."""
+    return load_encoder()
+
+
+def wordnet_fixture(tmp_path, **kw) -> WordNetDataModule:
+    args = dict(n_way=3, k_shot=1, q_query=2, train_episodes=4, val_episodes=3, test_episodes=3, seed=0)
+    dm = WordNetDataModule(wordnet_dir=WN_FIX, cache_dir=str(tmp_path / "wn"), **FIX_PARAMS, **{**args, **kw})
+    dm.setup()
+    return dm
+
+
+def raml(encoder, tmp_path, **kw) -> RAML:
+    args = dict(n_passages=2, view_max_length=48, index_dir=str(tmp_path / "index"), faiss_threads=1,
+                optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
+    return RAML(encoder, **{**args, **kw})
+
+
+# -- pure pieces, by hand ------------------------------------------------------------------------------------------
+
+def test_masked_mean_by_hand():
+    states = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    assert masked_mean(states, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
+
+
+def test_average_view_scores_by_hand():
+    s = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 4.0], [2.0, 0.0]])  # 2 queries x 2 views, query-major
+    assert average_view_scores(s, 2, 2).tolist() == [[2.0, 1.0], [1.0, 2.0]]
+    with pytest.raises(ValueError, match="rows for 3 queries"):
+        average_view_scores(s, 3, 2)
+
+
+def test_build_views_format_and_order():
+    corpus = PassageCorpus(["a", "b"], ["Beagle", "Guitar"], ["a hound", "six strings"])
+    views = build_views(["q1", "q2"], [[1, 0], [0, 0]], corpus, "{query} title: {title} context: {text}")
+    assert views == ["q1 title: Guitar context: six strings", "q1 title: Beagle context: a hound",
+                     "q2 title: Beagle context: a hound", "q2 title: Beagle context: a hound"]
+    assert build_views(["q"], None, None, "unused") == ["q"]
+
+
+def test_cross_attention_ignores_padding_and_is_residual():
+    torch.manual_seed(0)
+    att = PrototypeCrossAttention(8, 6, 2, dropout=0.0).eval()
+    protos, states = torch.randn(3, 4, 8), torch.randn(3, 5, 6)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    out = att(protos, states, mask)
+    noisy = states.clone()
+    noisy[~mask] = 1e3  # whatever sits in padded positions must not matter
+    assert torch.allclose(out, att(protos, noisy, mask), atol=1e-5)
+    # with attention output zeroed, u = LayerNorm(z): the residual path alone
+    torch.nn.init.zeros_(att.dense.weight)
+    torch.nn.init.zeros_(att.dense.bias)
+    assert torch.allclose(att(protos, states, mask), F.layer_norm(protos, (8,), eps=1e-12), atol=1e-5)
+
+
+def test_cross_attention_starts_from_encoder_layer_zero(minilm, tmp_path):
+    model = raml(minilm, tmp_path)
+    layer0 = minilm.model.encoder.layer[0].attention
+    assert model.initialised_from_encoder
+    assert torch.equal(model.cross.key.weight, layer0.self.key.weight)
+    assert torch.equal(model.cross.norm.weight, layer0.output.LayerNorm.weight)
+    assert model.cross.key.weight.data_ptr() != layer0.self.key.weight.data_ptr()  # a copy, not shared
+
+
+# -- the text encoder ----------------------------------------------------------------------------------------------
+
+def test_frozen_encoder_caches_and_matches_fresh_encoding(minilm):
+    texts = ["a breed of small hound", "a stringed instrument", "a breed of small hound"]
+    hits = minilm.cache_hits
+    z = minilm(texts)
+    assert z.shape == (3, 384) and torch.equal(z[0], z[2])
+    assert minilm.cache_hits - hits >= 1
+    again = minilm(texts[:2])
+    assert torch.equal(again, z[:2])
+    fresh = minilm.encode(texts[:2], normalize=False)
+    assert torch.allclose(fresh, z[:2], atol=1e-5)
+    states, mask = minilm.token_states(texts[:2])
+    states2, mask2 = minilm.token_states(texts[:2])
+    assert torch.equal(states, states2) and torch.equal(mask, mask2)
+    assert torch.allclose(masked_mean(states, mask), z[:2], atol=1e-5)
+    with pytest.raises(TypeError, match="list of strings"):
+        minilm("one string")
+
+
+def test_frozen_encoder_checkpoint_holds_only_trainable_parts(minilm):
+    enc = load_encoder(freeze=True, max_length=48, projection_dim=384)
+    state = enc.state_dict()
+    assert set(state) == {"frozen_sha256", "projection.weight", "projection.bias"}
+    assert torch.equal(enc.projection.weight, torch.eye(384))  # identity start: the pretrained metric
+    twin = copy.deepcopy(enc)
+    twin.load_state_dict(state)  # the frozen weights come from model_dir
+    bad = dict(state)
+    bad["frozen_sha256"] = torch.ones(32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="trained on a frozen encoder with weights sha256"):
+        twin.load_state_dict(bad)
+
+
+def test_encoder_options_are_checked():
+    with pytest.raises(ValueError, match="pooling must be 'mean' or 'cls'"):
+        TextEncoder(pooling="max")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        TextEncoder(model_dir=str(ROOT))
+
+
+# -- learning --------------------------------------------------------------------------------------------------------
+
+def _losses(model, episode, steps, lr=1e-3):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    out = []
+    for _ in range(steps):
+        loss = F.cross_entropy(model(episode), episode.query_y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append(loss.item())
+    return out
+
+
+@pytest.mark.parametrize("fusion, view_encoding", [("multiview", "joint"), ("fid", "joint"),
+                                                   ("multiview", "separate")])
+def test_raml_loss_falls(minilm, tmp_path, fusion, view_encoding):
+    torch.manual_seed(0)
+    dm = wordnet_fixture(tmp_path)
+    model = raml(minilm, tmp_path, fusion=fusion, view_encoding=view_encoding)
+    model.attach_corpus(dm.passage_corpus())
+    episode = dm.dataset("train")[(0, 0)]
+    ids = model.retrieve(list(episode.query_x))
+    searched, hits = model.retriever.stats["searched"], model.retriever.stats["cache_hits"]
+    losses = _losses(model, episode, 6)
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert model.retriever.stats["searched"] == searched  # retrieved once per query, then served from the cache
+    assert model.retriever.stats["cache_hits"] == hits + 6 * len(episode.query_x)
+    assert ids.shape == (6, 2)
+    corpus_words = {model.retriever.corpus.texts[int(j)] for j in ids.flatten()}
+    assert not corpus_words & set(episode.query_x)
+
+
+def test_raml_without_retrieval_is_the_same_architecture(minilm, tmp_path):
+    dm = wordnet_fixture(tmp_path)
+    model = raml(minilm, tmp_path, n_passages=0)
+    episode = dm.dataset("train")[(0, 1)]
+    assert model(episode).shape == (6, 3) and model.retriever is None
+
+
+def test_proto_logit_residual_starts_exactly_at_protonet(minilm, tmp_path):
+    dm = wordnet_fixture(tmp_path)
+    model = raml(minilm, tmp_path, n_passages=0, proto_logit_weight=1.0).eval()
+    episode = dm.dataset("val")[(0, 0)]
+    support, query = minilm(list(episode.support_x)), minilm(list(episode.query_x))
+    expected = -torch.cdist(query, support) ** 2  # 1-shot: the prototypes are the support embeddings
+    assert torch.allclose(model(episode), expected, atol=1e-3)
+    with pytest.raises(ValueError, match="proto_distance"):
+        raml(minilm, tmp_path, proto_distance="manhattan")
+
+
+def test_protonet_text_loss_falls(tmp_path):
+    torch.manual_seed(0)
+    dm = wordnet_fixture(tmp_path)
+    model = ProtoNet(load_encoder(freeze=True, max_length=48, projection_dim=384), distance="euclidean")
+    episode = dm.dataset("train")[(0, 0)]
+    before = copy.deepcopy(model.backbone.projection.state_dict())
+    losses = _losses(model, episode, 6, lr=1e-3)
+    model.backbone.projection.load_state_dict(before)  # the shared encoder goes back as it was
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_finetuned_encoder_gets_gradients(tmp_path):
+    dm = wordnet_fixture(tmp_path)
+    enc = TextEncoder(freeze=False, max_length=32)
+    model = raml(enc, tmp_path, n_passages=0)
+    episode = dm.dataset("train")[(0, 2)]
+    F.cross_entropy(model(episode), episode.query_y).backward()
+    grads = [p.grad for p in enc.model.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    assert len(model.configure_optimizers().param_groups) == 2  # encoder group and fusion group (lr x 2)
+
+
+# -- fit -> checkpoint -> test, and the CLI config ---------------------------------------------------------------------
+
+def test_fit_checkpoint_test_round_trip(minilm, tmp_path):
+    pl.seed_everything(0)
+    dm = wordnet_fixture(tmp_path)
+    model = raml(minilm, tmp_path)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/acc", mode="max", save_last=True)
+    trainer = pl.Trainer(max_epochs=2, logger=False, callbacks=[ckpt], enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(model, datamodule=dm)
+    first = trainer.test(model, datamodule=dm, ckpt_path=ckpt.best_model_path, verbose=False)[0]
+    saved = torch.load(ckpt.best_model_path, weights_only=True)
+    assert not any(k.startswith("encoder.model.") for k in saved["state_dict"])  # frozen weights not stored
+    assert saved["hyper_parameters"]["n_passages"] == 2
+    fresh = raml(minilm, tmp_path)
+    again = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu").test(
+        fresh, datamodule=wordnet_fixture(tmp_path), ckpt_path=ckpt.best_model_path, verbose=False)[0]
+    assert again["test/acc"] == pytest.approx(first["test/acc"]) and "test/acc_ci95" in again
+    assert torch.equal(fresh.cross.query.weight, model.cross.query.weight)
+
+
+def test_registry_export_holds_trainable_parts_only(minilm, tmp_path):
+    from safetensors.torch import load_file
+
+    from zoo.pretrained import export_weights
+
+    model = raml(minilm, tmp_path)
+    torch.nn.init.normal_(model.score.weight)
+    export_weights(model, tmp_path / "raml.safetensors")
+    state = load_file(str(tmp_path / "raml.safetensors"))
+    assert not any(k.startswith("encoder.model.") for k in state) and "encoder.frozen_sha256" in state
+    assert sum(v.numel() for k, v in state.items() if k != "encoder.frozen_sha256") == sum(
+        p.numel() for p in model.parameters() if p.requires_grad)
+    fresh = raml(minilm, tmp_path)
+    missing, unexpected = fresh.load_state_dict(state, strict=False)  # what zoo.load_pretrained does
+    assert not missing and not unexpected and torch.equal(fresh.score.weight, model.score.weight)
+
+
+def test_cli_fits_and_tests_the_shipped_wordnet_config(tmp_path):
+    from zoo.cli import main
+
+    main(["fit", "--config", str(ROOT / "configs/raml/wordnet.yaml"), "--config", str(ROOT / "configs/logger/csv.yaml"),
+          f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", f"--data.wordnet_dir={WN_FIX}", f"--data.cache_dir={tmp_path}/wn",
+          "--data.min_examples=4", "--data.max_category_size=10", "--data.split_fractions=[0.34,0.33,0.33]",
+          "--data.split_seed=1", "--data.n_way=3", "--data.k_shot=1", "--data.q_query=2", "--data.train_episodes=2",
+          "--data.val_episodes=2", "--data.test_episodes=2", f"--model.index_dir={tmp_path}/index",
+          "--model.encoder.init_args.max_length=32", "--model.view_max_length=48", "--model.n_passages=2"])
+    run = next((tmp_path / "csv").iterdir())
+    assert next((run / "checkpoints").glob("best-*.ckpt"))
+    assert (run / "test_episodes.csv").is_file()
