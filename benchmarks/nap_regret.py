@@ -151,7 +151,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             ax.fill_between(t, (m - c).clamp_min(1e-4), (m + c).clamp_min(1e-4), color=color, alpha=0.15)
         ax.set_yscale("log")
         ax.set_xlabel(f"trial (after {results['settings']['n_init']} initial points)")
-        ax.set_ylabel("normalised regret")
+        ax.set_ylabel("normalised regret (0 drawn at 1e-4)")
         runs = next(iter(results["families"][fam]["methods"].values()))["runs"]
         ax.set_title(f"{fam} ({runs} runs)")
         ax.grid(alpha=0.3, which="both")
@@ -215,6 +215,15 @@ def log_wandb(results: dict[str, Any]) -> None:
             xs=xs, ys=[fres["methods"][n]["curve_mean"] for n in names], keys=names,
             title=f"NAP regret on {fam}", xname="trial")})
     run.finish()
+
+
+def write_json(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(results, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
+    os.replace(tmp, out)
 
 
 def main() -> None:
@@ -302,14 +311,9 @@ def main() -> None:
         }
         fres["decision_seconds_batched"] = {k: v["seconds_per_decision"] for k, v in runs.items()}
         results["families"][fam] = fres
+        results["registry_proposal"] = registry_entries(results)
+        write_json(results, out)  # after every family, so a long run that is stopped keeps what it finished
 
-    results["registry_proposal"] = registry_entries(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
     png = out.with_name(out.stem + "_regret.png") if args.quick else out.with_name("nap_regret.png")
     plot(results, png)
     if args.wandb:

@@ -1,0 +1,699 @@
+"""NAP: end-to-end meta-Bayesian optimisation with a transformer neural process (Maraval et al., NeurIPS 2023).
+
+One transformer is both the surrogate and the acquisition function of a BO loop over a finite candidate pool:
+
+* history tokens ``e_l = W_x x_l + W_y y_l`` and candidate tokens ``e_j = W_x x_j`` (no positional encoding);
+* the attention mask lets every token see the real history tokens and itself only, so candidates are predicted
+  independently given the history (TNP-D / PFN style) and the history does not depend on the candidates;
+* a bar-distribution ("Riemann") head over ``y`` with 1,000 equal buckets on ``(-0.1, 1.1)``, trained by negative
+  log-likelihood on an i.i.d. random context (the paper's auxiliary task);
+* an acquisition MLP on ``[softmax(bucket logits), candidate embedding, incumbent, t/T]`` whose output divided by a
+  temperature are the policy logits, and a value head on ``[incumbent, t/T]``;
+* PPO (clipped ratio, GAE(gamma, lambda)) on the reward ``-log10(simple regret)``.
+
+Every detail and default follows the official code (``huawei-noah/HEBO``, folder ``NAP/``: ``transformer.py``,
+``nap.py``, ``bar_distribution.py``, ``ppo_nap.py``, ``ppo_batchrecorder_nap.py``, ``function_gym_nap.py`` and
+``scripts/nap/train_nap_hpo.py``); where this port departs from it the docstring of the piece says so and why.
+The rollouts are vectorised over the tasks of a batch in torch (no gym, no worker processes).
+
+The pure functions at the top (bar distribution, GAE, PPO loss, attention mask) are what the tests check against
+values computed by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.metrics import mean_ci95
+
+REWARD_FLOOR = 1e-20  # the official clip: regret below this counts as found, reward -log10(1e-20) = 20
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure functions
+# ----------------------------------------------------------------------------------------------------------------
+def bucket_borders(n_buckets: int, low: float, high: float) -> torch.Tensor:
+    """``n_buckets + 1`` equal-width borders on ``[low, high]`` (``get_bucket_limits(full_range=...)`` upstream)."""
+    if n_buckets < 2:
+        raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
+    if not high > low:
+        raise ValueError(f"y range must have high > low, got ({low}, {high})")
+    return torch.linspace(low, high, n_buckets + 1, dtype=torch.float64).float()
+
+
+def bar_log_density(logits: torch.Tensor, y: torch.Tensor, borders: torch.Tensor) -> torch.Tensor:
+    """Log-density of ``y`` under the bar (Riemann) distribution with bucket ``logits`` (PFN, Mueller et al. 2022).
+
+    The density is piecewise constant: ``p(y) = softmax(logits)_k / width_k`` for ``y`` in bucket ``k``. This is
+    ``BarDistribution.forward`` of the official code. ``y`` outside ``[borders[0], borders[-1]]`` has no support and
+    is an error, as upstream (targets are min-max normalised to ``[0, 1]`` inside the ``(-0.1, 1.1)`` range).
+
+    Args:
+        logits: ``[..., K]`` unnormalised bucket scores.
+        y: ``[...]`` targets.
+        borders: ``[K + 1]`` sorted bucket borders.
+    """
+    k = borders.numel() - 1
+    if logits.shape[-1] != k:
+        raise ValueError(f"logits have {logits.shape[-1]} buckets, borders define {k}")
+    if (y < borders[0]).any() or (y > borders[-1]).any():
+        raise ValueError(f"y outside the bar distribution's support [{float(borders[0])}, {float(borders[-1])}]: "
+                         f"min {float(y.min())}, max {float(y.max())}")
+    idx = (torch.searchsorted(borders.contiguous(), y.contiguous().to(borders.dtype), right=True) - 1).clamp(0, k - 1)
+    widths = borders[1:] - borders[:-1]
+    log_p = torch.log_softmax(logits, -1) - torch.log(widths)
+    return log_p.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+
+
+def bar_nll(logits: torch.Tensor, y: torch.Tensor, borders: torch.Tensor,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood ``-mean log p(y)`` over the entries where ``mask`` is true (all by default).
+
+    This is the auxiliary loss ``L_NLL`` of the paper (``loss_ce`` in ``ppo_nap.py``).
+    """
+    nll = -bar_log_density(logits, y, borders)
+    if mask is None:
+        return nll.mean()
+    return (nll * mask).sum() / mask.sum().clamp_min(1)
+
+
+def bar_mean(logits: torch.Tensor, borders: torch.Tensor) -> torch.Tensor:
+    """Mean of the bar distribution: ``sum_k p_k * (bucket k's midpoint)``."""
+    mids = (borders[1:] + borders[:-1]) / 2
+    return torch.softmax(logits, -1) @ mids
+
+
+def bar_std(logits: torch.Tensor, borders: torch.Tensor) -> torch.Tensor:
+    """Standard deviation, with each bucket's mass at its midpoint (as upstream ``BarDistribution.variance``)."""
+    p = torch.softmax(logits, -1)
+    mids = (borders[1:] + borders[:-1]) / 2
+    mean = p @ mids
+    return (p * (mids - mean.unsqueeze(-1)) ** 2).sum(-1).clamp_min(0).sqrt()
+
+
+def bar_ei(logits: torch.Tensor, borders: torch.Tensor, best_f: torch.Tensor) -> torch.Tensor:
+    """Expected improvement ``E[max(y - best_f, 0)]`` under the bar distribution, integrated exactly.
+
+    For bucket ``[a, b]`` holding mass ``p`` spread uniformly: the contribution is ``p((a + b)/2 - f)`` when
+    ``f <= a``, ``p(b - f)^2 / (2(b - a))`` when ``a < f < b`` and 0 when ``f >= b``.
+    [INTERP] The official ``ei_batch`` uses ``max((b + max(a, f))/2 - f, 0)`` for every bucket, which drops the
+    ``(b - f)/(b - a)`` mass fraction of the straddling bucket; with 1,000 buckets the two differ by at most half a
+    bucket width times one bucket's mass, and the exact integral is what "EI computed from its buckets" means.
+
+    Args:
+        logits: ``[..., K]``.
+        borders: ``[K + 1]``.
+        best_f: incumbent, broadcastable to ``logits.shape[:-1]``.
+    """
+    a, b = borders[:-1], borders[1:]
+    f = torch.as_tensor(best_f, dtype=logits.dtype, device=logits.device).unsqueeze(-1)
+    full = (a + b) / 2 - f
+    partial = (b - f).clamp_min(0) ** 2 / (2 * (b - a))
+    contrib = torch.where(f <= a, full, partial)
+    return (torch.softmax(logits, -1) * contrib).sum(-1)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float,
+        last_value: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016), as ``add_tdlamret_and_adv`` of the official code.
+
+    ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)`` and ``A_t = delta_t + gamma lambda A_{t+1}``, over complete
+    episodes: the step after the last is terminal, so ``V(s_T) = 0`` unless ``last_value`` is given. The lambda-return
+    ``R_t = A_t + V(s_t)`` is the value target.
+
+    Args:
+        rewards, values: ``[B, T]``, one row per episode.
+    Returns:
+        ``(advantages, returns)``, both ``[B, T]``.
+    """
+    if rewards.shape != values.shape:
+        raise ValueError(f"rewards {tuple(rewards.shape)} and values {tuple(values.shape)} differ in shape")
+    horizon = rewards.shape[-1]
+    adv = torch.zeros_like(rewards)
+    next_value = torch.zeros_like(rewards[..., 0]) if last_value is None else last_value
+    next_adv = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(horizon)):
+        delta = rewards[..., t] + gamma * next_value - values[..., t]
+        next_adv = delta + gamma * lam * next_adv
+        adv[..., t] = next_adv
+        next_value = values[..., t]
+    return adv, adv + values
+
+
+def ppo_clip_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """PPO's clipped surrogate, negated to a loss: ``-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A)``.
+
+    ``rho = exp(logp - logp_old)`` (Schulman et al. 2017, Eq. 7; ``loss_ppo`` in ``ppo_nap.py``).
+    """
+    ratio = torch.exp(logp - logp_old)
+    return -torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv).mean()
+
+
+def normalise_advantages(adv: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit (population) std per minibatch; left alone when the std is 0 or NaN (as upstream)."""
+    std = adv.std(unbiased=False) if adv.numel() > 1 else adv.new_tensor(0.0)
+    if std == 0 or torch.isnan(std):
+        return adv
+    return (adv - adv.mean()) / std
+
+
+def neg_log10_regret(y_star: torch.Tensor, incumbent: torch.Tensor) -> torch.Tensor:
+    """NAP's reward ``-log10(max(1e-20, y* - max_l y_l))`` (``reward_transformation="neg_log10"``)."""
+    return -torch.log10((y_star - incumbent).clamp_min(REWARD_FLOOR))
+
+
+def dq_mask(size: int, n_ctx: int) -> torch.Tensor:
+    """The official additive mask ``generate_D_q_matrix``: ``M[i, j] = 0`` if ``j < n_ctx`` or ``i == j``, else -inf.
+
+    The model below never builds this ``L x L`` matrix (it attends to the history and to the token itself
+    directly, in ``O(L * n_ctx)``); the mask is kept to state the contract and to test the model against
+    ``nn.TransformerEncoder`` with it.
+    """
+    allowed = torch.zeros(size, size, dtype=torch.bool)
+    allowed[:, :n_ctx] = True
+    allowed |= torch.eye(size, dtype=torch.bool)
+    return torch.zeros(size, size).masked_fill(~allowed, float("-inf"))
+
+
+def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """True where a logit is below the k-th largest of its row (``top_k_top_p_filtering`` of the official code)."""
+    k = min(k, logits.shape[-1])
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits < kth
+
+
+def key_generator(*key: Any) -> torch.Generator:
+    """A generator seeded by a hash of ``key``: rollouts and minibatch orders are pure functions of their key."""
+    text = "/".join(str(k) for k in key).encode()
+    return torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------------------------
+class HistoryAttention(nn.Module):
+    """Multi-head attention in which every token attends to the valid history tokens and to itself.
+
+    Equivalent to ``nn.MultiheadAttention`` under :func:`dq_mask` (same parameter names and shapes, so weights load
+    either way), but it computes the ``L x n_ctx`` scores instead of ``L x L``: candidates never attend to each
+    other, so with hundreds of candidates and tens of history points this is what makes CPU training practical.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads, self.dropout = n_heads, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
+        self.out_proj = nn.Linear(d_model, d_model)
+        # nn.MultiheadAttention's own initialisation, which the official model keeps for its attention.
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+        self.out_proj._nap_keep_init = True
+
+    def forward(self, z: torch.Tensor, n_hist: int, hist_valid: torch.Tensor) -> torch.Tensor:
+        """``z``: ``[B, L, d]`` with the ``n_hist`` history tokens first; ``hist_valid``: ``[B, n_hist]`` bool."""
+        bsz, length, d = z.shape
+        h = self.n_heads
+        q, k, v = F.linear(z, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.view(bsz, length, h, d // h).transpose(1, 2) for t in (q, k, v))  # [B, h, L, dh]
+        scale = 1.0 / math.sqrt(d // h)
+        s_self = (q * k).sum(-1, keepdim=True) * scale  # [B, h, L, 1]
+        if n_hist > 0:
+            s_hist = q @ k[:, :, :n_hist].transpose(-1, -2) * scale  # [B, h, L, H]
+            allowed = hist_valid[:, None, None, :].expand(bsz, 1, length, n_hist).clone()
+            # a history token already sees itself among the history keys: drop that copy, keep the self term
+            diag = torch.arange(n_hist, device=z.device)
+            allowed[:, :, diag, diag] = False
+            s_hist = s_hist.masked_fill(~allowed, float("-inf"))
+            attn = torch.softmax(torch.cat([s_hist, s_self], -1), -1)
+            if self.training and self.dropout > 0:
+                attn = F.dropout(attn, self.dropout)
+            out = attn[..., :n_hist] @ v[:, :, :n_hist] + attn[..., n_hist:] * v
+        else:
+            out = v  # only the token itself is visible: softmax over one score is 1
+        return self.out_proj(out.transpose(1, 2).reshape(bsz, length, d))
+
+
+class NAPEncoderLayer(nn.Module):
+    """``nn.TransformerEncoderLayer`` (post-LN, GELU, ``batch_first``) with :class:`HistoryAttention`.
+
+    Parameter names match ``nn.TransformerEncoderLayer`` (``self_attn``, ``linear1``, ``linear2``, ``norm1``,
+    ``norm2``), so a state dict moves between the two.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dim_feedforward: int, dropout: float = 0.0):
+        super().__init__()
+        self.self_attn = HistoryAttention(d_model, n_heads, dropout)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, z: torch.Tensor, n_hist: int, hist_valid: torch.Tensor) -> torch.Tensor:
+        z = self.norm1(z + self.dropout(self.self_attn(z, n_hist, hist_valid)))
+        return self.norm2(z + self.dropout(self.linear2(self.dropout(F.gelu(self.linear1(z))))))
+
+
+class NAPNetwork(nn.Module):
+    """The transformer neural process with its bucket, acquisition and value heads (``TransformerModel``).
+
+    Args:
+        input_dim: dimension ``D`` of the search space.
+        d_model, n_layers, n_heads, dim_feedforward, dropout: the encoder (official: 512, 6, 4, 1024, 0.0).
+        n_buckets, y_low, y_high: the bar distribution (official: 1000 buckets on (-0.1, 1.1)).
+        af_name: ``"mlp"`` (NAP), ``"ei"`` or ``"ucb"`` (mean + 2 std) computed from the buckets.
+        af_hidden: width of the 3 hidden layers of the acquisition MLP (official: 200).
+        joint_model_af_training: let policy gradients flow into the transformer through the bucket probabilities
+            and the candidate embedding (official default ``True``); ``False`` detaches them ("Disjoint").
+        temperature: policy logits are ``af / temperature`` (official 0.1).
+    """
+
+    def __init__(self, input_dim: int, d_model: int = 512, n_layers: int = 6, n_heads: int = 4,
+                 dim_feedforward: int = 1024, dropout: float = 0.0, n_buckets: int = 1000, y_low: float = -0.1,
+                 y_high: float = 1.1, af_name: str = "mlp", af_hidden: int = 200,
+                 joint_model_af_training: bool = True, temperature: float = 0.1):
+        super().__init__()
+        if af_name not in ("mlp", "ei", "ucb"):
+            raise ValueError(f"af_name must be 'mlp', 'ei' or 'ucb', got {af_name!r}")
+        if input_dim < 1:
+            raise ValueError(f"input_dim must be >= 1, got {input_dim}")
+        self.input_dim, self.af_name, self.temperature = input_dim, af_name, temperature
+        self.joint = joint_model_af_training
+        self.register_buffer("borders", bucket_borders(n_buckets, y_low, y_high))
+        self.x_encoder = nn.Linear(input_dim, d_model)
+        self.y_encoder = nn.Linear(1, d_model)
+        self.layers = nn.ModuleList(NAPEncoderLayer(d_model, n_heads, dim_feedforward, dropout)
+                                    for _ in range(n_layers))
+        self.bucket_decoder = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.GELU(),
+                                            nn.Linear(dim_feedforward, n_buckets))
+        self.af_decoder = nn.Sequential(nn.Linear(n_buckets + d_model + 2, af_hidden), nn.ReLU(),
+                                        nn.Linear(af_hidden, af_hidden), nn.ReLU(),
+                                        nn.Linear(af_hidden, af_hidden), nn.ReLU(),
+                                        nn.Linear(af_hidden, 1))
+        self.value_head = nn.Sequential(nn.Linear(2, d_model), nn.Tanh(), nn.Linear(d_model, 1))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # NAP.init_weights: N(0, 0.01^2) weights and zero biases for modules whose type is exactly nn.Linear.
+        # The attention's out_proj is a subclass upstream and keeps its default init; ours is marked instead.
+        if type(m) is nn.Linear and not getattr(m, "_nap_keep_init", False):
+            m.weight.data.normal_(0.0, 0.01)
+            m.bias.data.zero_()
+
+    def forward(self, hist_x: torch.Tensor, hist_y: torch.Tensor, hist_valid: torch.Tensor, cand_x: torch.Tensor,
+                features: torch.Tensor, af_name: str | None = None, need_af: bool = True
+                ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Scores every candidate given the history.
+
+        Args:
+            hist_x: ``[B, H, D]`` observed inputs (rows where ``hist_valid`` is false are padding, ignored).
+            hist_y: ``[B, H]`` their normalised values.
+            hist_valid: ``[B, H]`` bool.
+            cand_x: ``[B, N, D]`` candidates.
+            features: ``[B, 2]`` = ``[incumbent, t / T]``.
+            af_name: overrides the acquisition for this call (``"ei"`` is the likelihood-only ablation).
+            need_af: ``False`` skips the acquisition head (the likelihood pass needs only the buckets).
+        Returns:
+            ``(af, bucket_logits, value)``: ``[B, N]`` acquisition / temperature (the policy logits for
+            ``"mlp"``), ``[B, N, K]`` and ``[B]``.
+        """
+        af_name = af_name or self.af_name
+        n_hist = hist_x.shape[1]
+        x_emb = self.x_encoder(torch.cat([hist_x, cand_x], 1))
+        z = x_emb.clone()
+        z[:, :n_hist] = z[:, :n_hist] + self.y_encoder(hist_y.unsqueeze(-1))
+        for layer in self.layers:
+            z = layer(z, n_hist, hist_valid)
+        logits = self.bucket_decoder(z[:, n_hist:])
+        incumbent = features[:, 0]
+        value = self.value_head(features).squeeze(-1)
+        if not need_af:
+            return None, logits, value
+        if af_name == "mlp":
+            probs, emb = logits.softmax(-1), x_emb[:, n_hist:]
+            if not self.joint:
+                probs, emb = probs.detach(), emb.detach()
+            feats = features[:, None, :].expand(-1, cand_x.shape[1], -1)
+            af = self.af_decoder(torch.cat([probs, emb, feats], -1)).squeeze(-1)
+        elif af_name == "ei":
+            af = bar_ei(logits, self.borders, incumbent[:, None])
+        else:
+            af = bar_mean(logits, self.borders) + 2.0 * bar_std(logits, self.borders)
+        return af / self.temperature, logits, value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vectorised BO environment (pure tensors)
+# ----------------------------------------------------------------------------------------------------------------
+def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[b, idx[b, i]]`` for ``x`` of shape ``[B, N, ...]`` and ``idx`` of shape ``[B, M]``."""
+    if x.dim() == 2:
+        return x.gather(1, idx)
+    return x.gather(1, idx.unsqueeze(-1).expand(*idx.shape, x.shape[-1]))
+
+
+def bo_features(hist_y: torch.Tensor, hist_valid: torch.Tensor, t: torch.Tensor | float, horizon: float
+                ) -> torch.Tensor:
+    """NAP's global state ``[incumbent, t / T]``; an empty history's incumbent is 0, the normalised minimum
+    (upstream uses the task's ``y_min``, which normalisation makes 0)."""
+    if hist_y.shape[1]:
+        inc = hist_y.masked_fill(~hist_valid, float("-inf")).max(1).values
+        inc = torch.where(torch.isinf(inc), torch.zeros_like(inc), inc)
+    else:
+        inc = hist_y.new_zeros(hist_y.shape[0])
+    t = torch.as_tensor(t, dtype=hist_y.dtype, device=hist_y.device).expand(hist_y.shape[0])
+    return torch.stack([inc, t / horizon], -1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The LightningModule
+# ----------------------------------------------------------------------------------------------------------------
+class NAPModule(pl.LightningModule):
+    """NAP trained with PPO plus the auxiliary likelihood loss, over batches of BO tasks.
+
+    A batch is a dict of tasks from :mod:`datamodules.functions`: ``x`` ``[B, N, D]`` candidates, ``y`` ``[B, N]``
+    values min-max normalised per task (maximised), ``valid`` ``[B, N]`` (false on padding), ``init`` ``[B, n0]``
+    indices of the initial design, ``index`` ``[B]``. One ``training_step`` is one PPO iteration of the official
+    code: roll out one episode of ``horizon`` steps per task from the batch's initial design (official: none),
+    i.e. ``B * horizon`` transitions (official 60 x 24 = 1440), compute GAE, then ``ppo_epochs`` passes over
+    shuffled minibatches with gradient accumulation.
+
+    The loss (``ppo_nap.py``) is ``ppo_coeff * L_PPO + value_coeff * L_V + ce_coeff * L_NLL + ent_coeff * L_ent``.
+    With ``sl_iid`` (official HPO setting ``NAP-SLiidRL``, ``SL_iid_fast``) ``L_NLL`` comes from a separate forward
+    pass whose context is ``n ~ U{1, ..., n0 + horizon - 1}`` candidates drawn uniformly with replacement with their
+    true values, and whose targets are all candidates. With ``ppo_coeff = value_coeff = 0`` no rollout is needed
+    and the module trains the likelihood head alone (the "likelihood-only" ablation, used with ``eval_af="ei"``).
+
+    Validation and test run the greedy policy (argmax over not-yet-evaluated candidates) for ``eval_budget`` steps
+    from the batch's initial design and log the normalised simple regret ``y* - max y`` (mean and 95% CI over
+    tasks) at the end of the budget (``val/regret``) and after 10 and 25 trials (``val/regret@10`` ...).
+
+    Args:
+        input_dim: search-space dimension ``D`` (must equal the data's).
+        d_model, n_layers, n_heads, dim_feedforward, dropout, n_buckets, y_low, y_high, af_name, af_hidden,
+            joint_model_af_training, temperature: :class:`NAPNetwork`; defaults are the official architecture.
+        top_k: training actions are sampled among the top-k logits (official 5).
+        horizon: episode length T of training rollouts (official 24).
+        gamma, gae_lambda: discount and GAE lambda (official 0.98, 0.98).
+        clip_epsilon: PPO clip (official 0.15).
+        ppo_coeff, value_coeff, ce_coeff, ent_coeff: loss weights (official 1, 1, 1, 0).
+        normalize_advantages: per-minibatch advantage normalisation (official true).
+        sl_iid: i.i.d. random context for the NLL (official true for HPO); false uses the BO trajectory context.
+        ppo_epochs, minibatch_size, grad_accumulation, grad_clip: official 1, 8, 4 (low-memory profile), 0.5.
+        lr, warmup_iterations, max_iterations: Adam with linear warm-up then linear decay to 0 at
+            ``max_iterations`` PPO iterations (official 3e-5, 20, 2000); ``max_iterations=0`` keeps lr constant.
+        eval_budget: BO steps of a validation/test episode (the t/T feature uses T = eval_budget).
+        eval_af: acquisition used at evaluation: ``"mlp"`` (the policy) or ``"ei"`` (likelihood head + EI).
+        seed: keys the rollout sampling and minibatch order (same seed, same training).
+    """
+
+    def __init__(self, input_dim: int, d_model: int = 512, n_layers: int = 6, n_heads: int = 4,
+                 dim_feedforward: int = 1024, dropout: float = 0.0, n_buckets: int = 1000, y_low: float = -0.1,
+                 y_high: float = 1.1, af_name: str = "mlp", af_hidden: int = 200,
+                 joint_model_af_training: bool = True, temperature: float = 0.1, top_k: int = 5,
+                 horizon: int = 24, gamma: float = 0.98, gae_lambda: float = 0.98,
+                 clip_epsilon: float = 0.15, ppo_coeff: float = 1.0, value_coeff: float = 1.0,
+                 ce_coeff: float = 1.0, ent_coeff: float = 0.0, normalize_advantages: bool = True,
+                 sl_iid: bool = True, ppo_epochs: int = 1, minibatch_size: int = 8, grad_accumulation: int = 4,
+                 grad_clip: float = 0.5, lr: float = 3e-5, warmup_iterations: int = 20, max_iterations: int = 2000,
+                 eval_budget: int = 50, eval_af: str | None = None, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if horizon < 1 or eval_budget < 1:
+            raise ValueError(f"horizon and eval_budget must be >= 1, got {horizon}, {eval_budget}")
+        if minibatch_size < 1 or grad_accumulation < 1 or ppo_epochs < 1:
+            raise ValueError("minibatch_size, grad_accumulation and ppo_epochs must be >= 1")
+        if eval_af not in (None, "mlp", "ei", "ucb"):
+            raise ValueError(f"eval_af must be None, 'mlp', 'ei' or 'ucb', got {eval_af!r}")
+        self.net = NAPNetwork(input_dim, d_model, n_layers, n_heads, dim_feedforward, dropout, n_buckets, y_low,
+                              y_high, af_name, af_hidden, joint_model_af_training, temperature)
+        self._eval_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.iterations_done = 0  # PPO iterations; Lightning's global_step counts optimizer steps (several each)
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dim = getattr(dm, "dim", None)
+        if dim is not None and int(dim) != self.hparams.input_dim:
+            raise ValueError(f"model.input_dim={self.hparams.input_dim} but the data ({type(dm).__name__}) is "
+                             f"{dim}-dimensional; set model.init_args.input_dim: {dim}")
+
+    # -- model ---------------------------------------------------------------------------------------------------
+    def forward(self, hist_x: torch.Tensor, hist_y: torch.Tensor, hist_valid: torch.Tensor, cand_x: torch.Tensor,
+                features: torch.Tensor, af_name: str | None = None):
+        """See :meth:`NAPNetwork.forward`."""
+        return self.net(hist_x, hist_y, hist_valid, cand_x, features, af_name)
+
+    @property
+    def borders(self) -> torch.Tensor:
+        return self.net.borders
+
+    @property
+    def rl_enabled(self) -> bool:
+        return self.hparams.ppo_coeff != 0 or self.hparams.value_coeff != 0 or self.hparams.ent_coeff != 0
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.Adam(self.parameters(), lr=hp.lr)
+
+        def schedule(it: int) -> float:  # get_linear_schedule_with_warmup of ppo_nap.py, per PPO iteration
+            if it < hp.warmup_iterations:
+                return float(it) / float(max(1, hp.warmup_iterations))
+            if hp.max_iterations <= 0:
+                return 1.0
+            return max(0.0, float(hp.max_iterations - it) / float(max(1, hp.max_iterations - hp.warmup_iterations)))
+
+        return [opt], [{"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"}]
+
+    # -- acting --------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, batch: dict[str, torch.Tensor], horizon: int, greedy: bool,
+                generator: torch.Generator | None = None, af_name: str | None = None) -> dict[str, torch.Tensor]:
+        """Runs one BO episode per task of ``batch``, all tasks in lock-step.
+
+        Training (``greedy=False``): already evaluated candidates are masked, only the ``top_k`` logits are kept
+        and the action is sampled (``NAP.act``). Evaluation (``greedy=True``): argmax over the candidates not yet
+        evaluated. [INTERP] The official environment reshuffles the candidate order each step; the network is
+        permutation-equivariant over candidates (no positional encoding, candidates independent), so that only
+        changes how ties break and is not done here.
+
+        Returns a dict with ``actions`` ``[B, T]``, ``logp`` ``[B, T]``, ``values`` ``[B, T]``, ``rewards``
+        ``[B, T]``, ``proba_mask`` ``[B, T, N]`` (candidates excluded from the sampling distribution),
+        ``features`` ``[B, T, 2]``, ``hist_idx`` ``[B, n0 + T]`` and ``incumbents`` ``[B, T + 1]`` (normalised
+        best value after the initial design and after each step) and ``regret`` ``[B, T + 1]``.
+        """
+        x, y, valid, init = batch["x"], batch["y"], batch["valid"], batch["init"]
+        bsz, n = y.shape
+        n0 = init.shape[1]
+        if n0 + horizon > int(valid.sum(1).min()):
+            raise ValueError(f"an episode of {n0} initial points + {horizon} steps needs that many candidates; "
+                             f"the smallest pool in the batch has {int(valid.sum(1).min())}")
+        y_star = y.masked_fill(~valid, float("-inf")).max(1).values
+        hist_idx = torch.zeros(bsz, n0 + horizon, dtype=torch.long, device=y.device)
+        hist_idx[:, :n0] = init
+        observed = torch.zeros(bsz, n, dtype=torch.bool, device=y.device)
+        if n0:
+            observed.scatter_(1, init, True)
+        out = {k: torch.zeros(bsz, horizon, device=y.device) for k in ("logp", "values", "rewards")}
+        out["actions"] = torch.zeros(bsz, horizon, dtype=torch.long, device=y.device)
+        out["proba_mask"] = torch.zeros(bsz, horizon, n, dtype=torch.bool, device=y.device)
+        out["features"] = torch.zeros(bsz, horizon, 2, device=y.device)
+        ones = torch.ones(bsz, n0 + horizon, dtype=torch.bool, device=y.device)
+        incumbents = torch.zeros(bsz, horizon + 1, device=y.device)
+        if n0:  # an empty history's incumbent is 0, the normalised minimum (as upstream's y_min)
+            incumbents[:, 0] = gather_rows(y, init).max(1).values
+        for t in range(horizon):
+            h = n0 + t
+            hx, hy = gather_rows(x, hist_idx[:, :h]), gather_rows(y, hist_idx[:, :h])
+            feats = bo_features(hy, ones[:, :h], t, horizon)
+            af, _, value = self.net(hx, hy, ones[:, :h], x, feats, af_name)
+            blocked = observed | ~valid
+            logits = af.masked_fill(blocked, float("-inf"))
+            if greedy:
+                action = logits.argmax(-1)
+                pmask = blocked
+            else:
+                pmask = blocked | top_k_mask(logits, self.hparams.top_k)
+                probs = torch.softmax(logits.masked_fill(pmask, float("-inf")), -1)
+                action = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            logp = torch.log_softmax(logits.masked_fill(pmask, float("-inf")), -1).gather(1, action[:, None])[:, 0]
+            hist_idx[:, h] = action
+            observed.scatter_(1, action[:, None], True)
+            incumbents[:, t + 1] = torch.maximum(incumbents[:, t], y.gather(1, action[:, None])[:, 0])
+            out["actions"][:, t], out["logp"][:, t], out["values"][:, t] = action, logp, value
+            out["rewards"][:, t] = neg_log10_regret(y_star, incumbents[:, t + 1])
+            out["proba_mask"][:, t], out["features"][:, t] = pmask, feats
+        out["hist_idx"], out["incumbents"] = hist_idx, incumbents
+        out["regret"] = (y_star[:, None] - incumbents).clamp_min(0)
+        return out
+
+    # -- training ------------------------------------------------------------------------------------------------
+    def _minibatches(self, n_items: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        order = torch.randperm(n_items, generator=generator)
+        for start in range(0, n_items, self.hparams.minibatch_size):
+            yield order[start:start + self.hparams.minibatch_size]
+
+    def _policy_terms(self, batch: dict[str, torch.Tensor], roll: dict[str, torch.Tensor], b: torch.Tensor,
+                      t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Re-evaluates transitions ``(b_m, t_m)`` under the current parameters: values, log-probs, entropies and
+        the bucket logits of the trajectory context (``predict_vals_logps_ents``)."""
+        n0 = batch["init"].shape[1]
+        h = n0 + int(t.max())
+        hist_idx = roll["hist_idx"][b, :h]
+        hist_valid = torch.arange(h, device=t.device)[None, :] < (n0 + t)[:, None]
+        x, y = batch["x"][b], batch["y"][b]
+        af, logits, value = self.net(gather_rows(x, hist_idx), gather_rows(y, hist_idx), hist_valid, x,
+                                     roll["features"][b, t])
+        pol = af.masked_fill(roll["proba_mask"][b, t], float("-inf"))
+        logp_all = torch.log_softmax(pol, -1)
+        logp = logp_all.gather(1, roll["actions"][b, t][:, None])[:, 0]
+        p = logp_all.exp()
+        entropy = -(p * logp_all.masked_fill(p == 0, 0.0)).sum(-1)
+        return value, logp, entropy, logits
+
+    def _iid_nll(self, batch: dict[str, torch.Tensor], b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The auxiliary loss on an i.i.d. random context (``SL_iid_fast``): context sizes ``U{1..n0+T-1}``,
+        context points drawn uniformly with replacement from the valid candidates, all candidates as targets."""
+        hp = self.hparams
+        x, y, valid = batch["x"][b], batch["y"][b], batch["valid"][b]
+        m = b.numel()
+        max_ctx = max(1, batch["init"].shape[1] + hp.horizon - 1)
+        n_ctx = torch.randint(1, max_ctx + 1, (m,), generator=generator).to(x.device) if max_ctx > 1 else \
+            torch.ones(m, dtype=torch.long, device=x.device)
+        width = int(n_ctx.max())
+        ctx = torch.multinomial(valid.float().cpu(), width, replacement=True, generator=generator).to(x.device)
+        ctx_valid = torch.arange(width, device=x.device)[None, :] < n_ctx[:, None]
+        hy = gather_rows(y, ctx)
+        feats = bo_features(hy, ctx_valid, 0.0, 1.0)
+        _, logits, _ = self.net(gather_rows(x, ctx), hy, ctx_valid, x, feats, need_af=False)
+        return bar_nll(logits, y, self.borders, valid.float())
+
+    def _traj_nll(self, batch: dict[str, torch.Tensor], b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return bar_nll(logits, batch["y"][b], self.borders, batch["valid"][b].float())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        hp = self.hparams
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        it = self.iterations_done
+        g = key_generator(hp.seed, "nap-train", self.trainer.global_rank if self._trainer else 0, it)
+        bsz = batch["y"].shape[0]
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("loss", "ppo", "value", "nll", "entropy")}
+        if self.rl_enabled:
+            self.net.eval()
+            roll = self.rollout(batch, hp.horizon, greedy=False, generator=g)
+            self.net.train()
+            adv, returns = gae(roll["rewards"], roll["values"], hp.gamma, hp.gae_lambda)
+            self.log_dict({"train/episode_return": roll["rewards"].sum(1).mean(),
+                           "train/regret": roll["regret"][:, -1].mean()}, batch_size=bsz)
+            n_items = bsz * hp.horizon
+        else:
+            roll, adv, returns = None, None, None
+            n_items = bsz * hp.horizon  # same number of minibatches as an RL iteration
+        n_mb = 0
+        opt.zero_grad()
+        for _ in range(hp.ppo_epochs):
+            for mb in self._minibatches(n_items, g):
+                mb = mb.to(batch["y"].device)
+                b, t = mb // hp.horizon, mb % hp.horizon
+                loss = batch["y"].new_zeros(())
+                if roll is not None:
+                    value, logp, entropy, traj_logits = self._policy_terms(batch, roll, b, t)
+                    a = adv[b, t]
+                    if hp.normalize_advantages:
+                        a = normalise_advantages(a)
+                    l_ppo = ppo_clip_loss(logp, roll["logp"][b, t], a, hp.clip_epsilon)
+                    l_v = ((value - returns[b, t]) ** 2).mean()
+                    l_ent = -entropy.mean()
+                    loss = loss + hp.ppo_coeff * l_ppo + hp.value_coeff * l_v + hp.ent_coeff * l_ent
+                    stats["ppo"].append(l_ppo.detach()), stats["value"].append(l_v.detach())
+                    stats["entropy"].append(entropy.mean().detach())
+                if hp.ce_coeff != 0:
+                    if hp.sl_iid or roll is None:
+                        l_nll = self._iid_nll(batch, b, g)
+                    else:
+                        l_nll = self._traj_nll(batch, b, traj_logits)
+                    loss = loss + hp.ce_coeff * l_nll
+                    stats["nll"].append(l_nll.detach())
+                # upstream sums the minibatch gradients of an accumulation window (no division), then clips
+                self.manual_backward(loss)
+                stats["loss"].append(loss.detach())
+                n_mb += 1
+                if n_mb % hp.grad_accumulation == 0:
+                    self.clip_gradients(opt, gradient_clip_val=hp.grad_clip, gradient_clip_algorithm="norm")
+                    opt.step()
+                    opt.zero_grad()
+        if n_mb % hp.grad_accumulation:
+            # a partial window at the end of the iteration still counts (the official loop drops it silently)
+            self.clip_gradients(opt, gradient_clip_val=hp.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+            opt.zero_grad()
+        sched.step()
+        self.iterations_done += 1
+        logs = {f"train/{'loss' if k == 'loss' else k if k == 'entropy' else 'loss_' + k}": torch.stack(v).mean()
+                for k, v in stats.items() if v}
+        self.log_dict(logs, prog_bar=False, batch_size=bsz)
+        self.log("train/lr", sched.get_last_lr()[0], batch_size=bsz)
+        return logs["train/loss"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nap_iterations"] = self.iterations_done
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.iterations_done = int(checkpoint.get("nap_iterations", 0))
+
+    # -- evaluation ----------------------------------------------------------------------------------------------
+    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+        af = self.hparams.eval_af or self.hparams.af_name
+        roll = self.rollout(batch, self.hparams.eval_budget, greedy=True, af_name=af)
+        self._eval_outputs.setdefault(stage, []).append((batch["index"].detach(), roll["regret"].detach()))
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        outputs = self._eval_outputs.pop(stage, [])
+        if not outputs:
+            return
+        index = torch.cat([o[0] for o in outputs])
+        regret = torch.cat([o[1] for o in outputs])
+        if self._trainer is not None and self.trainer.world_size > 1:
+            index = self.all_gather(index).reshape(-1)
+            regret = self.all_gather(regret).reshape(-1, regret.shape[-1])
+        # DDP pads the last round with repeated tasks: keep each task index once
+        keep = torch.zeros_like(index, dtype=torch.bool)
+        seen: set[int] = set()
+        for i, v in enumerate(index.tolist()):
+            if v not in seen:
+                seen.add(v)
+                keep[i] = True
+        regret = regret[keep].float().cpu()
+        mean, ci = mean_ci95(regret[:, -1])
+        metrics = {f"{stage}/regret": mean, f"{stage}/regret_ci95": ci}
+        for k in (10, 25):
+            if k < regret.shape[1] - 1:
+                metrics[f"{stage}/regret@{k}"] = mean_ci95(regret[:, k])[0]
+        metrics[f"{stage}/log10_regret"] = float(torch.log10(regret[:, -1].clamp_min(1e-6)).mean())
+        # every rank holds the same gathered runs, so every rank logs the same numbers (ModelCheckpoint needs them)
+        self.log_dict(metrics, batch_size=int(keep.sum()))
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
