@@ -66,8 +66,8 @@ class EpisodeGallery(pl.Callback):
         self._figure = None
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx != 0 or not trainer.is_global_zero or not isinstance(batch.support_x, torch.Tensor) \
-                or batch.support_x.dim() != 4:
+        if batch_idx != 0 or not trainer.is_global_zero or trainer.fast_dev_run \
+                or not isinstance(batch.support_x, torch.Tensor) or batch.support_x.dim() != 4:
             return
         with torch.no_grad():
             pred = pl_module(batch).argmax(-1).cpu()

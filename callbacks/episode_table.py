@@ -27,8 +27,8 @@ class EpisodeTable(pl.Callback):
         self.stages = stages or ["test"]
 
     def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage not in self.stages or trainer.sanity_checking or not trainer.is_global_zero:
-            return
+        if stage not in self.stages or trainer.sanity_checking or not trainer.is_global_zero or trainer.fast_dev_run:
+            return  # fast_dev_run writes nothing, as Lightning's own checkpointing and logging
         rows = getattr(pl_module, "episode_records", {}).get(stage)
         if not rows:
             return

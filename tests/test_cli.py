@@ -36,8 +36,10 @@ def test_every_shipped_config_parses(config, capsys):
     assert "class_path" in capsys.readouterr().out
 
 
-def test_fast_dev_run(glyphs_data, tmp_path):
+def test_fast_dev_run(glyphs_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), "--trainer.fast_dev_run=true"])
+    assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.png"))  # no tables or pictures
 
 
 def test_fit_checkpoint_then_test_in_a_fresh_process(glyphs_data, tmp_path):

@@ -31,6 +31,7 @@ def test_every_entry_is_complete_verified_and_loads(name):
     assert isinstance(model, pl.LightningModule) and not model.training
 
 
+@pytest.mark.timeout(900)  # 1,000 episodes: about a minute on 2 idle cores, several when they are shared
 @pytest.mark.parametrize("name", ["protonet-conv4-glyphs-5w1s", "protonet-conv4-glyphs-5w5s"])
 def test_shipped_protonet_re_measures_within_its_recorded_interval(name, glyphs_data, tmp_path):
     """Test the registry weights on the entry's own config (its 1,000 fixed test episodes)."""
