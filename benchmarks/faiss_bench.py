@@ -33,12 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import write_results  # noqa: E402
+from common import write_results
 
-from datamodules.text import atomic_write_bytes, atomic_write_text, data_root  # noqa: E402
-from datamodules.wordnet import find_wordnet, read_wordnet  # noqa: E402
-from zoo.retrieval import IndexSpec, as_search_array, build_index, default_nlist, search, set_faiss_threads  # noqa: E402
-from zoo.text_encoder import TextEncoder  # noqa: E402
+from datamodules.cache import atomic_write_bytes, atomic_write_text, data_root
+from datamodules.wordnet import find_wordnet, read_wordnet
+from zoo.retrieval import (
+    IndexSpec,
+    as_search_array,
+    build_index,
+    default_nlist,
+    search,
+    set_faiss_threads,
+)
+from zoo.text_encoder import TextEncoder
 
 COMMAND = "python benchmarks/faiss_bench.py"
 

@@ -5,7 +5,8 @@ For each family (default: shifted/scaled/rotated Hartmann-3 and samples of a 4-D
 1. trains NAP from ``configs/nap/<family>.yaml`` (the same model, data and number of PPO iterations as
    ``zoo fit --config configs/nap/<family>.yaml``, without the intermediate validation) and the likelihood-only
    ablation (same config with ``ppo_coeff = value_coeff = 0``: only the bar-distribution head is trained, and it
-   acts by EI computed from its buckets), and writes both to ``checkpoints/nap[-sl]-<family>.safetensors``;
+   acts by EI computed from its buckets), writes both to ``checkpoints/nap[-sl]-<family>.safetensors`` and
+   registers them (with the regret they reach) in ``checkpoints/registry.yaml``;
 2. runs every method on the family's fixed test tasks (10 functions x 5 initial designs = the 5 "seeds", pools
    of 1,000 candidates), 5 initial points then 50 trials;
 3. reports the mean normalised regret ``1 - best normalised value`` with its 95% CI (1.96 std / sqrt(n) over the
@@ -17,6 +18,9 @@ Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` a
     python benchmarks/nap_regret.py                 # full: ~10 min training per model and family on 2 cores
     python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
     python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
+
+Families measured with the same settings accumulate in one results file, so the two families can run as two
+processes side by side (``--families hartmann3``, ``--families gp-prior-d4``); the plot shows every family in it.
 """
 
 from __future__ import annotations
@@ -37,13 +41,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import lightning.pytorch as pl  # noqa: E402
+import lightning.pytorch as pl
+from common import machine
 
-from datamodules.functions import FunctionDataModule, collate_tasks  # noqa: E402
-from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap  # noqa: E402
-from zoo.metrics import mean_ci95  # noqa: E402
-from zoo.nap import NAPModule  # noqa: E402
+from datamodules.functions import FunctionDataModule, collate_tasks
+from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
+from zoo.metrics import mean_ci95
+from zoo.nap import NAPModule
 
 FAMILY_TEXT = {
     "hartmann3": "Hartmann-3 under random shifts (<=0.1), scalings (<=10%) and rotations",
@@ -179,9 +185,10 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def registry_entries(results: dict[str, Any]) -> dict[str, Any]:
+def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, Any]:
     entries = {}
-    for fam, fres in results["families"].items():
+    for fam in families:
+        fres = results["families"][fam]
         for kind, info in fres["checkpoints"].items():
             res = fres["methods"]["nap" if kind == "nap" else "nap-ei"]
             entries[info["name"]] = {
@@ -194,8 +201,11 @@ def registry_entries(results: dict[str, Any]) -> dict[str, Any]:
                             f"candidates, {results['settings']['n_init']} initial points + "
                             f"{results['settings']['budget']} trials"
                             + ("" if kind == "nap" else "; likelihood head only, acting by EI on its buckets")),
-                "metrics": {f"test/regret@{t}": round(res["at"][str(t)]["mean"], 5)
-                            for t in results["settings"]["report_trials"]},
+                "metrics": {**{f"test/regret@{t}": round(res["at"][str(t)]["mean"], 5)
+                               for t in results["settings"]["report_trials"]},
+                            **{f"test/regret@{t}_ci95": round(res["at"][str(t)]["ci95"], 5)
+                               for t in results["settings"]["report_trials"]},
+                            "test_runs": res["runs"]},
                 "command": "python benchmarks/nap_regret.py",
             }
     return entries
@@ -215,6 +225,20 @@ def log_wandb(results: dict[str, Any]) -> None:
             xs=xs, ys=[fres["methods"][n]["curve_mean"] for n in names], keys=names,
             title=f"NAP regret on {fam}", xname="trial")})
     run.finish()
+
+
+def merged(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``results`` plus the families of an earlier run in ``out`` measured with the same settings, so that one
+    family per process (``--families hartmann3`` and ``--families gp-prior-d4`` side by side) fills one file."""
+    if not out.is_file():
+        return results
+    old = json.loads(out.read_text())
+    same = all(old.get("settings", {}).get(k) == results["settings"].get(k)
+               for k in ("seeds_per_function", "budget", "n_init", "report_trials", "quick"))
+    if not same:
+        return results
+    families = {**old.get("families", {}), **results["families"]}
+    return {**results, "settings": {**results["settings"], "families": list(families)}, "families": families}
 
 
 def write_json(results: dict[str, Any], out: Path) -> None:
@@ -256,7 +280,8 @@ def main() -> None:
         out = Path(args.out or ROOT / "benchmarks" / "results" / "nap.json")
         ckpt_dir = Path(args.checkpoint_dir or ROOT / "checkpoints")
     trials = [t for t in (10, 25, 50) if t <= budget] or [budget]
-    results: dict[str, Any] = {"settings": {
+    results: dict[str, Any] = {"command": "python benchmarks/nap_regret.py" + (" --quick" if args.quick else ""),
+                               "settings": {
         "families": args.families, "seeds_per_function": seeds, "budget": budget, "n_init": args.n_init,
         "report_trials": trials, "quick": args.quick, "threads": args.threads,
         "regret": "1 - best normalised value found (y min-max normalised over each task's pool)",
@@ -287,11 +312,11 @@ def main() -> None:
                 info = {"seconds": round(seconds, 1), "iterations": models[kind].iterations_done, "last": last}
                 print(f"  trained {kind}: {info['iterations']} iterations in {seconds:.0f} s; {last}", flush=True)
             sha = save_nap(models[kind], path) if not args.skip_train else None
-            from zoo.pretrained import sha256_of
+            from datamodules.cache import sha256_file
 
             fres["training"][kind] = info
             fres["checkpoints"][kind] = {"name": name, "weights": os.path.relpath(path, ROOT),
-                                         "sha256": sha or sha256_of(path),
+                                         "sha256": sha or sha256_file(path),
                                          "init_args": dict(models[kind].hparams)}
         dm = build_data(cfg, test_seeds=seeds, eval_n_init=args.n_init,
                         **({"test_tasks": test_tasks} if test_tasks else {}))
@@ -311,7 +336,13 @@ def main() -> None:
         }
         fres["decision_seconds_batched"] = {k: v["seconds_per_decision"] for k, v in runs.items()}
         results["families"][fam] = fres
-        results["registry_proposal"] = registry_entries(results)
+        if not args.quick:
+            from zoo.pretrained import Entry, register
+
+            for name, fields in registry_entries(results, [fam]).items():
+                register(Entry(name=name, **fields))
+        results = merged(results, out)
+        results["machine"] = machine()
         write_json(results, out)  # after every family, so a long run that is stopped keeps what it finished
 
     png = out.with_name(out.stem + "_regret.png") if args.quick else out.with_name("nap_regret.png")
@@ -321,9 +352,8 @@ def main() -> None:
     print()
     print(markdown(results))
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} and "
-          f"{png.relative_to(ROOT) if png.is_relative_to(ROOT) else png}")
-    print("\nproposed checkpoints/registry.yaml entries:\n")
-    print(yaml.safe_dump(results["registry_proposal"], sort_keys=False, width=120))
+          f"{png.relative_to(ROOT) if png.is_relative_to(ROOT) else png}"
+          + ("" if args.quick else "; registered nap[-sl]-<family> in checkpoints/registry.yaml"))
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ def throughput(data: dict) -> str:
         f"| ratio `zoo fit` / plain | {lp['ratio']:.3f} | ≥ {lp['target_ratio']} |"]) + footer(data)
 
 
+def budget(overrides: list[str]) -> str:
+    return ", ".join(f"`{o}`" for o in overrides) if overrides else "the configs' own"
+
+
 def susana_glyphs(data: dict) -> str:
-    out = []
+    out = [f"Budget of every run: {budget(data.get('budget_overrides', []))}; Conv-4; seeds "
+           f"{', '.join(map(str, data['seeds']))} (initialisation and training episodes). The interval of a setting is "
+           "over the 1,000 test episodes of the seed-averaged accuracy.", ""]
     for key, rows in data["settings"].items():
         out += [f"**Glyphs 5-way {key[3]}-shot**, {len(data['seeds'])} seeds, same fixed test episodes:", "",
                 "| loss | accuracy, % (95% CI) | difference to CE, points (paired 95% CI) | step time vs CE |",
@@ -63,8 +69,67 @@ def susana_glyphs(data: dict) -> str:
     return "\n".join(out).rstrip() + footer(data)
 
 
+def raml_wordnet(data: dict) -> str:
+    st = data["setting"]
+    ep = st["episodes"]
+    out = [f"Budget: {st['epochs']} epochs of {ep['train']} training episodes, {ep['val']} validation episodes per "
+           f"epoch (best-on-validation checkpoint), {ep['test']} fixed test episodes (5-way, {st['q_query']} queries); "
+           f"seeds {', '.join(map(str, st['seeds']))}; encoder {st['encoder']}; RAML: {st['raml']}.", "",
+           "| setting | method | accuracy, % (95% CI) | per-seed means, % | vs ProtoNet-text, points (paired 95% CI) "
+           "| retrieval share of step time |", "|---|---|---|---|---|---|"]
+    summary = data["summary"]
+    for key, e in summary.items():
+        if " - " in key:
+            continue
+        setting, method = key.split("/", 1)
+        diff = summary.get(f"{key} - protonet-text")
+        share = e.get("retrieval_share_of_train_step")
+        out.append(f"| {setting} | {method} | {pct(e['mean'], e['ci95_over_episodes'])} | "
+                   + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"]) + " | "
+                   + (f"{100 * diff['mean']:+.2f} ± {100 * diff['ci95']:.2f}" if diff else "") + " | "
+                   + (f"{100 * share:.0f}%" if share else "") + " |")
+    return "\n".join(out) + footer(data)
+
+
+def faiss_bench(data: dict) -> str:
+    st = data["setting"]
+    out = [f"{st['passages']:,} passages ({st['corpus']}), {st['queries']:,} queries, {st['dim']}-d {st['encoder']}, "
+           f"{st['metric']}, FAISS on {st['faiss_threads']} thread(s). Recall@{st['k']} is against exact search.", "",
+           f"| index | parameters | build, s | queries/s (batch) | queries/s (one at a time) | recall@{st['k']} |",
+           "|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        out.append(f"| {r['kind']} | {r['params']} | {r['build_s']:.1f} | {r['qps_batch']:,.0f} | "
+                   f"{r['qps_single']:,.0f} | {r['recall_at_10']:.4f} |")
+    return "\n".join(out) + footer(data)
+
+
+NAP_NAMES = {"nap": "NAP", "nap-ei": "likelihood head only (EI)", "gp-ei": "GP-EI (BoTorch)", "random": "random search"}
+
+
+def nap(data: dict) -> str:
+    st = data["settings"]
+    trials = st["report_trials"]
+    out = [f"Pools of {st.get('eval_num_candidates', '?')} candidates, {st['n_init']} initial points then {st['budget']} "
+           f"trials; normalised regret (1 - best normalised value found), mean ± 95% CI over the runs (fixed test "
+           f"functions × {st['seeds_per_function']} initial designs). Decision time: one task at a time.", "",
+           "| family | method | " + " | ".join(f"regret @{t}" for t in trials) + " | s / decision | training |",
+           "|---|---|" + "---|" * len(trials) + "---|---|"]
+    for fam, f in data["families"].items():
+        for name, res in f["methods"].items():
+            cells = [f"{res['at'][str(t)]['mean']:.4f} ± {res['at'][str(t)]['ci95']:.4f}" for t in trials]
+            sec = f["decision_seconds"].get(name)
+            kind = {"nap": "nap", "nap-ei": "nap-sl"}.get(name)
+            train = f["training"].get(kind, {}) if kind else {}
+            trained = (f"{train['iterations']} it., {train['seconds'] / 60:.1f} min"
+                       if train.get("seconds") is not None else "")
+            out.append(f"| {fam} ({res['runs']} runs) | {NAP_NAMES.get(name, name)} | " + " | ".join(cells)
+                       + f" | {sec:.3f} | {trained} |")
+    return "\n".join(out) + footer(data)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
+    "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap,
 }
 
 

@@ -28,19 +28,22 @@ class EpisodicDataModule(pl.LightningDataModule):
         val_episodes: size of the fixed validation set (500 is the common protocol).
         test_episodes: size of the fixed test set (1000, or 600 in older papers).
         seed: keys every episode; the same seed gives the same episodes on any machine or world size.
+        eval_seed: keys the validation and test episodes instead of ``seed`` when set. Benchmarks vary ``seed``
+            (the training episodes) across runs while every run is tested on the same fixed episodes.
         num_workers: data-loader worker processes; episodes do not depend on it.
     """
 
     def __init__(self, n_way: int = 5, k_shot: int = 1, q_query: int = 15, train_n_way: int | None = None,
                  train_k_shot: int | None = None, train_q_query: int | None = None, train_episodes: int = 100,
-                 val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, num_workers: int = 0):
+                 val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, eval_seed: int | None = None,
+                 num_workers: int = 0):
         super().__init__()
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         self.train_n_way = train_n_way or n_way
         self.train_k_shot = train_k_shot or k_shot
         self.train_q_query = train_q_query or q_query
         self.episodes = {"train": train_episodes, "val": val_episodes, "test": test_episodes}
-        self.seed, self.num_workers = seed, num_workers
+        self.seed, self.eval_seed, self.num_workers = seed, eval_seed, num_workers
         self.sources: dict[str, Source] = {}
 
     # -- what a dataset provides ---------------------------------------------------------------------------------
@@ -74,8 +77,8 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.setup()
         n, k, q = self.episode_setting(split)
         extras = None if type(self).episode_extras is EpisodicDataModule.episode_extras else self.episode_extras
-        return EpisodeDataset(self.sources[split], n, k, q, seed=self.seed, split=split, name=self.name,
-                              extras_fn=extras)
+        seed = self.seed if split == "train" or self.eval_seed is None else self.eval_seed
+        return EpisodeDataset(self.sources[split], n, k, q, seed=seed, split=split, name=self.name, extras_fn=extras)
 
     def loader(self, split: str) -> DataLoader:
         """Episodes of one split for this rank; evaluation splits always use epoch 0, i.e. one fixed set."""

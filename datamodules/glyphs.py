@@ -108,6 +108,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datamodules.cache import data_root, sha256_file
 from datamodules.episodes import SPLITS, Source, TensorSource
 from datamodules.images import ImageEpisodes
 from datamodules.transforms import GRAY_MEAN, GRAY_STD
@@ -260,12 +261,6 @@ def font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def font_files(directory: str | Path | None = None) -> list[Path]:
@@ -279,7 +274,7 @@ def font_files(directory: str | Path | None = None) -> list[Path]:
 
 def font_checksums(directory: str | Path | None = None) -> dict[str, str]:
     """``{face name: sha256}`` of the font files; what the cache's staleness check compares."""
-    return {p.stem: _sha256(p) for p in font_files(directory)}
+    return {p.stem: sha256_file(p) for p in font_files(directory)}
 
 
 def discover_faces(directory: str | Path | None = None) -> list[Face]:
@@ -315,7 +310,7 @@ def discover_faces(directory: str | Path | None = None) -> list[Face]:
         else:
             coverage = {code: code for code in cmap}
         font.close()
-        faces.append(Face(path.stem, str(path), _sha256(path), custom, coverage))
+        faces.append(Face(path.stem, str(path), sha256_file(path), custom, coverage))
     _FACE_CACHE[key] = faces
     return faces
 
@@ -754,8 +749,6 @@ def duplicate_classes(groups: Sequence[Sequence[int]], split_of: dict[int, str],
 # ---------------------------------------------------------------------------------------------------------------
 # Build, cache, load
 # ---------------------------------------------------------------------------------------------------------------
-def default_root() -> Path:
-    return Path(os.environ.get("METAZOO_DATA") or Path.home() / ".cache" / "metazoo")
 
 
 def _renderer_versions() -> dict[str, str]:
@@ -784,7 +777,7 @@ def _params(image_size: int, instances_per_class: int, seed: int, min_faces: int
 def cache_dir(root: str | Path | None, image_size: int, instances_per_class: int, seed: int,
               min_faces: int = MIN_FACES, codepoints: Sequence[int] | None = None) -> Path:
     """Where one variant lives: ``<root>/glyphs/<size>px-<n>x-seed<seed>[-f<min_faces>][-sub<hash>]``."""
-    root = Path(root) if root is not None else default_root()
+    root = Path(root) if root is not None else data_root()
     name = f"{image_size}px-{instances_per_class}x-seed{seed}"
     if min_faces != MIN_FACES:
         name += f"-f{min_faces}"
@@ -829,7 +822,7 @@ def stale_reason(directory: str | Path, params: dict[str, Any], fonts: dict[str,
     if not dpath.is_file():
         return f"no {DATA_FILE} in {directory}"
     if verify_data:
-        digest = _sha256(dpath)
+        digest = sha256_file(dpath)
         if digest != manifest.get("data", {}).get("sha256"):
             return f"{dpath} sha256 {digest[:12]}... does not match the manifest"
     return None
@@ -1017,7 +1010,7 @@ def _write_build(out: Path, params: dict[str, Any], faces: Sequence[Face], resul
         "lookalike_groups": [[f"U+{cp:04X}" for cp in g] for g in groups],
         "dropped": [{"codepoint": f"U+{cp:04X}", "name": char_name(cp), "reason": dropped[cp]}
                     for cp in sorted(dropped)],
-        "data": {"file": DATA_FILE, "sha256": _sha256(out / DATA_FILE), "bytes": (out / DATA_FILE).stat().st_size},
+        "data": {"file": DATA_FILE, "sha256": sha256_file(out / DATA_FILE), "bytes": (out / DATA_FILE).stat().st_size},
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
     log.info("Glyphs: wrote %s (%.1f MB) in %.1f s", out / DATA_FILE, manifest["data"]["bytes"] / 1e6,
@@ -1108,14 +1101,14 @@ class Glyphs(ImageEpisodes):
                  predict_query_chunk: int | None = None, n_way: int = 5, k_shot: int = 1, q_query: int = 15,
                  train_n_way: int | None = None, train_k_shot: int | None = None, train_q_query: int | None = None,
                  train_episodes: int = 100, val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0,
-                 num_workers: int = 0):
+                 eval_seed: int | None = None, num_workers: int = 0):
         super().__init__(image_size=image_size, channels=1, mean=list(GRAY_MEAN), std=list(GRAY_STD),
                          augment=augment, augment_pad=2, augment_flip=False, invert=invert,
                          predict_support_dir=predict_support_dir, predict_query_dir=predict_query_dir,
                          predict_query_chunk=predict_query_chunk, n_way=n_way, k_shot=k_shot, q_query=q_query,
                          train_n_way=train_n_way, train_k_shot=train_k_shot, train_q_query=train_q_query,
                          train_episodes=train_episodes, val_episodes=val_episodes, test_episodes=test_episodes,
-                         seed=seed, num_workers=num_workers)
+                         seed=seed, eval_seed=eval_seed, num_workers=num_workers)
         _validate_args(image_size, instances_per_class, MIN_FACES)
         self.save_hyperparameters()
         self.root, self.instances_per_class, self.build_seed = root, instances_per_class, build_seed

@@ -28,7 +28,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import EpisodicDataModule
 from datamodules.episodes import SPLITS, Episode, EpisodeDataset, Source, TensorSource
-from datamodules.transforms import GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, ImageTransform, resize_center_crop
+from datamodules.transforms import (
+    GRAY_MEAN,
+    GRAY_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageTransform,
+    resize_center_crop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -423,10 +430,12 @@ class ImageEpisodes(EpisodicDataModule):
                  predict_query_chunk: int | None = None,
                  n_way: int = 5, k_shot: int = 1, q_query: int = 15, train_n_way: int | None = None,
                  train_k_shot: int | None = None, train_q_query: int | None = None, train_episodes: int = 100,
-                 val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, num_workers: int = 0):
+                 val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, eval_seed: int | None = None,
+                 num_workers: int = 0):
         super().__init__(n_way=n_way, k_shot=k_shot, q_query=q_query, train_n_way=train_n_way,
                          train_k_shot=train_k_shot, train_q_query=train_q_query, train_episodes=train_episodes,
-                         val_episodes=val_episodes, test_episodes=test_episodes, seed=seed, num_workers=num_workers)
+                         val_episodes=val_episodes, test_episodes=test_episodes, seed=seed, eval_seed=eval_seed,
+                         num_workers=num_workers)
         if channels not in (1, 3):
             raise ValueError(f"{self.name}: channels must be 1 or 3, got {channels}")
         if image_size < 1:

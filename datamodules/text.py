@@ -25,7 +25,6 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ from typing import Any
 import torch
 
 from datamodules.base import EpisodicDataModule
-from datamodules.episodes import SPLITS, EpisodeDataset, ListSource, Source
+from datamodules.cache import atomic_write_text
+from datamodules.episodes import SPLITS, ListSource, Source
 
 MAX_TOKENS = 500  # Bao et al.'s loader truncates every text to 500 tokens
 
@@ -156,32 +156,6 @@ class TextRecords:
         fields = {k: (torch.tensor(v, dtype=torch.long) if k in ("head", "tail") else v)
                   for k, v in self.fields.items()}
         return TextSource(self.texts, self.labels, self.class_names, fields)
-
-
-def data_root() -> Path:
-    """Root of built datasets and indexes: ``$METAZOO_DATA``, else ``~/.cache/metazoo`` (the project convention)."""
-    return Path(os.environ.get("METAZOO_DATA") or Path.home() / ".cache" / "metazoo")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
-
-    A reader never sees a half-written file, and an interrupted write leaves the old file (or none) in place.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _require_file(path: str | os.PathLike, what: str) -> Path:
@@ -477,30 +451,21 @@ class TextEpisodicDataModule(EpisodicDataModule):
 
     Adds to the base: per-item source fields copied into ``Episode.extras`` (support rows first, then query
     rows, both class-major, exactly as ``support_x + query_x``), an optional passage corpus for retrieval-augmented
-    methods (:meth:`passage_corpus`), and ``eval_seed``.
+    methods (:meth:`passage_corpus`).
 
     Args:
         corpus_path: a passage corpus (DPR TSV or JSON lines) for retrieval; ``None`` when no method needs one.
         max_passages: read only the first passages of ``corpus_path`` (quick runs).
-        eval_seed: seed of the validation and test episodes when it must differ from ``seed``. Benchmarks vary
-            ``seed`` (the training episodes) across runs while every run is tested on the same fixed episodes.
         **kwargs: the episode setting of :class:`EpisodicDataModule`.
     """
 
-    def __init__(self, corpus_path: str | None = None, max_passages: int | None = None,
-                 eval_seed: int | None = None, **kwargs: Any):
+    def __init__(self, corpus_path: str | None = None, max_passages: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.corpus_path, self.max_passages, self.eval_seed = corpus_path, max_passages, eval_seed
+        self.corpus_path, self.max_passages = corpus_path, max_passages
         self._corpus: PassageCorpus | None = None
 
     def episode_extras(self, source: Source, items: Any, classes: Any) -> dict:
         return source.gather_fields(items) if isinstance(source, TextSource) and source.fields else {}
-
-    def dataset(self, split: str) -> EpisodeDataset:
-        ds = super().dataset(split)
-        if split != "train" and self.eval_seed is not None:
-            ds.seed = self.eval_seed  # EpisodeDataset keys every draw on .seed
-        return ds
 
     def passage_corpus(self) -> PassageCorpus | None:
         """The retrieval corpus of this dataset, or None; read once and kept."""

@@ -50,8 +50,9 @@ from typing import Any
 
 import torch
 
+from datamodules.cache import atomic_write_text, data_root, sha256_file
 from datamodules.episodes import SPLITS, Source
-from datamodules.text import PassageCorpus, TextEpisodicDataModule, TextSource, atomic_write_text, data_root
+from datamodules.text import PassageCorpus, TextEpisodicDataModule, TextSource
 
 BUILD_VERSION = 1  # bump when the construction changes, so every cache is rebuilt
 POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
@@ -478,12 +479,6 @@ def build_passages(wn: WordNet, bench: dict[str, Any]) -> tuple[PassageCorpus, d
 
 # -- cache ------------------------------------------------------------------------------------------------------
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dict[str, Any],
@@ -503,7 +498,7 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
         try:
             manifest = json.loads(manifest_path.read_text())
             fresh = (manifest.get("spec") == json.loads(json.dumps(spec))
-                     and all(_sha256_file(out / f) == h for f, h in manifest["files"].items()))
+                     and all(sha256_file(out / f) == h for f, h in manifest["files"].items()))
         except (OSError, ValueError, KeyError, TypeError):
             fresh = False
         if fresh:
@@ -521,7 +516,7 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
     manifest = {"spec": spec, "source": str(files.path), "corpus": stats, "corpus_checksum": corpus.checksum,
                 "classes": {s: sum(1 for c in bench["categories"] if c["split"] == s) for s in SPLITS},
                 "examples": len(bench["examples"]),
-                "files": {f: _sha256_file(out / f) for f in ("benchmark.json", "passages.jsonl")}}
+                "files": {f: sha256_file(out / f) for f in ("benchmark.json", "passages.jsonl")}}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))  # last: it marks the cache complete
     return bench, corpus, out
 

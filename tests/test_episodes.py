@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from datamodules.base import EpisodicDataModule
-from datamodules.episodes import Episode, EpisodeDataset, EpisodeSampler, ListSource, TensorSource
+from datamodules.episodes import (
+    Episode,
+    EpisodeDataset,
+    EpisodeSampler,
+    ListSource,
+    TensorSource,
+)
 
 
 def make_source(n_classes=10, per_class=20, offset=100):
@@ -82,6 +88,17 @@ def test_datamodule_loaders_fixed_eval_episodes_and_train_way():
     val2 = [ep.classes.tolist() for ep in dm.val_dataloader()]
     assert val1 == val2 and all(len(c) == 3 for c in val1)
     assert all(c >= 100 for cs in val1 for c in cs)  # drawn from the validation split only
+
+
+def test_eval_seed_fixes_evaluation_episodes_while_seed_varies_training():
+    def episodes(dm, split):
+        return [(ep.classes.tolist(), ep.support_x.sum().item()) for ep in dm.loader(split)]
+
+    kw = dict(n_way=3, k_shot=1, q_query=2, train_episodes=6, val_episodes=6, test_episodes=6)
+    a, b = Toy(seed=1, eval_seed=9, **kw), Toy(seed=2, eval_seed=9, **kw)
+    assert episodes(a, "train") != episodes(b, "train")
+    assert episodes(a, "test") == episodes(b, "test") and episodes(a, "val") == episodes(b, "val")
+    assert episodes(Toy(seed=9, **kw), "test") == episodes(a, "test")  # eval_seed keys them as seed would
 
 
 def test_episodes_do_not_depend_on_worker_count():

@@ -122,7 +122,7 @@ class GPEI(Strategy):
                 gp = SingleTaskGP(tx, ty)
                 try:
                     fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-                except Exception:  # noqa: BLE001 - a failed fit keeps the prior hyper-parameters, as BoTorch warns
+                except Exception:
                     pass
                 acq = LogExpectedImprovement(gp, best_f=ty.max())
                 with torch.no_grad():
@@ -204,25 +204,11 @@ def run_bo(strategy: Strategy, batch: dict[str, torch.Tensor], budget: int, key:
 def save_nap(model: NAPModule, path: str | Path) -> str:
     """Writes ``model``'s weights as safetensors with its ``class_path``/``init_args`` in the file's metadata
     (architecture stored beside the weights), atomically; returns the file's sha256 for a registry entry."""
-    from safetensors.torch import save_file
+    from zoo.pretrained import export_weights
 
-    from zoo.pretrained import sha256_of
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"class_path": f"{type(model).__module__}.{type(model).__qualname__}",
             "init_args": json.dumps(dict(model.hparams))}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and weights are shared files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return sha256_of(path)
+    return export_weights(model, Path(path), metadata=meta)
 
 
 def load_nap(source: str | Path | NAPModule) -> NAPModule:
@@ -368,7 +354,8 @@ class AskTell:
         self._pending: int | None = None
 
     def ask(self) -> tuple[int, np.ndarray]:
-        remaining = [i for i in range(len(self.candidates)) if i not in set(self.indices)]
+        seen = set(self.indices)
+        remaining = [i for i in range(len(self.candidates)) if i not in seen]
         if not remaining:
             raise RuntimeError("every candidate has been evaluated")
         if len(self.indices) < self.n_init:

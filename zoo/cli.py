@@ -5,8 +5,9 @@
     zoo test     --pretrained protonet-conv4-glyphs-5w1s
     zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
 
-``--pretrained NAME`` stands for the registry entry's own config (so the test runs in the setting the recorded
-numbers were measured in) followed by loading its verified weights; any later option still overrides.
+``--pretrained NAME`` stands for the registry entry's own config and its recorded overrides (so the test runs in the
+setting the recorded numbers were measured in) followed by loading its verified weights; any later option still
+overrides.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
+import callbacks
+import datamodules
+import zoo
 from callbacks.run_dir import run_dir
-
-import callbacks  # noqa: F401  (short class names in configs)
-import datamodules  # noqa: F401
-import zoo  # noqa: F401
 
 
 class ZooSaveConfigCallback(SaveConfigCallback):
@@ -111,7 +111,8 @@ class ZooCLI(LightningCLI):
 
 
 def expand_pretrained(args: list[str]) -> list[str]:
-    """Insert ``--config <entry config>`` right after the subcommand when ``--pretrained NAME`` is given.
+    """Insert ``--config <entry config> <entry overrides>`` right after the subcommand when ``--pretrained NAME``
+    is given.
 
     Idempotent, because DDP re-executes the command line in every child process.
     """
@@ -125,8 +126,9 @@ def expand_pretrained(args: list[str]) -> list[str]:
         return args
     from zoo.pretrained import registry_entry
 
-    inserted = ["--config", str(registry_entry(name).config_path)]
-    if args[1:3] == inserted:
+    entry = registry_entry(name)
+    inserted = ["--config", str(entry.config_path), *entry.overrides]
+    if args[1:1 + len(inserted)] == inserted:
         return args
     return [args[0], *inserted, *args[1:]]
 

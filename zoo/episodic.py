@@ -120,8 +120,17 @@ class EpisodicModule(pl.LightningModule):
         return {"pred": probs.argmax(-1).cpu(), "probs": probs.cpu(), "extras": episode.extras}
 
     # -- optimisation --------------------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters as optimiser groups; a group's ``lr_scale`` multiplies the configured lr.
+
+        One group by default; a system whose parts learn at different rates overrides this (RAML's fusion block).
+        """
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr_scale": 1.0}]
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory([g for g in self.parameter_groups() if g["params"]])
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

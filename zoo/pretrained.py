@@ -8,7 +8,6 @@ setting, the metrics it reached and the command that produced them. Weights are 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ import torch
 import yaml
 from lightning.pytorch.cli import instantiate_module
 from safetensors.torch import load_file, save_file
+
+from datamodules.cache import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = Path(os.environ.get("METAZOO_REGISTRY", ROOT / "checkpoints" / "registry.yaml"))
@@ -43,6 +44,7 @@ class Entry:
     metrics: dict[str, Any] = field(default_factory=dict)
     command: str = ""
     notes: str = ""
+    overrides: list[str] = field(default_factory=list)  # CLI options that, after ``config``, give the setting
 
     @property
     def weights_path(self) -> Path:
@@ -82,12 +84,6 @@ def registry_entry(name: str) -> Entry:
         raise ValueError(f"{REGISTRY}: entry {name!r} is malformed ({err})") from None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
@@ -95,7 +91,7 @@ def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
     path = entry.weights_path
     if not path.is_file():
         raise FileNotFoundError(f"pretrained {entry.name!r}: weights file {path} is missing")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != entry.sha256:
         raise ChecksumError(f"pretrained {entry.name!r}: {path} has sha256 {actual}, but {REGISTRY} records "
                             f"{entry.sha256}; the file is corrupt or was replaced. Re-fetch it or re-run: "
@@ -122,33 +118,41 @@ def load_pretrained(name: str) -> pl.LightningModule:
     return model.eval()
 
 
-def export_weights(model: torch.nn.Module, path: Path) -> str:
-    """Write ``model``'s state dict as safetensors, atomically; returns the file's sha256."""
+def export_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> str:
+    """Write ``model``'s state dict as safetensors (with optional string ``metadata`` in the header), atomically;
+    returns the file's sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(state, tmp)
+        save_file(state, tmp, metadata=metadata)
         os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return sha256_of(path)
+    return sha256_file(path)
 
 
 def register(entry: Entry, path: Path | None = None) -> None:
-    """Add or replace ``entry`` in the registry file (read-modify-write, atomically renamed into place)."""
+    """Add or replace ``entry`` in the registry file (read-modify-write, atomically renamed into place).
+
+    The read-modify-write holds an exclusive lock on ``<registry>.lock``, so benchmark scripts running side by side
+    do not drop each other's entries.
+    """
+    import fcntl
+
     path = path or REGISTRY
-    data = _read_registry(path)
-    fields = {k: v for k, v in entry.__dict__.items() if k != "name"}
-    data[entry.name] = fields
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write("# Pretrained checkpoints. Written by the benchmark scripts named in each entry's `command`.\n")
-        yaml.safe_dump(dict(sorted(data.items())), f, sort_keys=False, width=120)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = _read_registry(path)
+        data[entry.name] = {k: v for k, v in entry.__dict__.items() if k != "name"}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write("# Pretrained checkpoints. Written by the benchmark scripts named in each entry's `command`.\n")
+            yaml.safe_dump(dict(sorted(data.items())), f, sort_keys=False, width=120)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from datamodules.cache import data_root
 from datamodules.episodes import Episode
-from datamodules.text import PassageCorpus, data_root, read_passages
+from datamodules.text import PassageCorpus, read_passages
 from zoo.episodic import EpisodicModule
 from zoo.losses import prototypes, prototypical_logits
 from zoo.retrieval import IndexSpec, Retriever
@@ -331,23 +332,12 @@ class RAML(EpisodicModule):
         return states, mask
 
     # -- optimisation --------------------------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        """Two parameter groups: encoder at the optimiser's lr, fusion block at ``fusion_lr_scale`` times it."""
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Two groups: the encoder at the optimiser's lr, the fusion block at ``fusion_lr_scale`` times it."""
         enc = [p for p in self.encoder.parameters() if p.requires_grad]
         head = [p for n, p in self.named_parameters()
                 if p.requires_grad and not n.startswith(("encoder.", "retriever_encoder."))]
-        groups = [g for g in ({"params": enc, "lr_scale": 1.0},
-                              {"params": head, "lr_scale": self.fusion_lr_scale}) if g["params"]]
-        optimizer = self.optimizer_factory(groups)
-        for g in optimizer.param_groups:
-            g["lr"] = g["lr"] * g["lr_scale"]
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        config = {"scheduler": scheduler, "interval": "epoch"}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val/acc"
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return [{"params": enc, "lr_scale": 1.0}, {"params": head, "lr_scale": self.fusion_lr_scale}]
 
 
 def _bert_attention(encoder: nn.Module, layer: int) -> nn.Module | None:

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.text import PassageCorpus, atomic_write_text
+from datamodules.cache import atomic_write_text
+from datamodules.text import PassageCorpus
 from datamodules.wordnet import words
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
