@@ -76,5 +76,6 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     with os.fdopen(fd, "w") as f:
         json.dump({"machine": machine(), **payload}, f, indent=2)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
     os.replace(tmp, target)
     return target

@@ -206,7 +206,7 @@ def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, 
                             **{f"test/regret@{t}_ci95": round(res["at"][str(t)]["ci95"], 5)
                                for t in results["settings"]["report_trials"]},
                             "test_runs": res["runs"]},
-                "command": "python benchmarks/nap_regret.py",
+                "command": fres["command"],
             }
     return entries
 
@@ -297,7 +297,8 @@ def main() -> None:
             model_args["max_iterations"] = iterations
             model_args["warmup_iterations"] = min(model_args.get("warmup_iterations", 20), max(1, iterations // 4))
         sl_args = dict(model_args, ppo_coeff=0.0, value_coeff=0.0, ent_coeff=0.0, eval_af="ei")
-        fres: dict[str, Any] = {"config": cfg["_path"], "training": {}, "checkpoints": {}}
+        fres: dict[str, Any] = {"config": cfg["_path"], "command": " ".join(["python", *sys.argv]), "training": {},
+                                "checkpoints": {}}
         models = {}
         for kind, margs in (("nap", model_args), ("nap-sl", sl_args)):
             name = f"nap-{fam}" if kind == "nap" else f"nap-sl-{fam}"

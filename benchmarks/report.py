@@ -111,7 +111,9 @@ def nap(data: dict) -> str:
     trials = st["report_trials"]
     out = [f"Pools of {st.get('eval_num_candidates', '?')} candidates, {st['n_init']} initial points then {st['budget']} "
            f"trials; normalised regret (1 - best normalised value found), mean ± 95% CI over the runs (fixed test "
-           f"functions × {st['seeds_per_function']} initial designs). Decision time: one task at a time.", "",
+           f"functions × {st['seeds_per_function']} initial designs). Decision time: one task at a time, "
+           f"{st.get('threads', '?')} torch thread(s). Commands: "
+           + "; ".join(f"`{f['command']}`" for f in data["families"].values() if "command" in f) + ".", "",
            "| family | method | " + " | ".join(f"regret @{t}" for t in trials) + " | s / decision | training |",
            "|---|---|" + "---|" * len(trials) + "---|---|"]
     for fam, f in data["families"].items():
