@@ -21,10 +21,10 @@ training step time (wall time of retrieval, i.e. query embedding plus FAISS sear
 training steps; first-epoch and cached-later epochs together).
 
     python benchmarks/raml_wordnet.py --quick        # end-to-end check, a few episodes -> raml_wordnet_quick.json
-    python benchmarks/raml_wordnet.py --export       # the README table: 3 seeds x 2 settings x 3 methods, 3 epochs
-                                                     # of 50 training episodes, 300 fixed test episodes (about an
-                                                     # hour on 2 cores); registers raml[-proto]-minilm-wordnet-5w{1,5}s
-                                                     # (trainable parts only) in checkpoints/registry.yaml
+    python benchmarks/raml_wordnet.py --export       # the README table: 3 seeds x 2 settings x 3 methods, 2 epochs
+                                                     # of 50 training episodes, 30 validation and 200 fixed test
+                                                     # episodes (about 1.5 hours on one core); registers
+                                                     # raml[-proto]-minilm-wordnet-5w{1,5}s (trainable parts only)
     python benchmarks/raml_wordnet.py --epochs 10 --train-episodes 100 --test-episodes 600 --methods \
         protonet-text raml raml-p0 raml+proto        # the configs' own budget and the no-retrieval ablation (hours)
 
@@ -154,10 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["protonet-text", "raml", "raml+proto"],
                         choices=list(METHODS))
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-episodes", type=int, default=50)
-    parser.add_argument("--val-episodes", type=int, default=50)
-    parser.add_argument("--test-episodes", type=int, default=300)
+    parser.add_argument("--val-episodes", type=int, default=30)
+    parser.add_argument("--test-episodes", type=int, default=200)
     parser.add_argument("--export", action="store_true",
                         help="register the best-on-validation seed of raml and raml+proto for each setting")
     args = parser.parse_args(argv)
