@@ -58,7 +58,7 @@ def susana_glyphs(data: dict) -> str:
            f"{', '.join(map(str, data['seeds']))} (initialisation and training episodes). The interval of a setting is "
            "over the 1,000 test episodes of the seed-averaged accuracy.", ""]
     for key, rows in data["settings"].items():
-        out += [f"**Glyphs 5-way {key[3]}-shot**, {len(data['seeds'])} seeds, same fixed test episodes:", "",
+        out += [f"**Glyphs 5-way {key[2]}-shot**, {len(data['seeds'])} seeds, same fixed test episodes:", "",
                 "| loss | accuracy, % (95% CI) | difference to CE, points (paired 95% CI) | step time vs CE |",
                 "|---|---|---|---|"]
         for row in rows.values():
