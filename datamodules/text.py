@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,20 @@ def _span(value: Any, n_tokens: int, where: str, key: str) -> list[int]:
     return [start, end]
 
 
+def _json_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """``("<file>:<line>", parsed value)`` for each non-blank line of a JSON-lines file; bad JSON names the line."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            yield where, row
+
+
 def read_bao_jsonl(path: str | os.PathLike, max_tokens: int = MAX_TOKENS, spans: bool | None = None,
                    class_names: dict[int, str] | None = None) -> TextRecords:
     """Read a Bao et al. JSON-lines file (``{"text": [tokens], "label": int}`` per line).
@@ -196,41 +210,33 @@ def read_bao_jsonl(path: str | os.PathLike, max_tokens: int = MAX_TOKENS, spans:
     tails: list[list[int]] = []
     tokens_field: list[list[str]] = []
     with_spans = 0
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            if "text" not in row:
-                hint = " (RCV1 ships 'path' instead of texts; it is not supported)" if "path" in row else ""
-                raise ValueError(f"{where}: missing key 'text'{hint}")
-            tokens = row["text"]
-            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-                raise ValueError(f"{where}: 'text' must be a list of token strings")
-            if not tokens:
-                raise ValueError(f"{where}: 'text' is empty")
-            label = row.get("label")
-            if isinstance(label, bool) or not isinstance(label, int):
-                raise ValueError(f"{where}: 'label' must be an integer, got {label!r}")
-            tokens = tokens[:max_tokens]
-            has = "head" in row or "tail" in row
-            if spans is True and not has:
-                raise ValueError(f"{where}: FewRel lines need 'head' and 'tail' spans")
-            if has and spans is not False:
-                if "head" not in row or "tail" not in row:
-                    raise ValueError(f"{where}: a line with one of 'head'/'tail' needs both")
-                heads.append(_span(row["head"], len(tokens), where, "head"))
-                tails.append(_span(row["tail"], len(tokens), where, "tail"))
-                tokens_field.append(tokens)
-                with_spans += 1
-            texts.append(" ".join(tokens))
-            labels.append(label)
+    for where, row in _json_lines(p):
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if "text" not in row:
+            hint = " (RCV1 ships 'path' instead of texts; it is not supported)" if "path" in row else ""
+            raise ValueError(f"{where}: missing key 'text'{hint}")
+        tokens = row["text"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"{where}: 'text' must be a list of token strings")
+        if not tokens:
+            raise ValueError(f"{where}: 'text' is empty")
+        label = row.get("label")
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(f"{where}: 'label' must be an integer, got {label!r}")
+        tokens = tokens[:max_tokens]
+        has = "head" in row or "tail" in row
+        if spans is True and not has:
+            raise ValueError(f"{where}: FewRel lines need 'head' and 'tail' spans")
+        if has and spans is not False:
+            if "head" not in row or "tail" not in row:
+                raise ValueError(f"{where}: a line with one of 'head'/'tail' needs both")
+            heads.append(_span(row["head"], len(tokens), where, "head"))
+            tails.append(_span(row["tail"], len(tokens), where, "tail"))
+            tokens_field.append(tokens)
+            with_spans += 1
+        texts.append(" ".join(tokens))
+        labels.append(label)
     if not texts:
         raise ValueError(f"{p}: no examples (the file is empty)")
     fields: dict[str, Any] = {}
@@ -257,29 +263,21 @@ def read_huffpost_raw(path: str | os.PathLike, text_field: str = "headline",
         raise ValueError(f"text_field must be 'headline' or 'headline+description', got {text_field!r}")
     index = index or KGML_HUFFPOST_INDEX
     texts, labels = [], []
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("category"), str) \
-                    or not isinstance(row.get("headline"), str):
-                raise ValueError(f"{where}: expected an object with string 'category' and 'headline'")
-            cat = row["category"].strip().lower()
-            if cat not in index:
-                raise ValueError(f"{where}: category {row['category']!r} is not one of the {len(index)} "
-                                 f"categories of the split (is this News_Category_Dataset_v2?)")
-            text = row["headline"].strip()
-            if text_field == "headline+description":
-                text = f"{text} {str(row.get('short_description', '')).strip()}".strip()
-            if not text:
-                continue  # a few headlines are empty; they carry nothing to classify
-            texts.append(text)
-            labels.append(index[cat])
+    for where, row in _json_lines(p):
+        if not isinstance(row, dict) or not isinstance(row.get("category"), str) \
+                or not isinstance(row.get("headline"), str):
+            raise ValueError(f"{where}: expected an object with string 'category' and 'headline'")
+        cat = row["category"].strip().lower()
+        if cat not in index:
+            raise ValueError(f"{where}: category {row['category']!r} is not one of the {len(index)} "
+                             f"categories of the split (is this News_Category_Dataset_v2?)")
+        text = row["headline"].strip()
+        if text_field == "headline+description":
+            text = f"{text} {str(row.get('short_description', '')).strip()}".strip()
+        if not text:
+            continue  # a few headlines are empty; they carry nothing to classify
+        texts.append(text)
+        labels.append(index[cat])
     if not texts:
         raise ValueError(f"{p}: no examples (the file is empty)")
     names = {i: c for c, i in index.items() if i in set(labels)}
