@@ -50,8 +50,12 @@ def fit_and_test(config: str, overrides: list[str], save_dir: str | Path) -> dic
 
 
 def export_and_register(name: str, result: dict[str, Any], system: str, config: str, setting: str, command: str,
-                        notes: str = "") -> Entry:
-    """Write the best weights as safetensors into checkpoints/ and record them in the registry."""
+                        notes: str = "", overrides: list[str] | None = None) -> Entry:
+    """Write the best weights as safetensors into checkpoints/ and record them in the registry.
+
+    ``result`` is what :func:`fit_and_test` returns (the trained CLI under ``"cli"``); ``overrides`` are the CLI
+    options that, after ``config``, give the setting the metrics were measured in.
+    """
     cli = result["cli"]
     path = ROOT / "checkpoints" / f"{name}.safetensors"
     sha = export_weights(cli.model, path)
@@ -63,7 +67,7 @@ def export_and_register(name: str, result: dict[str, Any], system: str, config: 
                   metrics={"test_acc": round(result["test_acc"], 4), "test_ci95": round(result["test_ci95"], 4),
                            "test_episodes": result["test_episodes"], "best_val_acc": round(result["best_val_acc"], 4),
                            "train_seconds": round(result["train_seconds"], 1)},
-                  command=command, notes=notes)
+                  command=command, notes=notes, overrides=list(overrides or []))
     register(entry)
     return entry
 

@@ -49,11 +49,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import CSV_LOGGER, write_results
+from common import CSV_LOGGER, export_and_register, write_results
 
 from zoo.cli import build_cli
 from zoo.metrics import mean_ci95, paired_difference_ci95
-from zoo.pretrained import Entry, export_weights, register
 
 RAML_CONFIG = "configs/raml/wordnet.yaml"
 PROTO_CONFIG = "configs/protonet_text/wordnet.yaml"
@@ -226,27 +225,17 @@ def export(result: dict[str, Any], shot: int, method: str, episodes: dict[str, i
     The frozen MiniLM is not in the file (``TextEncoder`` drops it from the state dict and checks its sha256 on
     load), so the checkpoint holds the fusion block and score head only.
     """
-    cli = result["_cli"]
     name = f"{EXPORTS[method]}-minilm-wordnet-5w{shot}s"
-    path = ROOT / "checkpoints" / f"{name}.safetensors"
-    sha = export_weights(cli.model, path)
-    hp = dict(cli.model.hparams)
     variant = "" if method == "raml" else ", [INTERP] fused scores added to the ProtoNet logits"
-    entry = Entry(name=name, system="raml", weights=str(path.relative_to(ROOT)), sha256=sha,
-                  model={"class_path": hp.pop("_class_path", "zoo.raml.RAML"),
-                         "init_args": {k: v for k, v in hp.items() if not k.startswith("_")}},
-                  config=RAML_CONFIG, setting=f"WordNet 5-way {shot}-shot 5-query, frozen MiniLM, P=3{variant}",
-                  metrics={"test_acc": round(result["test_acc"], 4), "test_ci95": round(result["test_ci95"], 4),
-                           "test_episodes": result["test_episodes"],
-                           "best_val_acc": round(result.get("best_val_acc", 0.0), 4),
-                           "train_seconds": result["train_seconds"]},
-                  command=f"{COMMAND} --export  (seed {result['seed']}, best validation accuracy of the seeds)",
-                  notes=f"train with: zoo fit --config {RAML_CONFIG} --data.k_shot={shot} "
-                        f"{' '.join(METHODS[method][1])} --trainer.max_epochs={epochs} "
-                        f"--data.train_episodes={episodes['train']} --data.val_episodes={episodes['val']}",
-                  overrides=[f"--data.k_shot={shot}", "--data.eval_seed=0", f"--data.test_episodes={episodes['test']}",
-                             *METHODS[method][1]])
-    register(entry)
+    entry = export_and_register(
+        name, {**result, "cli": result["_cli"], "best_val_acc": result.get("best_val_acc", 0.0)}, system="raml",
+        config=str(ROOT / RAML_CONFIG), setting=f"WordNet 5-way {shot}-shot 5-query, frozen MiniLM, P=3{variant}",
+        command=f"{COMMAND} --export  (seed {result['seed']}, best validation accuracy of the seeds)",
+        notes=f"train with: zoo fit --config {RAML_CONFIG} --data.k_shot={shot} {' '.join(METHODS[method][1])} "
+              f"--trainer.max_epochs={epochs} --data.train_episodes={episodes['train']} "
+              f"--data.val_episodes={episodes['val']}",
+        overrides=[f"--data.k_shot={shot}", "--data.eval_seed=0", f"--data.test_episodes={episodes['test']}",
+                   *METHODS[method][1]])
     print(f"registered {name}: {entry.metrics}", flush=True)
     return {name: entry.__dict__}
 
