@@ -1,39 +1,84 @@
-"""Where built datasets and indexes live, and how every cache file is written and checked.
+"""File safety for the whole package: where derived files live, and how every file is written, locked and fetched.
 
-One convention for the whole package: built data goes under :func:`data_root`; files are written atomically (a
-temporary file in the same directory, then a rename), so a reader never sees a half-written file and an interrupted
-build leaves the old file (or none) in place; manifests record each file's :func:`sha256_file`.
+One convention everywhere (datasets, indexes, the registry, run artefacts, benchmark results, downloads):
+
+* derived builds go under :func:`data_root` (``cache_dir``); the user's own source files are ``root`` and are only
+  ever read;
+* files are written atomically (:func:`atomic_write_bytes`: a temporary file in the same directory, then a
+  rename), so a reader never sees a half-written file and an interrupted write leaves the old file (or none) in
+  place; every artefact is created mode 0644 (``mkstemp`` alone makes them private, unlike the weights beside them);
+* read-modify-write of a shared file holds :func:`file_lock`;
+* downloads (:func:`fetch`) land in the cache once, through a temporary file, and are checked against a sha256
+  before anything reads them;
+* manifests record each file's :func:`sha256_file`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+FILE_MODE = 0o644
 
 
 def data_root() -> Path:
-    """Root of built datasets and indexes: ``$METAZOO_DATA``, else ``~/.cache/metazoo``."""
+    """Root of built datasets, indexes and downloads: ``$METAZOO_DATA``, else ``~/.cache/metazoo``."""
     return Path(os.environ.get("METAZOO_DATA") or Path.home() / ".cache" / "metazoo")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, mode: int = FILE_MODE) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit it gets ``mode`` and is renamed onto ``path``.
+
+    For writers that want a file name rather than bytes (safetensors, ``torch.save``, FAISS). On an exception the
+    temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename (mode 0644)."""
+    with atomic_path(path, mode) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, mode: int = FILE_MODE) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (POSIX ``flock``) for a read-modify-write of ``path``.
+
+    Processes running side by side (benchmarks registering checkpoints, two builds of one cache) then take turns
+    instead of dropping each other's changes. The lock file is left in place: removing it would race.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -43,3 +88,41 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class ChecksumError(ValueError):
+    """A file does not match the sha256 it is expected to have."""
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True for ``http://``, ``https://`` and ``file://`` locations (what :func:`fetch` accepts)."""
+    return urllib.parse.urlparse(str(location)).scheme in ("http", "https", "file")
+
+
+def fetch(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | None = None,
+          timeout: float = 60.0) -> Path:
+    """Download ``url`` once into the cache and return the local path; verify ``sha256`` when given.
+
+    The file lands in ``<cache_dir or data_root()/downloads>/<sha256 of the URL>/<basename>`` through a temporary
+    file, so an interrupted download never leaves a file that looks complete. With ``sha256`` the cached copy is
+    checked on every call (a corrupt or replaced file raises :class:`ChecksumError`, naming both hashes) and a
+    fresh download that does not match is deleted. Fetching only copies bytes: what reads the file decides how far
+    to trust it (checkpoints are read with ``weights_only=True``).
+    """
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https", "file"):
+        raise ValueError(f"fetch: expected an http://, https:// or file:// URL, got {url!r}")
+    name = Path(urllib.parse.unquote(parsed.path)).name or "download"
+    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    dest = Path(cache_dir or data_root() / "downloads") / key / name
+    with file_lock(dest):
+        if not dest.is_file():
+            with atomic_path(dest) as tmp:
+                with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out)
+                if sha256 is not None and (actual := sha256_file(tmp)) != sha256:
+                    raise ChecksumError(f"download {url}: sha256 {actual}, expected {sha256}; nothing was kept")
+        elif sha256 is not None and (actual := sha256_file(dest)) != sha256:
+            raise ChecksumError(f"cached download {dest} of {url}: sha256 {actual}, expected {sha256}; the file is "
+                                f"corrupt or was replaced (delete it to download again)")
+    return dest
