@@ -66,10 +66,11 @@ def test_expansion_replaces_composed_files_only_and_is_idempotent(tmp_path):
     plain = write(tmp_path / "plain.yaml", "trainer: {max_epochs: 1}\n")
     write(tmp_path / "base.yaml", "trainer: {devices: 1}\n")
     composed = write(tmp_path / "composed.yaml", "__base__: [base.yaml]\ntrainer: {max_epochs: 2}\n")
-    args = ["fit", "--config", str(plain), f"--config={composed}", "--trainer.max_epochs=3"]
+    args = ["fit", "--config", str(plain), f"--config={composed}", "--trainer.max_epochs=3", "-c", str(composed)]
     expanded = expand_config_args(args)
-    assert expanded[:3] == args[:3] and expanded[4] == args[4]
-    assert json.loads(expanded[3].removeprefix("--config=")) == {"trainer": {"devices": 1, "max_epochs": 2}}
+    assert expanded[:3] == args[:3] and expanded[4:6] == args[4:6]
+    merged = {"trainer": {"devices": 1, "max_epochs": 2}}
+    assert json.loads(expanded[3].removeprefix("--config=")) == merged == json.loads(expanded[6])
     assert expand_config_args(expanded) == expanded  # what a DDP child re-executing sys.argv does
 
 

@@ -27,7 +27,7 @@ import callbacks
 import datamodules
 import zoo
 from callbacks.run_dir import run_dir
-from zoo.compose import expand_config_args
+from zoo.compose import CONFIG_FLAGS, expand_config_args
 from zoo.shipped import CONFIGS, describe_config, is_config_name, list_configs, shipped_config
 
 
@@ -142,7 +142,7 @@ def resolve_config_names(args: list[str]) -> list[str]:
     """``--config NAME`` (``protonet/glyphs``: no ``.yaml``, not a file) becomes the shipped config's path."""
     out = list(args)
     for i, arg in enumerate(out):
-        if arg == "--config" and i + 1 < len(out) and is_config_name(out[i + 1]):
+        if arg in CONFIG_FLAGS and i + 1 < len(out) and is_config_name(out[i + 1]):
             out[i + 1] = str(shipped_config(out[i + 1]))
         elif arg.startswith("--config=") and is_config_name(value := arg.split("=", 1)[1]):
             out[i] = f"--config={shipped_config(value)}"

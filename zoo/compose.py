@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 BASE_KEY = "__base__"
+CONFIG_FLAGS = ("--config", "-c")  # LightningCLI's spellings of the option
 
 
 def merge(earlier: Any, later: Any) -> Any:
@@ -92,11 +93,11 @@ def uses_bases(path: str | Path) -> bool:
 
 
 def expand_config_args(args: list[str]) -> list[str]:
-    """``args`` with every ``--config FILE`` (or ``--config=FILE``) that uses ``__base__`` replaced by the merged
-    config as a JSON string; idempotent."""
+    """``args`` with every ``--config FILE`` (``-c FILE``, ``--config=FILE``) that uses ``__base__`` replaced by
+    the merged config as a JSON string; idempotent."""
     out = list(args)
     for i, arg in enumerate(out):
-        if arg == "--config" and i + 1 < len(out) and uses_bases(out[i + 1]):
+        if arg in CONFIG_FLAGS and i + 1 < len(out) and uses_bases(out[i + 1]):
             out[i + 1] = json.dumps(load_composed(out[i + 1]))
         elif arg.startswith("--config=") and uses_bases(value := arg.split("=", 1)[1]):
             out[i] = "--config=" + json.dumps(load_composed(value))
