@@ -27,6 +27,8 @@ CHECK = textwrap.dedent('''
 
     target, url_registry = Path(sys.argv[1]), Path(sys.argv[2])
     report = {"zoo": zoo.__file__, "entries": zoo.list_pretrained(), "loaded": []}
+    report["configs"] = sorted({str(pretrained.registry_entry(n).config_path.relative_to(target))
+                                for n in report["entries"] if pretrained.registry_entry(n).config_path.is_file()})
     for name in report["entries"]:
         zoo.load_pretrained(name)
         report["loaded"].append(name)
@@ -95,6 +97,8 @@ def test_a_non_editable_install_lists_configs_and_loads_every_checkpoint(tmp_pat
     report = json.loads(next(line for line in stdout.splitlines() if line.startswith("REPORT "))[7:])
     assert report["zoo"].startswith(str(target)), "the installed package, not the repository, was imported"
     assert report["entries"] == sorted(registry) and report["loaded"] == report["entries"]
+    # every entry's config resolves inside the installed package
+    assert report["configs"] == sorted({f"zoo/{e['config']}" for e in registry.values()})
     printed = report["printed"]
     assert printed["model"]["class_path"] == "zoo.ProtoNet"
     assert printed["trainer"]["logger"]["init_args"]["group"] == "protonet-glyphs-5w1s"  # composed from __base__
