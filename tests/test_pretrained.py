@@ -98,3 +98,37 @@ def test_export_then_register_round_trip(tmp_path, monkeypatch):
     loaded = zoo.load_pretrained("tiny")
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert (a == b).all(), k
+
+
+def test_weights_resolve_from_the_repository_then_metazoo_checkpoints_then_the_url(tmp_path, monkeypatch):
+    entry = pretrained.registry_entry("protonet-conv4-glyphs-5w1s")
+    monkeypatch.setattr(pretrained, "REGISTRY", tmp_path / "repo" / "checkpoints" / "registry.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("METAZOO_CHECKPOINTS", str(elsewhere))
+    with pytest.raises(FileNotFoundError, match="METAZOO_CHECKPOINTS") as err:
+        pretrained.resolve_weights(entry)
+    assert str(elsewhere / "protonet-conv4-glyphs-5w1s.safetensors") in str(err.value)  # every place looked in
+
+    source = ROOT / entry.weights
+    entry.url = source.as_uri()
+    monkeypatch.setenv("METAZOO_DATA", str(tmp_path / "cache"))
+    fetched = pretrained.resolve_weights(entry)
+    assert fetched.is_relative_to(tmp_path / "cache") and fetched.read_bytes() == source.read_bytes()
+
+    shutil.copy(source, elsewhere / source.name)
+    assert pretrained.resolve_weights(entry) == elsewhere / source.name  # before the url
+    (tmp_path / "repo" / "checkpoints").mkdir(parents=True)
+    shutil.copy(source, tmp_path / "repo" / entry.weights)
+    assert pretrained.resolve_weights(entry) == tmp_path / "repo" / entry.weights  # before the directory
+
+
+def test_register_writes_a_url_only_when_there_is_one(tmp_path):
+    path = tmp_path / "registry.yaml"
+    entry = pretrained.registry_entry("protonet-conv4-glyphs-5w1s")
+    pretrained.register(entry, path)
+    entry.name, entry.url = "with-url", "https://example.org/w.safetensors"
+    pretrained.register(entry, path)
+    data = yaml.safe_load(path.read_text())
+    assert "url" not in data["protonet-conv4-glyphs-5w1s"] and data["with-url"]["url"] == entry.url
+    assert oct(path.stat().st_mode & 0o777) == "0o644"

@@ -4,10 +4,12 @@
     zoo test     --config configs/protonet/glyphs.yaml --ckpt_path runs/.../checkpoints/best.ckpt
     zoo test     --pretrained protonet-conv4-glyphs-5w1s
     zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
+    zoo fit      --config protonet/glyphs                       (a shipped config by name, from any directory)
+    zoo configs                                                 (lists the shipped configs)
 
 ``--pretrained NAME`` stands for the registry entry's own config and its recorded overrides (so the test runs in the
 setting the recorded numbers were measured in) followed by loading its verified weights; any later option still
-overrides.
+overrides. A config may build on shared pieces with ``__base__`` (see :mod:`zoo.compose`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import callbacks
 import datamodules
 import zoo
 from callbacks.run_dir import run_dir
+from zoo.compose import CONFIG_FLAGS, expand_config_args
+from zoo.shipped import CONFIGS, describe_config, is_config_name, list_configs, shipped_config
 
 
 class ZooSaveConfigCallback(SaveConfigCallback):
@@ -127,18 +131,45 @@ def expand_pretrained(args: list[str]) -> list[str]:
     from zoo.pretrained import registry_entry
 
     entry = registry_entry(name)
-    inserted = ["--config", str(entry.config_path), *entry.overrides]
+    # compared in its expanded form: that is what a DDP child finds in sys.argv
+    inserted = expand_config_args(["--config", str(entry.config_path), *entry.overrides])
     if args[1:1 + len(inserted)] == inserted:
         return args
     return [args[0], *inserted, *args[1:]]
 
 
+def resolve_config_names(args: list[str]) -> list[str]:
+    """``--config NAME`` (``protonet/glyphs``: no ``.yaml``, not a file) becomes the shipped config's path."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in CONFIG_FLAGS and i + 1 < len(out) and is_config_name(out[i + 1]):
+            out[i + 1] = str(shipped_config(out[i + 1]))
+        elif arg.startswith("--config=") and is_config_name(value := arg.split("=", 1)[1]):
+            out[i] = f"--config={shipped_config(value)}"
+    return out
+
+
+def expand_args(args: list[str]) -> list[str]:
+    """Everything the zoo adds to LightningCLI's command line, in order: the registry entry's config for
+    ``--pretrained``, shipped config names, ``__base__`` composition. Idempotent (DDP re-executes ``sys.argv``)."""
+    return expand_config_args(resolve_config_names(expand_pretrained(args)))
+
+
+def list_configs_command() -> None:
+    """``zoo configs``: each shipped config's name (what ``--config`` takes) and the first line of its header."""
+    names = list_configs()
+    width = max(map(len, names), default=0)
+    print(f"Shipped configs in {CONFIGS} (use as: zoo fit --config NAME):")
+    for name in names:
+        print(f"  {name:<{width}}  {describe_config(name)}")
+
+
 def build_cli(args: ArgsType = None, run: bool = True) -> ZooCLI:
     """The configured CLI; with ``run=False`` it only builds model, datamodule and trainer (for scripts)."""
     if args is None:
-        sys.argv = [sys.argv[0], *expand_pretrained(sys.argv[1:])]
+        sys.argv = [sys.argv[0], *expand_args(sys.argv[1:])]
     elif isinstance(args, list):
-        args = expand_pretrained(args)
+        args = expand_args(args)
         if not run and args and args[0] in ("fit", "validate", "test", "predict"):
             args = args[1:]  # run=False takes no subcommand
     cli = ZooCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
@@ -165,6 +196,9 @@ def finish_runs(trainer: pl.Trainer) -> None:
 
 def main(args: ArgsType = None) -> None:
     """Entry point of the ``zoo`` console script and of ``python -m zoo``; ``args`` as LightningCLI takes them."""
+    if (sys.argv[1:] if args is None else args) == ["configs"]:
+        list_configs_command()
+        return
     build_cli(args)
 
 

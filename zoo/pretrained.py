@@ -4,12 +4,15 @@
 tensors only, so loading never unpickles anything), its sha256, the model's ``class_path``/``init_args`` (the same
 form LightningCLI configs and Lightning checkpoints use), the config it was trained and tested with, the episode
 setting, the metrics it reached and the command that produced them. Weights are verified before they are read.
+
+The registry and the configs it names ship with the package (:mod:`zoo.shipped`); the weights do not. They resolve,
+in order, from the repository's ``checkpoints/``, a ``$METAZOO_CHECKPOINTS`` directory (files by their base name),
+or the entry's ``url``, downloaded once into the cache and checked against the entry's sha256 before use.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,19 +23,19 @@ import yaml
 from lightning.pytorch.cli import instantiate_module
 from safetensors.torch import load_file, save_file
 
-from datamodules.cache import sha256_file
+from datamodules.cache import ChecksumError, atomic_path, atomic_write_text, fetch, file_lock, sha256_file
+from zoo.shipped import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = Path(os.environ.get("METAZOO_REGISTRY", ROOT / "checkpoints" / "registry.yaml"))
+CHECKPOINTS_ENV = "METAZOO_CHECKPOINTS"
 
-
-class ChecksumError(ValueError):
-    """A weights file does not match the sha256 its registry entry records."""
+__all__ = ["ChecksumError", "Entry", "REGISTRY", "ROOT", "export_weights", "list_pretrained", "load_pretrained",
+           "load_pretrained_weights", "register", "registry_entry", "resolve_weights", "verified_state_dict"]
 
 
 @dataclass
 class Entry:
-    """One registry entry; paths in the file are relative to the repository root."""
+    """One registry entry; paths in the file are relative to the repository root (the package, once installed)."""
 
     name: str
     system: str
@@ -45,9 +48,11 @@ class Entry:
     command: str = ""
     notes: str = ""
     overrides: list[str] = field(default_factory=list)  # CLI options that, after ``config``, give the setting
+    url: str = ""  # where the weights can be downloaded (http, https or file) when no local copy exists
 
     @property
     def weights_path(self) -> Path:
+        """Where the weights sit in the repository (see :func:`resolve_weights` for where they are looked for)."""
         return (REGISTRY.parent.parent / self.weights).resolve()
 
     @property
@@ -86,11 +91,28 @@ def registry_entry(name: str) -> Entry:
 
 
 
+def resolve_weights(entry: Entry) -> Path:
+    """The local weights file of ``entry``: the repository's ``checkpoints/``, then ``$METAZOO_CHECKPOINTS/<file
+    name>``, then the entry's ``url`` (fetched once into the cache, sha256-verified); missing everywhere is an
+    error that names the places looked in."""
+    if entry.weights_path.is_file():
+        return entry.weights_path
+    looked = [str(entry.weights_path)]
+    if directory := os.environ.get(CHECKPOINTS_ENV):
+        candidate = Path(directory) / Path(entry.weights).name
+        if candidate.is_file():
+            return candidate
+        looked.append(str(candidate))
+    if entry.url:
+        return fetch(entry.url, sha256=entry.sha256)
+    raise FileNotFoundError(f"pretrained {entry.name!r}: weights file is missing (looked in {', '.join(looked)}); "
+                            f"set {CHECKPOINTS_ENV} to a directory holding {Path(entry.weights).name}, or give the "
+                            f"entry a url")
+
+
 def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
     """Read the entry's weights after checking that the file exists and its sha256 matches."""
-    path = entry.weights_path
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained {entry.name!r}: weights file {path} is missing")
+    path = resolve_weights(entry)
     actual = sha256_file(path)
     if actual != entry.sha256:
         raise ChecksumError(f"pretrained {entry.name!r}: {path} has sha256 {actual}, but {REGISTRY} records "
@@ -121,38 +143,22 @@ def load_pretrained(name: str) -> pl.LightningModule:
 def export_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> str:
     """Write ``model``'s state dict as safetensors (with optional string ``metadata`` in the header), atomically;
     returns the file's sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return sha256_file(path)
 
 
 def register(entry: Entry, path: Path | None = None) -> None:
     """Add or replace ``entry`` in the registry file (read-modify-write, atomically renamed into place).
 
-    The read-modify-write holds an exclusive lock on ``<registry>.lock``, so benchmark scripts running side by side
-    do not drop each other's entries.
+    The read-modify-write holds :func:`~datamodules.cache.file_lock` on the registry, so benchmark scripts running
+    side by side do not drop each other's entries. An empty ``url`` is left out of the file.
     """
-    import fcntl
-
     path = path or REGISTRY
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(path):
         data = _read_registry(path)
-        data[entry.name] = {k: v for k, v in entry.__dict__.items() if k != "name"}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write("# Pretrained checkpoints. Written by the benchmark scripts named in each entry's `command`.\n")
-            yaml.safe_dump(dict(sorted(data.items())), f, sort_keys=False, width=120)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        data[entry.name] = {k: v for k, v in entry.__dict__.items() if k != "name" and not (k == "url" and not v)}
+        text = yaml.safe_dump(dict(sorted(data.items())), sort_keys=False, width=120)
+        atomic_write_text(path, "# Pretrained checkpoints. Written by the benchmark scripts named in each entry's "
+                                "`command`.\n" + text)

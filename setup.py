@@ -1,0 +1,18 @@
+"""Package data that lives outside the packages: the shipped configs and the checkpoint registry.
+
+``configs/`` and ``checkpoints/registry.yaml`` stay where the README, tests and benchmarks use them; a wheel maps
+them into the package as ``zoo/configs/`` and ``zoo/checkpoints/registry.yaml`` (``zoo.shipped`` finds either), so
+a non-editable install can list and load every checkpoint and run a shipped config from any directory. The
+weights are not packaged: they resolve from ``$METAZOO_CHECKPOINTS`` or the entry's ``url`` (``zoo.pretrained``).
+Everything else is in pyproject.toml; this mapping is here because pyproject's ``packages.find`` cannot combine
+discovered packages with mapped ones.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[*find_packages(include=["zoo*", "datamodules*", "callbacks*"]), "zoo.configs", "zoo.checkpoints"],
+    package_dir={"zoo.configs": "configs", "zoo.checkpoints": "checkpoints"},
+    package_data={"zoo.configs": ["**/*.yaml"], "zoo.checkpoints": ["registry.yaml"]},
+    include_package_data=False,  # only the files named above, never the weights beside the registry
+)

@@ -1,0 +1,104 @@
+"""Configs that build on shared pieces: a top-level ``__base__`` list, resolved before LightningCLI parses.
+
+    # configs/protonet/glyphs.yaml
+    __base__: [../trainer/default.yaml, ../callbacks/episodic-images.yaml, ../logger/wandb.yaml]
+    model: ...
+
+Each base (a path relative to the file that names it; bases may have bases of their own) is merged in the order
+listed, then the file itself on top. Mappings merge key by key, recursively; anything else (lists such as
+``trainer.callbacks``, strings, numbers) is replaced by the later file. [INTERP] A mapping whose ``class_path``
+differs from the earlier one's replaces it whole, so ``init_args`` of one class never leak into another (a CSV
+logger over a W&B one does not inherit ``project``).
+
+The zoo CLI replaces each ``--config FILE`` that uses ``__base__`` by the merged config as a one-line JSON string
+(jsonargparse's ``--config`` takes a path or a YAML/JSON string). The result has no ``__base__`` and is left alone
+by a second expansion, so DDP, which re-executes ``sys.argv`` in every child, parses the same config, and
+``--print_config`` and the run's saved ``config.yaml`` show the merged values. Files without ``__base__`` are
+passed on as paths, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BASE_KEY = "__base__"
+CONFIG_FLAGS = ("--config", "-c")  # LightningCLI's spellings of the option
+
+
+def merge(earlier: Any, later: Any) -> Any:
+    """``later`` over ``earlier``: mappings merge recursively (unless their ``class_path`` differs), anything else
+    is replaced. Neither argument is modified."""
+    if not (isinstance(earlier, dict) and isinstance(later, dict)):
+        return later
+    if "class_path" in earlier and "class_path" in later and earlier["class_path"] != later["class_path"]:
+        return later
+    merged = dict(earlier)
+    for key, value in later.items():
+        merged[key] = merge(earlier[key], value) if key in earlier else value
+    return merged
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of options at the top level, got {type(data).__name__}")
+    return data
+
+
+def _bases(path: Path, data: dict[str, Any]) -> list[Path]:
+    bases = data.get(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"{path}: {BASE_KEY} must be a list of paths relative to this file, got {bases!r}")
+    resolved = []
+    for base in bases:
+        base_path = (path.parent / base).resolve()
+        if not base_path.is_file():
+            raise FileNotFoundError(f"{path}: {BASE_KEY} entry {base!r} names no file (looked for {base_path})")
+        resolved.append(base_path)
+    return resolved
+
+
+def load_composed(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The config in ``path`` with its ``__base__`` pieces merged under it (recursively), without ``__base__``."""
+    path = Path(path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path))
+        raise ValueError(f"{BASE_KEY} cycle: {cycle}")
+    data = _read_mapping(path)
+    composed: dict[str, Any] = {}
+    for base in _bases(path, data):
+        composed = merge(composed, load_composed(base, (*_chain, path)))
+    return merge(composed, {k: v for k, v in data.items() if k != BASE_KEY})
+
+
+def uses_bases(path: str | Path) -> bool:
+    """Whether the config file at ``path`` names ``__base__`` pieces."""
+    path = Path(path)
+    try:
+        is_file = path.suffix in (".yaml", ".yml", ".json") and path.is_file()
+    except OSError:  # a YAML/JSON string too long to be a file name
+        return False
+    return is_file and BASE_KEY in _read_mapping(path)
+
+
+def expand_config_args(args: list[str]) -> list[str]:
+    """``args`` with every ``--config FILE`` (``-c FILE``, ``--config=FILE``) that uses ``__base__`` replaced by
+    the merged config as a JSON string; idempotent."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in CONFIG_FLAGS and i + 1 < len(out) and uses_bases(out[i + 1]):
+            out[i + 1] = json.dumps(load_composed(out[i + 1]))
+        elif arg.startswith("--config=") and uses_bases(value := arg.split("=", 1)[1]):
+            out[i] = "--config=" + json.dumps(load_composed(value))
+    return out
