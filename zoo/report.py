@@ -336,7 +336,7 @@ def wandb_report(runs: list[Run], entity: str, title: str = "Metazoo report"):
     if any(r.last("test/regret") is not None for r in runs):
         panels.append(wr.BarPlot(title="NAP regret", metrics=[k for _, k in REGRET_KEYS]))
     runset = wr.Runset(entity=entity, project=project, name="runs",
-                       filters=[ws.Metric("ID").isin([i for _, i in ids])])
+                       filters=ws.And(ws.Metric("ID").isin([i for _, i in ids])))
     return wr.Report(entity=entity, project=project, title=title,
                      description=f"{len(runs)} run(s): " + ", ".join(r.name for r in runs),
                      blocks=[wr.H1(title), wr.MarkdownBlock(text=summary),

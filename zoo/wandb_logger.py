@@ -82,6 +82,7 @@ class WandbLogger(_LightningWandbLogger):
             with warnings.catch_warnings():  # the run directory already holds config.yaml: that is the point
                 warnings.filterwarnings("ignore", message="Experiment logs directory")
                 self._csv = CSVLogger(self.save_dir, name=self.name, version=self.version)
+                self._csv.experiment  # the writer is created (and checks the directory) on first access
         return self._csv
 
     @rank_zero_only
