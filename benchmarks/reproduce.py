@@ -13,6 +13,7 @@ that they agree), run in order; the first failure stops the run and names its co
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -50,13 +51,18 @@ def commands(quick: bool) -> list[str]:
 
 
 def run_all(cmds: list[str], runner: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> int:
-    """Run ``cmds`` from the repository root with this interpreter; stop at the first failure, naming it."""
+    """Run ``cmds`` from the repository root with this interpreter; stop at the first failure, naming it.
+
+    The repository root goes first on ``PYTHONPATH``: a script in ``benchmarks/`` does not get the working directory
+    on ``sys.path``, and without it an installed copy of ``zoo`` elsewhere would be measured instead of this one.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     for i, cmd in enumerate(cmds, 1):
         argv = shlex.split(cmd)
         argv[0] = sys.executable if argv[0] == "python" else argv[0]
         print(f"[{i}/{len(cmds)}] {cmd}", flush=True)
         start = time.perf_counter()
-        code = runner(argv, cwd=ROOT).returncode
+        code = runner(argv, cwd=ROOT, env=env).returncode
         if code != 0:
             print(f"reproduce: `{cmd}` failed (exit {code}); the later commands did not run", file=sys.stderr)
             return code

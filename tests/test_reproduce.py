@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -45,7 +46,8 @@ def test_quick_run_is_every_script_in_its_smoke_mode_and_leaves_the_readme():
 def test_run_all_stops_at_the_first_failure_and_names_it(capsys):
     calls = []
 
-    def runner(argv, cwd):
+    def runner(argv, cwd, env):
+        assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # this checkout's zoo, not an installed one
         calls.append(argv)
         return subprocess.CompletedProcess(argv, 3 if "b.py" in argv[-1] else 0)
 
