@@ -13,13 +13,13 @@ import pytest
 from support import ROOT
 from zoo.cli import main
 from zoo.metrics import paired_difference_ci95
-from zoo.report import wandb_report, write_report
-from zoo.runs import load_run
+from zoo.report import build_figures, paired_comparisons, render_html, wandb_report, write_report
+from zoo.runs import Run, load_run
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 TINY = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",
-        "--trainer.limit_train_batches=3", "--data.train_n_way=5", "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
-        "--data.val_episodes=2", "--data.test_episodes=20", "--trainer.limit_test_batches=null",
+        "--trainer.limit_train_batches=3", "--data.train_n_way=5", "--trainer.limit_val_batches=2",
+        "--trainer.log_every_n_steps=1", "--data.val_episodes=2", "--data.test_episodes=20", "--trainer.limit_test_batches=null",
         "--trainer.logger.init_args.mode=disabled"]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make test` installs it
 
@@ -142,3 +142,17 @@ def test_publish_without_credentials_says_so(two_runs, tmp_path, monkeypatch, ca
     assert exit_info.value.code == 2
     assert "needs --entity and W&B credentials" in capsys.readouterr().err
     assert (tmp_path / "r.html").is_file()  # the offline report is still written
+
+
+def test_nap_runs_get_a_regret_curve_and_no_episode_panels():
+    """NAP logs regret, not per-episode accuracy: its report has the regret figure and no accuracy figures."""
+    runs = [Run(path=Path(f"runs/metazoo/nap{i}"), config={"model": {"init_args": {"eval_budget": 50}}},
+                metrics=[{"step": 0.0, "val/regret": 0.4}, {"step": 9.0, "test/regret@10": 0.3 - i / 10,
+                                                             "test/regret@25": 0.1, "test/regret": 0.05}])
+            for i in range(2)]
+    pairs = paired_comparisons(runs)
+    assert all("no test_episodes.csv" in reason for _, _, reason in pairs)
+    figures = build_figures(runs, pairs)
+    assert [f.title for f in figures] == ["Learning curves", "NAP regret"]
+    assert all(f.png.startswith(b"\x89PNG") for f in figures)
+    assert "not comparable" in render_html(runs, pairs, figures)

@@ -209,7 +209,7 @@ def _overview_rows(runs: list[Run]) -> list[list[str]]:
         acc = test_accuracy(r)
         es = r.episode_set or {}
         rows.append([r.name, _short(r.config, "model"), _short(r.config, "data"),
-                     f"{100 * acc[0]:.2f} ± {100 * acc[1]:.2f}" if acc else "not tested",
+                     f"{100 * acc[0]:.2f} ± {100 * acc[1]:.2f}" if acc else "—",
                      str(len(r.episodes) or "—"), es.get("hash", "not recorded")[:12]])
     return rows
 
