@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ref = publish(args.name, args.project, args.entity)
     except (KeyError, RuntimeError, ChecksumError) as err:
-        print(f"zoo publish: {err}", file=sys.stderr)
+        print(f"zoo publish: {err.args[0] if err.args else err}", file=sys.stderr)  # KeyError's str() adds quotes
         return 2
     print(f"published {args.name}; registry weights source: {ref}")
     return 0
