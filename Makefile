@@ -3,15 +3,16 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -c constraints.txt
 
-.PHONY: demo test wordnet
+.PHONY: demo test wordnet chromium reproduce
 
 # Install, then train ProtoNet Conv-4 on the embedded Glyphs benchmark and test it on 1,000 fixed episodes.
 demo:
 	$(PIP_INSTALL) -e .
 	zoo fit --config configs/protonet/glyphs.yaml
 
-# Install everything the tests need (text and BO extras, pytest, WordNet), then run the suite (slow tests excluded).
-test: wordnet
+# Install everything the tests need (text, BO and report extras, pytest, WordNet, a headless browser), then run the
+# suite (slow tests excluded).
+test: wordnet chromium
 	$(PIP_INSTALL) -e ".[all,dev]"
 	$(PYTHON) -m pytest
 
@@ -20,3 +21,14 @@ wordnet:
 	@test -f /usr/share/wordnet/data.noun || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wordnet-base; }
+
+# Debian's Chromium, which the report test drives headless through Playwright (never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# Every benchmark at the budget the README quotes, then the README's tables (hours on 2 CPU cores).
+# QUICK=1: each benchmark's smoke version instead (results to *_quick.json; the README is left alone).
+reproduce:
+	$(PYTHON) benchmarks/reproduce.py $(if $(QUICK),--quick)

@@ -1,6 +1,7 @@
 """Throughput figures of the episode layer and of Lightning itself.
 
     python benchmarks/throughput.py      # writes benchmarks/results/throughput.json
+    python benchmarks/throughput.py --quick   # a smoke run -> benchmarks/results/throughput_quick.json
 
 1. Sampler + collate alone: episodes/s drawing 5-way 5-shot 15-query Glyphs episodes from memory (class draw,
    item draw, one gather, uint8 -> normalised float), single process. Target: >= 1,000/s.
@@ -87,7 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=60, help="training episodes per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sampler-episodes", type=int, default=3000)
+    parser.add_argument("--quick", action="store_true", help="5 episodes, 1 repeat, 300 sampler episodes, written "
+                        "to throughput_quick.json (checks the script works; the README's figures stay)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.episodes, args.repeats, args.sampler_episodes = 5, 1, 300
 
     sampler = sampler_rate(args.sampler_episodes)
     print(f"sampler + collate, 5-way 5-shot 15-query from memory: {sampler:,.0f} episodes/s", flush=True)
@@ -101,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     p, l_ = statistics.median(plain), statistics.median(light)
     print(f"30-way 1-shot 5-query training, Conv-4 on Glyphs: plain loop {p:.2f} episodes/s, zoo fit "
           f"{l_:.2f} episodes/s, ratio {l_ / p:.3f}")
-    path = write_results("throughput", {
-        "command": COMMAND,
+    path = write_results("throughput_quick" if args.quick else "throughput", {
+        "command": COMMAND + (" --quick" if args.quick else ""),
         "sampler": {"setting": "5-way 5-shot 15-query, Glyphs 28x28 in memory", "episodes_per_s": round(sampler, 1),
                     "episodes": args.sampler_episodes, "target": 1000},
         "lightning_vs_plain": {"setting": "ProtoNet Conv-4, Glyphs, 30-way 1-shot 5-query training episodes",

@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.run_dir import run_dir
+from datamodules.episode_set import write_episode_set
 
 
 class EpisodeTable(pl.Callback):
@@ -17,7 +18,9 @@ class EpisodeTable(pl.Callback):
 
     Reads ``pl_module.episode_records[stage]`` (filled by ``zoo.episodic.EpisodicModule``), writes
     ``<run dir>/<stage>_episodes.csv`` and, with a W&B logger, a ``<stage>/episodes`` table plus the mean and CI
-    in the run summary.
+    in the run summary. Beside the CSV, ``<stage>_episodes.json`` records which episodes these were
+    (:func:`datamodules.episode_set.episode_set_record`; its hash also goes to the W&B summary as
+    ``<stage>/episode_set``), which is what ``zoo compare`` checks before pairing two runs.
 
     Args:
         stages: which evaluations to record (``test`` by default; ``val`` writes a file per validation).
@@ -41,6 +44,8 @@ class EpisodeTable(pl.Callback):
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, target)
+        episode_set = write_episode_set(trainer.datamodule, stage, [r["episode"] for r in rows],
+                                        out / f"{stage}_episodes.json")
         metrics = trainer.callback_metrics
         acc, ci = metrics.get(f"{stage}/acc"), metrics.get(f"{stage}/acc_ci95")
         if acc is not None and ci is not None:
@@ -55,6 +60,8 @@ class EpisodeTable(pl.Callback):
                 if acc is not None:
                     logger.experiment.summary[f"{stage}/acc"] = float(acc)
                     logger.experiment.summary[f"{stage}/acc_ci95"] = float(ci)
+                if episode_set is not None:
+                    logger.experiment.summary[f"{stage}/episode_set"] = episode_set["hash"]
 
     # *_end, not *_epoch_end: callbacks' epoch-end hooks run before the module's, which computes the records.
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

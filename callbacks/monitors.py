@@ -12,8 +12,10 @@ import torch
 class EpisodeThroughput(pl.Callback):
     """Logs ``perf/train_episodes_per_s`` (wall time per training step, data loading included) every
     ``log_every_n_steps``, ``perf/eval_episodes_per_s`` per evaluation, and on CUDA devices
-    ``perf/gpu_mem_peak_gb`` and ``perf/gpu_util`` (utilisation needs ``pynvml``; skipped if absent).
-    On CPU it logs throughput only and nothing device-specific.
+    ``perf/gpu_mem_peak_gb`` (peak allocated by tensors), ``perf/gpu_mem_reserved_gb`` (peak held by the caching
+    allocator: what other processes cannot use) and ``perf/gpu_util`` (utilisation needs ``pynvml``; skipped if
+    absent). On CPU it logs throughput only and nothing device-specific. The CUDA path is unit-tested with a faked
+    ``torch.cuda`` (tests/test_monitors.py) and has not yet run on a GPU.
 
     Args:
         window: number of recent training steps the rate is averaged over.
@@ -66,8 +68,9 @@ class EpisodeThroughput(pl.Callback):
         device = pl_module.device
         if device.type != "cuda":
             return
-        pl_module.log("perf/gpu_mem_peak_gb", torch.cuda.max_memory_allocated(device) / 2**30, on_step=True,
-                      on_epoch=False, batch_size=1)
+        for key, peak in (("perf/gpu_mem_peak_gb", torch.cuda.max_memory_allocated),
+                          ("perf/gpu_mem_reserved_gb", torch.cuda.max_memory_reserved)):
+            pl_module.log(key, peak(device) / 2**30, on_step=True, on_epoch=False, batch_size=1)
         try:
             util = torch.cuda.utilization(device)
         except Exception:  # pynvml missing or unsupported driver: utilisation is optional

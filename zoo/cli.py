@@ -6,6 +6,9 @@
     zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
     zoo fit      --config protonet/glyphs                       (a shipped config by name, from any directory)
     zoo configs                                                 (lists the shipped configs)
+    zoo compare  RUN_A RUN_B                 (paired difference on shared test episodes: zoo.compare)
+    zoo report   RUN... --output report.html (HTML + Markdown report of finished runs: zoo.report)
+    zoo publish  NAME                        (upload a registry checkpoint as a W&B artifact: zoo.artifacts)
 
 ``--pretrained NAME`` stands for the registry entry's own config and its recorded overrides (so the test runs in the
 setting the recorded numbers were measured in) followed by loading its verified weights; any later option still
@@ -194,10 +197,22 @@ def finish_runs(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
+#: Subcommands that read finished runs or the registry instead of training: name -> module with ``main(argv) -> int``.
+TOOLS = {"compare": "zoo.compare", "report": "zoo.report", "publish": "zoo.artifacts"}
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of the ``zoo`` console script and of ``python -m zoo``; ``args`` as LightningCLI takes them."""
-    if (sys.argv[1:] if args is None else args) == ["configs"]:
+    argv = sys.argv[1:] if args is None else args
+    if argv == ["configs"]:
         list_configs_command()
+        return
+    if isinstance(argv, list) and argv and argv[0] in TOOLS:
+        import importlib
+
+        code = importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+        if code:
+            raise SystemExit(code)
         return
     build_cli(args)
 

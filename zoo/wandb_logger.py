@@ -2,17 +2,23 @@
 
 ``mode="auto"`` (the default) logs online when credentials are configured and offline otherwise, so a first run on
 a laptop never stops at a login prompt; ``wandb sync <save_dir>/wandb/offline-run-*`` uploads an offline run later.
+
+Every logged metric is also written to ``metrics.csv`` in the run directory (beside ``checkpoints/``), the file
+Lightning's CSVLogger writes: ``zoo report`` draws learning curves from it without reading W&B's binary run files.
 """
 
 from __future__ import annotations
 
 import netrc
 import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 Mode = Literal["auto", "online", "offline", "disabled"]
 
@@ -66,3 +72,32 @@ class WandbLogger(_LightningWandbLogger):
         super().__init__(name=name, save_dir=save_dir, project=project, log_model=log_model, group=group,
                          job_type=job_type, tags=tags, mode=resolved)
         self.mode = resolved
+        self._csv: CSVLogger | None = None
+
+    @property
+    def metrics_csv(self) -> CSVLogger:
+        """The CSV mirror, in ``<save_dir>/<project>/<run id>``: the run directory ModelCheckpoint and
+        ``callbacks.run_dir`` use, so ``metrics.csv`` sits beside ``config.yaml`` and ``checkpoints/``."""
+        if self._csv is None:
+            with warnings.catch_warnings():  # the run directory already holds config.yaml: that is the point
+                warnings.filterwarnings("ignore", message="Experiment logs directory")
+                self._csv = CSVLogger(self.save_dir, name=self.name, version=self.version)
+                self._csv.experiment  # the writer is created (and checks the directory) on first access
+        return self._csv
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        super().log_metrics(metrics, step)
+        self.metrics_csv.log_metrics(metrics, step)
+
+    @rank_zero_only
+    def save(self) -> None:
+        super().save()
+        if self._csv is not None:
+            self._csv.save()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._csv is not None:
+            self._csv.finalize(status)

@@ -1,0 +1,158 @@
+"""`zoo compare` and `zoo report` on two real (tiny) runs, the HTML checked in a headless browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support import ROOT
+from zoo.cli import main
+from zoo.metrics import paired_difference_ci95
+from zoo.report import build_figures, paired_comparisons, render_html, wandb_report, write_report
+from zoo.runs import Run, load_run
+
+GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
+TINY = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",
+        "--trainer.limit_train_batches=3", "--data.train_n_way=5", "--trainer.limit_val_batches=2",
+        "--trainer.log_every_n_steps=1", "--data.val_episodes=2", "--data.test_episodes=20", "--trainer.limit_test_batches=null",
+        "--trainer.logger.init_args.mode=disabled"]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make test` installs it
+
+
+@pytest.fixture(scope="module")
+def two_runs(glyphs_data, tmp_path_factory) -> list[Path]:
+    """Two runs tested on the same 20 episodes, differing in the distance (one config key); W&B logger disabled
+    (its run directories and metrics.csv mirror are written, nothing to sync)."""
+    save_dir = tmp_path_factory.mktemp("runs")
+    main(["fit", "--config", GLYPHS, *TINY, f"--trainer.logger.init_args.save_dir={save_dir}"])
+    main(["fit", "--config", GLYPHS, *TINY, f"--trainer.logger.init_args.save_dir={save_dir}",
+          "--model.init_args.distance=cosine"])
+    runs = sorted((save_dir / "metazoo").iterdir(), key=lambda p: (p / "config.yaml").stat().st_mtime)
+    assert len(runs) == 2
+    return runs
+
+
+def accuracies(run: Path) -> list[float]:
+    with open(run / "test_episodes.csv") as f:
+        return [float(r["acc"]) for r in sorted(csv.DictReader(f), key=lambda r: int(r["episode"]))]
+
+
+def test_every_run_records_its_episode_set_and_a_metrics_csv(two_runs):
+    a, b = (json.loads((r / "test_episodes.json").read_text()) for r in two_runs)
+    assert a == b and a["episodes"] == 20 and a["dataset"] == "Glyphs" and len(a["hash"]) == 64
+    run = load_run(two_runs[0])
+    assert run.curve("train/loss_step")[1] and run.last("test/acc") is not None  # WandbLogger's CSV mirror
+
+
+def test_compare_prints_the_paired_difference(two_runs, capsys):
+    main(["compare", str(two_runs[0]), str(two_runs[1])])
+    out = capsys.readouterr().out
+    diff, ci = paired_difference_ci95(accuracies(two_runs[0]), accuracies(two_runs[1]))
+    assert f"A - B = {100 * diff:+.2f} +- {100 * ci:.2f} points (paired, 95% CI, 20 shared test episodes)" in out
+
+
+def test_compare_refuses_runs_tested_on_different_episodes(two_runs, tmp_path, capsys):
+    other = shutil.copytree(two_runs[1], tmp_path / "other")
+    record = json.loads((other / "test_episodes.json").read_text())
+    (other / "test_episodes.json").write_text(json.dumps({**record, "seed": 1, "hash": "0" * 64}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(two_runs[0]), str(other)])
+    assert exit_info.value.code == 2
+    assert "different episode sets: seed: 0 vs 1" in capsys.readouterr().err
+
+    (other / "test_episodes.json").unlink()  # a run from before the hash was recorded proves nothing
+    with pytest.raises(SystemExit):
+        main(["compare", str(two_runs[0]), str(other)])
+    assert "no test_episodes.json" in capsys.readouterr().err
+
+
+def test_compare_names_a_directory_that_is_not_a_run(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", str(tmp_path), str(tmp_path)])
+    assert f"{tmp_path}: no resolved config" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def report(two_runs, tmp_path_factory) -> tuple[Path, Path]:
+    return write_report(two_runs, tmp_path_factory.mktemp("report") / "report.html")
+
+
+def test_report_is_self_contained_and_summarised_in_markdown(report):
+    html_path, md_path = report
+    text = html_path.read_text()
+    assert "<script" not in text and not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched
+    assert text.count('src="data:image/png;base64,') == 6  # curves, accuracy, difference, histogram, 2 galleries
+    assert '<tr class="diff"><td>model.init_args.distance</td><td>euclidean</td><td>cosine</td></tr>' in text
+    md = md_path.read_text()
+    assert md_path == html_path.with_suffix(".md")
+    assert "| model.init_args.distance | euclidean | cosine |" in md and "A − B" in md
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (`make test` installs it)")
+def test_report_renders_in_a_headless_browser(report):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report[0].resolve().as_uri())
+        sizes = page.eval_on_selector_all("img.plot", "imgs => imgs.map(i => [i.complete, i.naturalWidth, "
+                                          "i.getBoundingClientRect().width, i.getBoundingClientRect().height])")
+        browser.close()
+    assert errors == []
+    assert len(sizes) == 6
+    assert all(complete and natural > 0 and w > 0 and h > 0 for complete, natural, w, h in sizes), sizes
+
+
+def test_wandb_report_object_holds_the_panels_without_network(two_runs, monkeypatch):
+    import wandb_workspaces.reports.v2 as wr
+    from wandb_workspaces.reports.v2 import interface
+
+    def no_network():
+        raise AssertionError("building the report must not call the W&B API")
+
+    monkeypatch.setattr(interface, "_get_api", no_network)
+    report = wandb_report([load_run(r) for r in two_runs], entity="someone")
+    assert (report.entity, report.project) == ("someone", "metazoo")
+    h1, summary, grid = report.blocks
+    assert isinstance(h1, wr.H1) and isinstance(summary, wr.MarkdownBlock) and isinstance(grid, wr.PanelGrid)
+    assert "| metazoo/" in summary.text and "model.init_args.distance" in summary.text
+    kinds = [type(p).__name__ for p in grid.panels]
+    assert kinds[0] == "RunComparer" and {"LinePlot", "BarPlot", "WeavePanelSummaryTable", "MediaBrowser"} <= set(kinds)
+    lines = {p.y[0] for p in grid.panels if isinstance(p, wr.LinePlot)}
+    assert {"train/loss_step", "val/acc"} <= lines
+    assert [p.table_name for p in grid.panels if isinstance(p, wr.WeavePanelSummaryTable)] == ["test/episodes"]
+    (runset,) = grid.runsets
+    assert runset.entity == "someone" and runset.filters == f"Metric(\"ID\") in {[r.name for r in two_runs]!r}"
+
+
+def test_publish_without_credentials_says_so(two_runs, tmp_path, monkeypatch, capsys):
+    for var in ("WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(two_runs[0]), "--output", str(tmp_path / "r.html"), "--entity", "x", "--publish"])
+    assert exit_info.value.code == 2
+    assert "needs --entity and W&B credentials" in capsys.readouterr().err
+    assert (tmp_path / "r.html").is_file()  # the offline report is still written
+
+
+def test_nap_runs_get_a_regret_curve_and_no_episode_panels():
+    """NAP logs regret, not per-episode accuracy: its report has the regret figure and no accuracy figures."""
+    runs = [Run(path=Path(f"runs/metazoo/nap{i}"), config={"model": {"init_args": {"eval_budget": 50}}},
+                metrics=[{"step": 0.0, "val/regret": 0.4}, {"step": 9.0, "test/regret@10": 0.3 - i / 10,
+                                                             "test/regret@25": 0.1, "test/regret": 0.05}])
+            for i in range(2)]
+    pairs = paired_comparisons(runs)
+    assert all("no test_episodes.csv" in reason for _, _, reason in pairs)
+    figures = build_figures(runs, pairs)
+    assert [f.title for f in figures] == ["Learning curves", "NAP regret"]
+    assert all(f.png.startswith(b"\x89PNG") for f in figures)
+    assert "not comparable" in render_html(runs, pairs, figures)

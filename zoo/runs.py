@@ -1,0 +1,114 @@
+"""Reading a finished run back from its run directory: the one place ``zoo compare`` and ``zoo report`` do it.
+
+A run directory (``callbacks.run_dir.run_dir``: ``runs/<project>/<run id>`` with W&B, ``runs/csv/version_N`` with
+CSV) holds what the shipped callbacks and loggers write:
+
+* ``config.yaml`` (``fit``) or ``test-config.yaml`` (``test``): the resolved LightningCLI config;
+* ``test_episodes.csv`` (``episode,acc,loss`` per test episode) and ``test_episodes.json`` (which episodes:
+  :mod:`datamodules.episode_set`), from ``callbacks.EpisodeTable``;
+* ``metrics.csv``: every logged metric by step (Lightning's CSVLogger, or the CSV mirror of ``zoo.WandbLogger``);
+* ``test_episode.png``: the episode gallery picture (``callbacks.EpisodeGallery``).
+
+Everything but the config is optional here; each consumer says what it needs and names the missing file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILES = ("config.yaml", "test-config.yaml", "validate-config.yaml", "predict-config.yaml")
+
+
+@dataclass
+class Run:
+    """What one run directory holds (see module docstring); absent files leave their field empty."""
+
+    path: Path
+    config: dict[str, Any]
+    episodes: dict[int, float] = field(default_factory=dict)  # test episode index -> accuracy
+    episode_set: dict[str, Any] | None = None
+    metrics: list[dict[str, float]] = field(default_factory=list)  # metrics.csv rows, empty cells dropped
+    gallery: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """A short label: ``<parent>/<run dir>`` (``metazoo/abc123``, ``csv/version_0``)."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    def curve(self, key: str) -> tuple[list[float], list[float]]:
+        """``(steps, values)`` of one logged metric, in logging order."""
+        rows = [r for r in self.metrics if key in r]
+        return [r.get("step", i) for i, r in enumerate(rows)], [r[key] for r in rows]
+
+    def last(self, key: str) -> float | None:
+        """The last logged value of a metric (a test metric is logged once), or None."""
+        values = self.curve(key)[1]
+        return values[-1] if values else None
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory; raises FileNotFoundError naming the directory when it holds no resolved config."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a run directory (expected the folder holding config.yaml and "
+                                "test_episodes.csv, e.g. runs/metazoo/<run id> or runs/csv/version_0)")
+    config_file = next((path / n for n in CONFIG_FILES if (path / n).is_file()), None)
+    if config_file is None:
+        raise FileNotFoundError(f"{path}: no resolved config ({' / '.join(CONFIG_FILES)}); is this a run directory?")
+    config = yaml.safe_load(config_file.read_text()) or {}
+    run = Run(path=path, config=config)
+    episodes_csv = path / "test_episodes.csv"
+    if episodes_csv.is_file():
+        for i, row in enumerate(_read_csv(episodes_csv)):
+            try:
+                run.episodes[int(row["episode"])] = float(row["acc"])
+            except (KeyError, ValueError) as err:
+                raise ValueError(f"{episodes_csv}, row {i + 2}: expected integer 'episode' and numeric 'acc' "
+                                 f"columns, got {row}") from err
+    episode_set = path / "test_episodes.json"
+    if episode_set.is_file():
+        run.episode_set = json.loads(episode_set.read_text())
+    metrics_csv = path / "metrics.csv"
+    if metrics_csv.is_file():
+        for row in _read_csv(metrics_csv):
+            parsed = {k: _number(v) for k, v in row.items() if v not in ("", None)}
+            run.metrics.append({k: v for k, v in parsed.items() if v is not None})
+    gallery = path / "test_episode.png"
+    run.gallery = gallery if gallery.is_file() else None
+    return run
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"model.init_args.lr": 0.001, ...}``; lists of dicts index their items
+    (``trainer.callbacks.0.class_path``) so configs can be compared key by key."""
+    if isinstance(config, dict):
+        out: dict[str, Any] = {}
+        for k, v in config.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out or {prefix.rstrip("."): {}}
+    if isinstance(config, list) and any(isinstance(v, dict) for v in config):
+        out = {}
+        for i, v in enumerate(config):
+            out.update(flatten(v, f"{prefix}{i}."))
+        return out
+    return {prefix.rstrip("."): config}
