@@ -116,3 +116,23 @@ def test_publish_uploads_the_registry_file_with_its_entry_as_metadata(no_credent
     assert logged["init"]["mode"] == "online" and logged["type"] == "model" and logged["finished"]
     assert logged["files"] == [(str(entry.weights_path), entry.weights_path.name)]
     assert logged["metadata"]["sha256"] == entry.sha256 and logged["metadata"]["metrics"] == entry.metrics
+
+
+def test_a_registry_entry_can_name_an_artifact_as_its_weights_url(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import zoo.artifacts
+    from zoo import pretrained
+
+    entry = registry_entry("protonet-conv4-glyphs-5w1s")
+    source = entry.weights_path
+    monkeypatch.setattr(pretrained, "REGISTRY", tmp_path / "repo" / "checkpoints" / "registry.yaml")
+    monkeypatch.delenv("METAZOO_CHECKPOINTS", raising=False)
+    monkeypatch.setenv("METAZOO_DATA", str(tmp_path / "cache"))
+    entry.url = f"wandb-artifact://me/metazoo/{entry.name}:v0/{source.name}"
+    api = FakeApi({source.name: source.read_bytes()})
+    real = zoo.artifacts.resolve_artifact
+    monkeypatch.setattr(zoo.artifacts, "resolve_artifact", lambda ref, sha, **kw: real(ref, sha, api=api, **kw))
+    path = pretrained.resolve_weights(entry)
+    assert path.read_bytes() == source.read_bytes() and api.requested == [f"me/metazoo/{entry.name}:v0"]
+    assert set(pretrained.verified_state_dict(entry)) == set(load_file(str(source)))  # verified, then read

@@ -93,8 +93,9 @@ def registry_entry(name: str) -> Entry:
 
 def resolve_weights(entry: Entry) -> Path:
     """The local weights file of ``entry``: the repository's ``checkpoints/``, then ``$METAZOO_CHECKPOINTS/<file
-    name>``, then the entry's ``url`` (fetched once into the cache, sha256-verified); missing everywhere is an
-    error that names the places looked in."""
+    name>``, then the entry's ``url`` (fetched once into the cache, sha256-verified): ``http(s)://`` or ``file://``
+    through :func:`datamodules.cache.fetch`, ``wandb-artifact://ENTITY/PROJECT/NAME:VERSION/FILE`` through
+    :func:`zoo.artifacts.resolve_artifact`; missing everywhere is an error that names the places looked in."""
     if entry.weights_path.is_file():
         return entry.weights_path
     looked = [str(entry.weights_path)]
@@ -104,6 +105,10 @@ def resolve_weights(entry: Entry) -> Path:
             return candidate
         looked.append(str(candidate))
     if entry.url:
+        from zoo.artifacts import is_artifact_ref, resolve_artifact
+
+        if is_artifact_ref(entry.url):
+            return resolve_artifact(entry.url, entry.sha256)
         return fetch(entry.url, sha256=entry.sha256)
     raise FileNotFoundError(f"pretrained {entry.name!r}: weights file is missing (looked in {', '.join(looked)}); "
                             f"set {CHECKPOINTS_ENV} to a directory holding {Path(entry.weights).name}, or give the "
