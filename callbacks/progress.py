@@ -44,11 +44,12 @@ class EpochProgress(pl.Callback):
 
     Args:
         metric: the evaluation metric, logged by the module as ``val/<metric>`` and ``test/<metric>`` with its CI
-            as ``<stage>/<metric>_ci95`` (``acc`` for the episodic classifiers).
+            as ``<stage>/<metric>_ci95``; default: the first (alphabetically) logged metric that has a CI, which is
+            ``acc`` for the episodic classifiers and ``regret`` for NAP.
         stream: where lines go (default standard output, looked up when printing so capture works).
     """
 
-    def __init__(self, metric: str = "acc", stream: TextIO | None = None):
+    def __init__(self, metric: str | None = None, stream: TextIO | None = None):
         self.metric, self.stream = metric, stream
         self._fit_start = self._epoch_start = self._test_start = 0.0
         self._train_seconds, self._items, self._loss_sum, self._loss_n = 0.0, 0, 0.0, 0
@@ -61,11 +62,13 @@ class EpochProgress(pl.Callback):
 
     def _metric(self, trainer: pl.Trainer, stage: str) -> str | None:
         metrics = trainer.callback_metrics
-        value = metrics.get(f"{stage}/{self.metric}")
+        name = self.metric or next((k[len(stage) + 1: -len("_ci95")] for k in sorted(metrics)
+                                    if k.startswith(f"{stage}/") and k.endswith("_ci95")), None)
+        value = metrics.get(f"{stage}/{name}")
         if value is None:
             return None
-        ci = metrics.get(f"{stage}/{self.metric}_ci95")
-        text = f"{stage} {self.metric} {float(value):.4f}"
+        ci = metrics.get(f"{stage}/{name}_ci95")
+        text = f"{stage} {name} {float(value):.4f}"
         return text + (f" +- {float(ci):.4f}" if ci is not None else "")
 
     # -- fit ---------------------------------------------------------------------------------------------------

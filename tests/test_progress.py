@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import torch
@@ -30,6 +31,14 @@ def test_clock_and_batch_items():
     assert _clock(59.6) == "1:00" and _clock(3725) == "1:02:05"
     assert _batch_items({"x": torch.zeros(7, 3, 2), "y": torch.zeros(7, 3)}) == 7  # a batch of 7 BO tasks
     assert _batch_items(object()) == 1  # an episode
+
+
+def test_the_metric_is_the_one_logged_with_a_ci():
+    nap = SimpleNamespace(callback_metrics={"val/log10_regret": torch.tensor(-2.0), "val/regret": torch.tensor(0.01),
+                                            "val/regret_ci95": torch.tensor(0.002), "train/loss": torch.tensor(1.0)})
+    assert EpochProgress()._metric(nap, "val") == "val regret 0.0100 +- 0.0020"
+    assert EpochProgress(metric="log10_regret")._metric(nap, "val") == "val log10_regret -2.0000"
+    assert EpochProgress()._metric(nap, "test") is None
 
 
 def test_one_line_per_epoch_and_one_at_test_end():
