@@ -105,7 +105,8 @@ class EpochProgress(pl.Callback):
                  else f"epoch {done}"]
         parts.append(f"train loss {self._loss_sum / self._loss_n:.4f}" if self._loss_n else "train loss -")
         parts.append((self._validated and self._metric(trainer, "val")) or "val -")
-        parts.append(f"{self._items / self._train_seconds:.1f} episodes/s" if self._train_seconds > 0 else "- episodes/s")
+        rate = self._items / self._train_seconds if self._train_seconds > 0 else None
+        parts.append(f"{rate:.1f} episodes/s" if rate is not None else "- episodes/s")
         elapsed = now - self._fit_start
         parts.append(f"elapsed {_clock(elapsed)}")
         if trainer.max_epochs and trainer.max_epochs > 0:

@@ -420,10 +420,11 @@ class HPOBSurrogateSampler:
     """The official GP-surrogate task sampler of one search space (``f_type="condHPO"`` in ``function_gym_nap``).
 
     Fits one GP per meta-train dataset (cached by :func:`datamodules.cache.cached_build` in
-    ``<cache_dir>/<hash of the data>/gps.safetensors``, so the fits run once), then each task: picks a dataset round-robin, draws ``num_candidates`` of that GP's training inputs with
-    replacement, adds ``U(-width/2, width/2)`` noise (official width 0.1) to the continuous dims and min-max
-    re-normalises them, re-zeroes the continuous dims whose NA indicator is set, and draws ``y`` from the GP's
-    posterior predictive (observation noise included) at those inputs.
+    ``<cache_dir>/<hash of the data>/gps.safetensors``, so the fits run once), then each task: picks a dataset
+    round-robin, draws ``num_candidates`` of that GP's training inputs with replacement, adds
+    ``U(-width/2, width/2)`` noise (official width 0.1) to the continuous dims and min-max re-normalises them,
+    re-zeroes the continuous dims whose NA indicator is set, and draws ``y`` from the GP's posterior predictive
+    (observation noise included) at those inputs.
     """
 
     def __init__(self, datasets: dict[str, tuple[torch.Tensor, torch.Tensor]], space: HPOBSpace | None,

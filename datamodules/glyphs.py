@@ -83,7 +83,8 @@ Cache
     files, builder version, Pillow/FreeType/numpy version, data checksum). The build goes through
     :func:`datamodules.cache.cached_build`: it writes into a temporary directory beside the target and renames it
     into place, so an interrupted build leaves nothing half-written (and the next build removes its debris); a
-    file lock keeps two processes (DDP ranks) from building the same variant at once. The default build takes ~35-45 s on 2 cores (2 rendering processes) and 33 MB.
+    file lock keeps two processes (DDP ranks) from building the same variant at once. The default build takes
+    ~35-45 s on 2 cores (2 rendering processes) and 33 MB.
 """
 
 from __future__ import annotations
