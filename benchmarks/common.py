@@ -6,13 +6,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from datamodules.cache import atomic_write_text
 from zoo.cli import build_cli
 from zoo.pretrained import ROOT, Entry, export_weights, register
 
@@ -74,12 +74,6 @@ def export_and_register(name: str, result: dict[str, Any], system: str, config: 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     """Write benchmarks/results/<name>.json atomically (with the machine it was measured on)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"machine": machine(), **payload}, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
-    os.replace(tmp, target)
+    atomic_write_text(target, json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return target

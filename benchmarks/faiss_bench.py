@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import random
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import write_results
 
-from datamodules.cache import atomic_write_bytes, atomic_write_text, data_root
+from datamodules.cache import cached_build, data_root, spec_key
 from datamodules.wordnet import find_wordnet, read_wordnet
 from zoo.retrieval import (
     IndexSpec,
@@ -65,22 +64,19 @@ def wordnet_texts(n_passages: int, n_queries: int, seed: int) -> tuple[list[str]
 
 
 def embeddings(encoder: TextEncoder, texts: list[str], tag: str) -> np.ndarray:
-    """Normalised float32 embeddings, cached on disk by encoder fingerprint and text checksum."""
-    h = hashlib.sha256(encoder.fingerprint().encode())
+    """Normalised float32 embeddings, built once into the cache (keyed by encoder fingerprint and text checksum)."""
+    h = hashlib.sha256()
     for t in texts:
         h.update(t.encode() + b"\x1e")
-    key = h.hexdigest()[:16]
-    path = data_root() / "faiss_bench" / f"{tag}-{len(texts)}-{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    start = time.perf_counter()
-    x = as_search_array(encoder.encode(texts, normalize=True, progress=True), "cosine")
-    buf = io.BytesIO()
-    np.save(buf, x)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"texts": len(texts), "encoder": encoder.fingerprint(),
-                                                             "seconds": time.perf_counter() - start}))
-    return x
+    spec = {"encoder": encoder.fingerprint(), "texts_sha256": h.hexdigest(), "texts": len(texts)}
+
+    def build(out: Path) -> dict[str, float]:
+        start = time.perf_counter()
+        np.save(out / "embeddings.npy", as_search_array(encoder.encode(texts, normalize=True, progress=True), "cosine"))
+        return {"seconds": time.perf_counter() - start}
+
+    directory = cached_build(data_root() / "faiss_bench" / f"{tag}-{len(texts)}-{spec_key(spec)}", spec, build)
+    return np.load(directory / "embeddings.npy")
 
 
 def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, spec: IndexSpec, k: int, single: int,

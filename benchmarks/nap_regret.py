@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import lightning.pytorch as pl
 from common import machine
 
+from datamodules.cache import atomic_path, atomic_write_text
 from datamodules.functions import FunctionDataModule, collate_tasks
 from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
 from zoo.metrics import mean_ci95
@@ -163,12 +164,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0][0].legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")  # the temporary name ends in .tmp, so the format is explicit
     plt.close(fig)
 
 
@@ -242,12 +239,7 @@ def merged(results: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def write_json(results: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=1)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(results, indent=1))
 
 
 def main() -> None:

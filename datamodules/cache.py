@@ -10,7 +10,9 @@ One convention everywhere (datasets, indexes, the registry, run artefacts, bench
 * read-modify-write of a shared file holds :func:`file_lock`;
 * downloads (:func:`fetch`) land in the cache once, through a temporary file, and are checked against a sha256
   before anything reads them;
-* manifests record each file's :func:`sha256_file`.
+* derived builds (:func:`cached_build`) are made once, under a lock, in a temporary directory that is renamed into
+  place only when complete; a manifest records the spec they were built from and each file's :func:`sha256_file`,
+  and a build whose spec or files no longer match is rebuilt.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o644
 
@@ -126,3 +130,92 @@ def fetch(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | No
             raise ChecksumError(f"cached download {dest} of {url}: sha256 {actual}, expected {sha256}; the file is "
                                 f"corrupt or was replaced (delete it to download again)")
     return dest
+
+
+MANIFEST_FILE = "manifest.json"
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """16 hex digits of the sha256 of ``spec`` as canonical JSON: a cache directory name for a build spec."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def _differing(old: Any, new: Any) -> str:
+    """The sub-keys where two spec values differ (for a dict), else the two values, shortened."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return ", ".join(sorted(str(k) for k in set(old) | set(new) if old.get(k) != new.get(k)))
+    return f"{str(old)[:40]} -> {str(new)[:40]}"
+
+
+def build_problem(directory: str | os.PathLike, spec: dict[str, Any], verify_files: bool = True) -> str | None:
+    """Why ``directory`` is not a complete build of ``spec`` (a sentence), or None when it can be used.
+
+    A complete build has a :data:`MANIFEST_FILE` whose top-level fields equal every field of ``spec`` (compared as
+    JSON, so tuples and lists agree) and whose ``files`` (``{relative path: sha256}``) all exist with those
+    checksums (``verify_files=False`` checks only that they exist).
+    """
+    directory = Path(directory)
+    mpath = directory / MANIFEST_FILE
+    if not mpath.is_file():
+        return f"no {MANIFEST_FILE} in {directory}"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"{mpath} is unreadable: {e}"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not manifest["files"]:
+        return f"{mpath} lists no files (written by an older version)"
+    for field, value in json.loads(json.dumps(spec)).items():
+        if manifest.get(field) != value:
+            return f"{field.replace('_', ' ')} changed ({_differing(manifest.get(field), value)})"
+    for name, digest in manifest["files"].items():
+        path = directory / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if verify_files and (actual := sha256_file(path)) != digest:
+            return f"{path} sha256 {actual[:12]}... does not match the manifest's {str(digest)[:12]}..."
+    return None
+
+
+def cached_build(directory: str | os.PathLike, spec: dict[str, Any],
+                 build_fn: Callable[[Path], dict[str, Any] | None], *, force: bool = False,
+                 on_build: Callable[[Path, str], None] | None = None) -> Path:
+    """Build ``directory`` once from ``spec`` with ``build_fn`` and return it; rebuild it when missing or stale.
+
+    Under :func:`file_lock` (so concurrent builders, e.g. DDP ranks, wait and then reuse the first one's build),
+    :func:`build_problem` decides whether the existing build can be used. If not, ``build_fn(tmp)`` writes the
+    files into a fresh temporary directory beside ``directory`` and returns extra manifest fields (or None); the
+    manifest (those fields, then ``spec``'s fields, then ``files``: the sha256 of every file written) is written
+    last, and the directory is renamed into place. An interrupted build therefore leaves no directory that looks
+    complete and the previous build, if any, untouched. Callers choose ``directory`` (usually named by
+    :func:`spec_key` of the spec, or by readable parameters when the spec also holds file checksums that should
+    replace, not accumulate, old builds). ``on_build(directory, reason)`` is told why a build starts.
+    """
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(target.with_name("." + target.name)):
+        reason = "forced" if force else build_problem(target, spec)
+        if reason is None:
+            return target
+        if on_build is not None:
+            on_build(target, reason)
+        # Under the lock, a temporary directory of this build can only belong to a builder that died.
+        for old in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            extra = build_fn(tmp) or {}
+            files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+            manifest = {**extra, **spec, "files": {p.relative_to(tmp).as_posix(): sha256_file(p) for p in files}}
+            atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
+            os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
+            if target.exists():  # a directory cannot be renamed onto a non-empty one: move the old one aside first
+                trash = target.parent / f".{target.name}.tmp-old-{os.getpid()}"
+                os.replace(target, trash)
+                os.replace(tmp, target)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target

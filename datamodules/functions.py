@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.cache import cached_build, spec_key
 from datamodules.episodes import SPLITS, EpisodeSampler, episode_generator
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -414,33 +413,22 @@ def load_dataset_gp(tensors: dict[str, torch.Tensor]):
     return gp.eval()
 
 
-def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and weights are shared files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+HPOB_GP_FILE = "gps.safetensors"  # in each build directory of HPOBSurrogateSampler's cache
 
 
 class HPOBSurrogateSampler:
     """The official GP-surrogate task sampler of one search space (``f_type="condHPO"`` in ``function_gym_nap``).
 
-    Fits one GP per meta-train dataset (cached in a safetensors file keyed by a hash of the data, so the fits run
-    once), then each task: picks a dataset round-robin, draws ``num_candidates`` of that GP's training inputs with
-    replacement, adds ``U(-width/2, width/2)`` noise (official width 0.1) to the continuous dims and min-max
-    re-normalises them, re-zeroes the continuous dims whose NA indicator is set, and draws ``y`` from the GP's
-    posterior predictive (observation noise included) at those inputs.
+    Fits one GP per meta-train dataset (cached by :func:`datamodules.cache.cached_build` in
+    ``<cache_dir>/<hash of the data>/gps.safetensors``, so the fits run once), then each task: picks a dataset
+    round-robin, draws ``num_candidates`` of that GP's training inputs with replacement, adds
+    ``U(-width/2, width/2)`` noise (official width 0.1) to the continuous dims and min-max re-normalises them,
+    re-zeroes the continuous dims whose NA indicator is set, and draws ``y`` from the GP's posterior predictive
+    (observation noise included) at those inputs.
     """
 
     def __init__(self, datasets: dict[str, tuple[torch.Tensor, torch.Tensor]], space: HPOBSpace | None,
-                 cache_path: Path | None, perturbation: float = 0.1, max_gp_points: int | None = None,
+                 cache_dir: Path | None, perturbation: float = 0.1, max_gp_points: int | None = None,
                  excluded: Sequence[int] = ()):
         self.perturbation = perturbation
         dim = next(iter(datasets.values()))[0].shape[1]
@@ -456,37 +444,36 @@ class HPOBSurrogateSampler:
             x, y = datasets[k]
             digest.update(k.encode()), digest.update(x.numpy().tobytes()), digest.update(y.numpy().tobytes())
         digest.update(str(max_gp_points).encode())
-        key = digest.hexdigest()[:16]
-        self.gps: list[dict[str, torch.Tensor]] = []
-        self.names: list[str] = []
-        cached = self._read_cache(cache_path, key) if cache_path is not None else None
-        if cached is not None:
-            self.names, self.gps = cached
+        spec = {"hpob_gps_data_sha256": digest.hexdigest()}
+
+        def fit() -> tuple[list[str], list[dict[str, torch.Tensor]]]:
+            fitted = {k: fit_dataset_gp(*datasets[k], max_points=max_gp_points) for k in names}
+            fitted = {k: v for k, v in fitted.items() if v is not None}
+            if not fitted:
+                raise ValueError("HPO-B surrogate sampler: no meta-train dataset could be fitted (all have "
+                                 "std(y) < 1e-3 or failed)")
+            return list(fitted), list(fitted.values())
+
+        def build(out: Path) -> None:
+            from safetensors.torch import save_file
+
+            fitted_names, gps = fit()
+            flat = {f"{i}/{k}": v for i, g in enumerate(gps) for k, v in g.items()}
+            save_file(flat, str(out / HPOB_GP_FILE), metadata={"datasets": json.dumps(fitted_names)})
+
+        if cache_dir is None:
+            self.names, self.gps = fit()
         else:
-            for k in names:
-                fitted = fit_dataset_gp(*datasets[k], max_points=max_gp_points)
-                if fitted is not None:
-                    self.names.append(k)
-                    self.gps.append(fitted)
-            if cache_path is not None and self.gps:
-                flat = {f"{i}/{k}": v for i, g in enumerate(self.gps) for k, v in g.items()}
-                _atomic_save_safetensors(flat, cache_path, {"key": key, "datasets": json.dumps(self.names)})
-        if not self.gps:
-            raise ValueError("HPO-B surrogate sampler: no meta-train dataset could be fitted (all have "
-                             "std(y) < 1e-3 or failed)")
+            directory = cached_build(Path(cache_dir) / spec_key(spec), spec, build)
+            self.names, self.gps = self._read_cache(directory / HPOB_GP_FILE)
         self._models: dict[int, Any] = {}
 
     @staticmethod
-    def _read_cache(path: Path, key: str) -> tuple[list[str], list[dict[str, torch.Tensor]]] | None:
+    def _read_cache(path: Path) -> tuple[list[str], list[dict[str, torch.Tensor]]]:
         from safetensors import safe_open
 
-        if not path.is_file():
-            return None
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("key") != key:
-                return None
-            names = json.loads(meta["datasets"])
+            names = json.loads(f.metadata()["datasets"])
             gps: list[dict[str, torch.Tensor]] = [{} for _ in names]
             for k in f.keys():  # noqa: SIM118 - a safetensors handle, not a dict
                 i, rest = k.split("/", 1)
@@ -700,7 +687,8 @@ class HPOBFunctions(FunctionDataModule):
         search_space: an id (``"5860"``) or NAP label (``"glmnet"``).
         num_candidates: training pool size; default the official ``points`` of the space (100 for glmnet...).
         perturbation: width of the uniform input noise of the surrogate sampler (official 0.1).
-        gp_cache: where the fitted GPs are cached (default ``<root>/nap-gps/<space>.safetensors``).
+        gp_cache: directory where the fitted GPs are cached, one build per hash of the data (default
+            ``<root>/nap-gps/<space>``).
         max_gp_points: optional cap on GP training rows (default: none, as upstream).
         exclude_train: meta-train positions to leave out; default the official list of the space.
         test_seeds: how many of ``test0``..``test4`` to use.
@@ -727,7 +715,7 @@ class HPOBFunctions(FunctionDataModule):
         self.root = Path(root)
         self.perturbation, self.max_gp_points = perturbation, max_gp_points
         self.exclude_train = exclude_train
-        self.gp_cache = Path(gp_cache) if gp_cache else self.root / "nap-gps" / f"{self.space_id}.safetensors"
+        self.gp_cache = Path(gp_cache) if gp_cache else self.root / "nap-gps" / self.space_id
         self._data: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._inits: dict[str, dict[str, list[int]]] = {}
         self._sampler: HPOBSurrogateSampler | None = None

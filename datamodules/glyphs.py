@@ -80,23 +80,21 @@ Cache
     labels, faces, codepoints, class_split) and ``manifest.json`` (parameters, font sha256s, renderer versions,
     classes with code point, name, alphabet, block, script, split and faces, look-alike groups, dropped classes,
     the data file's sha256, builder version). It is rebuilt when any of those no longer match (parameters, font
-    files, builder version, Pillow/FreeType/numpy version, data checksum). A build writes into a temporary
-    directory beside the target and renames it into place, so an interrupted build leaves nothing half-written
-    (and the next build removes its debris); a file lock keeps two processes (DDP ranks) from building the same
-    variant at once. The default build takes ~35-45 s on 2 cores (2 rendering processes) and 33 MB.
+    files, builder version, Pillow/FreeType/numpy version, data checksum). The build goes through
+    :func:`datamodules.cache.cached_build`: it writes into a temporary directory beside the target and renames it
+    into place, so an interrupted build leaves nothing half-written (and the next build removes its debris); a
+    file lock keeps two processes (DDP ranks) from building the same variant at once. The default build takes
+    ~35-45 s on 2 cores (2 rendering processes) and 33 MB.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import multiprocessing
 import os
-import shutil
-import tempfile
 import time
 import unicodedata
 from collections import Counter, defaultdict
@@ -108,7 +106,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.cache import data_root, sha256_file
+from datamodules.cache import MANIFEST_FILE, build_problem, cached_build, data_root, sha256_file
 from datamodules.episodes import SPLITS, Source, TensorSource
 from datamodules.images import ImageEpisodes
 from datamodules.transforms import GRAY_MEAN, GRAY_STD
@@ -119,7 +117,6 @@ log = logging.getLogger(__name__)
 BUILDER_VERSION = 2
 
 DATA_FILE = "glyphs.safetensors"
-MANIFEST_FILE = "manifest.json"
 
 MIN_FACES = 12
 SUPERSAMPLE = 4
@@ -796,53 +793,16 @@ def _validate_args(image_size: int, instances_per_class: int, min_faces: int) ->
         raise ValueError(f"Glyphs: min_faces must be an int >= 1, got {min_faces!r}")
 
 
+def _spec(params: dict[str, Any], fonts: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a build depends on, as :func:`datamodules.cache.cached_build` compares it with the manifest."""
+    return {"builder_version": BUILDER_VERSION, "params": params, "renderer": _renderer_versions(),
+            "font_sha256": font_checksums() if fonts is None else fonts}
+
+
 def stale_reason(directory: str | Path, params: dict[str, Any], fonts: dict[str, str] | None = None,
                  verify_data: bool = True) -> str | None:
     """Why the cache in ``directory`` cannot be used for ``params`` (a sentence), or None when it is current."""
-    directory = Path(directory)
-    mpath = directory / MANIFEST_FILE
-    if not mpath.is_file():
-        return f"no {MANIFEST_FILE} in {directory}"
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return f"{mpath} is unreadable: {e}"
-    if manifest.get("builder_version") != BUILDER_VERSION:
-        return f"builder version {manifest.get('builder_version')} != {BUILDER_VERSION}"
-    if manifest.get("params") != json.loads(json.dumps(params)):
-        return "build parameters changed"
-    if manifest.get("renderer") != _renderer_versions():
-        return f"renderer changed: {manifest.get('renderer')} -> {_renderer_versions()}"
-    now = font_checksums() if fonts is None else fonts
-    then = {f["name"]: f["sha256"] for f in manifest.get("fonts", [])}
-    if now != then:
-        changed = sorted(set(now.items()) ^ set(then.items()))
-        return f"font files changed: {sorted({n for n, _ in changed})}"
-    dpath = directory / DATA_FILE
-    if not dpath.is_file():
-        return f"no {DATA_FILE} in {directory}"
-    if verify_data:
-        digest = sha256_file(dpath)
-        if digest != manifest.get("data", {}).get("sha256"):
-            return f"{dpath} sha256 {digest[:12]}... does not match the manifest"
-    return None
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive lock file, so two processes (DDP ranks) never build the same variant together."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - non-POSIX: no lock, the atomic rename still protects the data
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return build_problem(directory, _spec(params, fonts), verify_files=verify_data)
 
 
 def build_glyphs(root: str | Path | None = None, image_size: int = 28, instances_per_class: int = 20,
@@ -862,30 +822,18 @@ def build_glyphs(root: str | Path | None = None, image_size: int = 28, instances
     """
     _validate_args(image_size, instances_per_class, min_faces)
     params = _params(image_size, instances_per_class, seed, min_faces, codepoints)
+    # Named by the parameters, not a hash of the spec: a changed font or renderer replaces the build in place.
     target = cache_dir(root, image_size, instances_per_class, seed, min_faces, codepoints)
-    with _lock(target.parent / f".{target.name}.lock"):
-        reason = "forced" if force else stale_reason(target, params)
-        if reason is None:
-            return target
-        log.info("Glyphs: building %s (%s)", target, reason)
-        t0 = time.perf_counter()
-        # Under the lock, any temporary directory of this variant belongs to a build that died; remove it.
-        for old in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            _build_into(tmp, params, discover_faces(), workers)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
-            if target.exists():
-                trash = target.parent / f".{target.name}.tmp-old-{os.getpid()}"
-                os.replace(target, trash)
-                os.replace(tmp, target)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    built = []
+
+    def started(directory: Path, reason: str) -> None:
+        log.info("Glyphs: building %s (%s)", directory, reason)
+        built.append(directory)
+
+    cached_build(target, _spec(params), lambda out: _build_into(out, params, discover_faces(), workers),
+                 force=force, on_build=started)
+    if built:
         log.info("Glyphs: built %s in %.1f s", target, time.perf_counter() - t0)
     return target
 
@@ -897,8 +845,8 @@ def _pool(workers: int):
     return ctx.Pool(workers)
 
 
-def _build_into(out: Path, params: dict[str, Any], faces: Sequence[Face], workers: int | None) -> None:
-    _write_build(out, params, faces, _render_all(params, faces, workers))
+def _build_into(out: Path, params: dict[str, Any], faces: Sequence[Face], workers: int | None) -> dict[str, Any]:
+    return _write_build(out, params, faces, _render_all(params, faces, workers))
 
 
 def _render_all(params: dict[str, Any], faces: Sequence[Face], workers: int | None) -> list[dict[str, Any]]:
@@ -932,8 +880,10 @@ def _render_all(params: dict[str, Any], faces: Sequence[Face], workers: int | No
     return results
 
 
-def _write_build(out: Path, params: dict[str, Any], faces: Sequence[Face], results: list[dict[str, Any]]) -> None:
-    """Qualify classes, split alphabets, separate look-alikes, and write the data file and the manifest."""
+def _write_build(out: Path, params: dict[str, Any], faces: Sequence[Face],
+                 results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Qualify classes, split alphabets, separate look-alikes, write the data file; return the manifest's fields
+    (:func:`datamodules.cache.cached_build` adds the spec and the files' checksums and writes it last)."""
     n_inst = params["instances_per_class"]
     t0 = time.perf_counter()
     dropped: dict[int, str] = {}
@@ -1012,9 +962,9 @@ def _write_build(out: Path, params: dict[str, Any], faces: Sequence[Face], resul
                     for cp in sorted(dropped)],
         "data": {"file": DATA_FILE, "sha256": sha256_file(out / DATA_FILE), "bytes": (out / DATA_FILE).stat().st_size},
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
     log.info("Glyphs: wrote %s (%.1f MB) in %.1f s", out / DATA_FILE, manifest["data"]["bytes"] / 1e6,
              time.perf_counter() - t0)
+    return manifest
 
 
 @dataclass

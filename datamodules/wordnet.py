@@ -29,8 +29,9 @@ Every synset under a category root, used as an example or not, is kept out of th
 
 **Caching.** Parsing WordNet and cutting the hierarchy take seconds, so the result is written to
 ``<cache_dir>/<build key>/`` (benchmark JSON + passages JSON lines + a manifest recording the build parameters,
-sha256 of the WordNet data files and of each output file). Files are written atomically, the manifest last; a
-cache whose parameters, source files or output checksums do not match is rebuilt.
+sha256 of the WordNet data files and of each output file) by :func:`datamodules.cache.cached_build`: built under a
+lock in a temporary directory renamed into place, the manifest last; a cache whose parameters, source files or
+output checksums do not match is rebuilt.
 
 **The files.** WordNet 3.0 database files (``data.noun``, ``index.noun``, ...): Debian's ``wordnet-base``
 (``/usr/share/wordnet``) or an NLTK ``wordnet`` corpus directory or ``wordnet.zip``; parsed here, no NLTK needed.
@@ -50,7 +51,7 @@ from typing import Any
 
 import torch
 
-from datamodules.cache import atomic_write_text, data_root, sha256_file
+from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.episodes import SPLITS, Source
 from datamodules.text import PassageCorpus, TextEpisodicDataModule, TextSource
 
@@ -486,38 +487,27 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
     """The benchmark and corpus for ``params`` (arguments of :func:`build_benchmark`), from cache or built.
 
     The cache directory is named by a hash of the parameters; it is reused only if its manifest records the same
-    build version, parameters and WordNet file checksums, and every output file matches its recorded sha256.
-    Returns (benchmark, corpus, cache directory).
+    build version, parameters and WordNet file checksums, and every output file matches its recorded sha256
+    (:func:`datamodules.cache.cached_build`). Returns (benchmark, corpus, cache directory).
     """
-    fingerprint = files.fingerprint()
-    spec = {"version": BUILD_VERSION, "params": params, "wordnet": fingerprint}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    out = Path(cache_dir).expanduser() / f"wordnet-{key}"
-    manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            fresh = (manifest.get("spec") == json.loads(json.dumps(spec))
-                     and all(sha256_file(out / f) == h for f, h in manifest["files"].items()))
-        except (OSError, ValueError, KeyError, TypeError):
-            fresh = False
-        if fresh:
-            bench = json.loads((out / "benchmark.json").read_text())
-            corpus = _read_corpus(out / "passages.jsonl")
-            if verify_leaks:
-                _assert_leak_free(bench, corpus)
-            return bench, corpus, out
-    wn = read_wordnet(files)
-    bench = build_benchmark(wn, **params)
-    corpus, stats = build_passages(wn, bench)
-    bench_text = json.dumps(bench, ensure_ascii=False)
-    atomic_write_text(out / "benchmark.json", bench_text)
-    corpus.write_jsonl(out / "passages.jsonl")
-    manifest = {"spec": spec, "source": str(files.path), "corpus": stats, "corpus_checksum": corpus.checksum,
+    spec = {"version": BUILD_VERSION, "params": params, "wordnet": files.fingerprint()}
+
+    def build(out: Path) -> dict[str, Any]:
+        wn = read_wordnet(files)
+        bench = build_benchmark(wn, **params)
+        corpus, stats = build_passages(wn, bench)
+        atomic_write_text(out / "benchmark.json", json.dumps(bench, ensure_ascii=False))
+        corpus.write_jsonl(out / "passages.jsonl")
+        return {"source": str(files.path), "corpus": stats, "corpus_checksum": corpus.checksum,
                 "classes": {s: sum(1 for c in bench["categories"] if c["split"] == s) for s in SPLITS},
-                "examples": len(bench["examples"]),
-                "files": {f: sha256_file(out / f) for f in ("benchmark.json", "passages.jsonl")}}
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))  # last: it marks the cache complete
+                "examples": len(bench["examples"])}
+
+    # The spec sits under one "spec" field of the manifest, as caches written before cached_build have it.
+    out = cached_build(Path(cache_dir).expanduser() / f"wordnet-{spec_key(spec)}", {"spec": spec}, build)
+    bench = json.loads((out / "benchmark.json").read_text())
+    corpus = _read_corpus(out / "passages.jsonl")
+    if verify_leaks:
+        _assert_leak_free(bench, corpus)
     return bench, corpus, out
 
 

@@ -274,7 +274,7 @@ def test_staleness_triggers_rebuild(tmp_path, monkeypatch):
     m = json.loads((d / G.MANIFEST_FILE).read_text())
     m["params"]["em_fraction"] = 0.5
     (d / G.MANIFEST_FILE).write_text(json.dumps(m))
-    assert "parameters" in G.stale_reason(d, params)
+    assert "params" in G.stale_reason(d, params)
     assert G.build_glyphs(root, **TINY_ARGS) == d and G.stale_reason(d, params) is None
     assert sha(d / G.DATA_FILE) == good
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datamodules.cache import atomic_write_text
 from zoo.nap import NAPModule, bo_features, gather_rows, key_generator
 
 
@@ -450,13 +449,7 @@ def evaluate_hpob(method: Any, root: str | Path, search_spaces: Sequence[str], s
 def write_hpob_results(results: dict[str, dict[str, dict[str, list[float]]]], path: str | Path) -> None:
     """Writes results in HPO-B's format, atomically (temp file + rename)."""
     check_hpob_results(results)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are shared files
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(results))
 
 
 def check_hpob_results(results: Any, where: str = "results") -> None:

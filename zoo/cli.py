@@ -90,6 +90,17 @@ class ZooCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, test the best-on-validation checkpoint on the fixed test episodes.")
 
+    def _instantiate_trainer(self, config: dict[str, Any], extra_callbacks: list[pl.Callback]) -> pl.Trainer:
+        """When standard output is not a terminal (CI logs, ``nohup``), one :class:`callbacks.EpochProgress` line per
+        epoch replaces Lightning's progress bar, unless the config asks for the bar (``enable_progress_bar: true``)."""
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        if not sys.stdout.isatty() and config.get("enable_progress_bar") is not True and not any(
+                isinstance(c, callbacks.EpochProgress) for c in configured):
+            config = {**config, "enable_progress_bar": False}
+            extra_callbacks = [*extra_callbacks, callbacks.EpochProgress()]
+        return super()._instantiate_trainer(config, extra_callbacks)
+
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
             return

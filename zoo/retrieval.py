@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.cache import atomic_write_text
+from datamodules.cache import atomic_path, atomic_write_text
 from datamodules.text import PassageCorpus
 from datamodules.wordnet import words
 
@@ -189,13 +189,8 @@ class PassageIndex:
         faiss = _faiss()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".index.faiss.{os.getpid()}.tmp"
-        try:
+        with atomic_path(d / "index.faiss") as tmp:
             faiss.write_index(self.index, str(tmp))
-            os.replace(tmp, d / "index.faiss")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         meta = {**self.meta, "faiss_version": faiss.__version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_text(d / "meta.json", json.dumps(meta, indent=1))
 

@@ -1,0 +1,70 @@
+"""Progress lines for logs that are not a terminal: one per epoch, one at the end of a test."""
+
+from __future__ import annotations
+
+import io
+import re
+from types import SimpleNamespace
+
+import lightning.pytorch as pl
+import torch
+
+from callbacks.progress import EpochProgress, _batch_items, _clock
+from datamodules.base import EpisodicDataModule
+from datamodules.episodes import TensorSource
+from support import ROOT
+from zoo.backbones import Conv4
+from zoo.cli import build_cli
+from zoo.protonet import ProtoNet
+
+
+class Noise(EpisodicDataModule):
+    """Ten classes of random 1x16x16 images per split: enough for a fit to run, not to learn."""
+
+    def build_sources(self):
+        g = torch.Generator().manual_seed(0)
+        return {split: TensorSource(torch.randn(60, 1, 16, 16, generator=g), torch.arange(10).repeat_interleave(6))
+                for split in ("train", "val", "test")}
+
+
+def test_clock_and_batch_items():
+    assert _clock(59.6) == "1:00" and _clock(3725) == "1:02:05"
+    assert _batch_items({"x": torch.zeros(7, 3, 2), "y": torch.zeros(7, 3)}) == 7  # a batch of 7 BO tasks
+    assert _batch_items(object()) == 1  # an episode
+
+
+def test_the_metric_is_the_one_logged_with_a_ci():
+    nap = SimpleNamespace(callback_metrics={"val/log10_regret": torch.tensor(-2.0), "val/regret": torch.tensor(0.01),
+                                            "val/regret_ci95": torch.tensor(0.002), "train/loss": torch.tensor(1.0)})
+    assert EpochProgress()._metric(nap, "val") == "val regret 0.0100 +- 0.0020"
+    assert EpochProgress(metric="log10_regret")._metric(nap, "val") == "val log10_regret -2.0000"
+    assert EpochProgress()._metric(nap, "test") is None
+
+
+def test_one_line_per_epoch_and_one_at_test_end():
+    pl.seed_everything(0)
+    dm = Noise(n_way=3, k_shot=1, q_query=2, train_episodes=4, val_episodes=3, test_episodes=5)
+    model = ProtoNet(Conv4(1, 4, "avg", 16))
+    out = io.StringIO()
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[EpochProgress(stream=out)])
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    number = r"\d+\.\d{4}"
+    for epoch, line in enumerate(lines[:2], 1):
+        assert re.fullmatch(rf"epoch {epoch}/2 \| train loss {number} \| val acc {number} \+- {number} \| "
+                            r"\d+\.\d episodes/s \| elapsed \d+:\d\d \| remaining ~\d+:\d\d", line), line
+    assert line.endswith("remaining ~0:00")  # after the last epoch nothing is left
+    assert re.fullmatch(rf"test done \| test acc {number} \+- {number} \| 5 episodes \| \d+:\d\d", lines[2]), lines[2]
+
+
+def test_cli_prints_lines_instead_of_the_bar_when_not_a_terminal():
+    # pytest captures standard output, so it is not a terminal here, as in CI logs or under nohup
+    args = ["--config", str(ROOT / "configs/protonet/glyphs.yaml"), "--trainer.logger=false"]
+    trainer = build_cli(args, run=False).trainer
+    assert sum(isinstance(c, EpochProgress) for c in trainer.callbacks) == 1
+    assert trainer.progress_bar_callback is None
+    bar = build_cli([*args, "--trainer.enable_progress_bar=true"], run=False).trainer
+    assert not any(isinstance(c, EpochProgress) for c in bar.callbacks) and bar.progress_bar_callback is not None
