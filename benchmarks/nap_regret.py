@@ -49,6 +49,8 @@ from common import machine
 from datamodules.functions import FunctionDataModule, collate_tasks
 from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
 from zoo.metrics import mean_ci95
+from lightning.pytorch.cli import instantiate_module
+
 from zoo.nap import NAPModule
 
 FAMILY_TEXT = {
@@ -83,7 +85,7 @@ def train(cfg: dict[str, Any], model_args: dict[str, Any], iterations: int | Non
     """Trains one model as ``zoo fit`` would (config epochs and tasks), minus the periodic validation."""
     pl.seed_everything(int(cfg.get("seed_everything", 0)), verbose=False)
     dm = build_data(cfg)
-    model = NAPModule(**model_args)
+    model = instantiate_module(pl.LightningModule, {"_class_path": cfg["model"]["class_path"], **model_args})
     epochs = int(cfg["trainer"]["max_epochs"])
     kwargs: dict[str, Any] = {}
     if iterations is not None:  # --quick: a few iterations of the first epoch
@@ -195,7 +197,7 @@ def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, 
                 "system": "nap",
                 "weights": info["weights"],
                 "sha256": info["sha256"],
-                "model": {"class_path": "zoo.nap.NAPModule", "init_args": info["init_args"]},
+                "model": info["model"],
                 "config": fres["config"],
                 "setting": (f"{FAMILY_TEXT.get(fam, fam)}; pools of {results['settings']['eval_num_candidates']} "
                             f"candidates, {results['settings']['n_init']} initial points + "
@@ -293,9 +295,11 @@ def main() -> None:
         print(f"== {fam} ({cfg['_path']})", flush=True)
         model_args = dict(cfg["model"]["init_args"])
         model_args["eval_budget"] = budget
-        if iterations is not None:
-            model_args["max_iterations"] = iterations
-            model_args["warmup_iterations"] = min(model_args.get("warmup_iterations", 20), max(1, iterations // 4))
+        if iterations is not None and model_args.get("scheduler"):
+            sched = model_args["scheduler"] = {**model_args["scheduler"]}
+            warmup = sched.get("init_args", {}).get("warmup_steps", 0)
+            sched["init_args"] = {**sched.get("init_args", {}), "total_steps": iterations,
+                                  "warmup_steps": min(warmup, max(1, iterations // 4))}
         sl_args = dict(model_args, ppo_coeff=0.0, value_coeff=0.0, ent_coeff=0.0, eval_af="ei")
         fres: dict[str, Any] = {"config": cfg["_path"], "command": " ".join(["python", *sys.argv]), "training": {},
                                 "checkpoints": {}}
@@ -318,7 +322,7 @@ def main() -> None:
             fres["training"][kind] = info
             fres["checkpoints"][kind] = {"name": name, "weights": os.path.relpath(path, ROOT),
                                          "sha256": sha or sha256_file(path),
-                                         "init_args": dict(models[kind].hparams)}
+                                         "model": models[kind].inference_config()}
         dm = build_data(cfg, test_seeds=seeds, eval_n_init=args.n_init,
                         **({"test_tasks": test_tasks} if test_tasks else {}))
         results["settings"]["eval_num_candidates"] = dm.eval_num_candidates
