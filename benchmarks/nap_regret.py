@@ -18,6 +18,7 @@ Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` a
     python benchmarks/nap_regret.py                 # full: ~10 min training per model and family on 2 cores
     python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
     python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
+    python benchmarks/nap_regret.py --from-registry --test-tasks 5 --threads 1   # check the registered numbers
 
 Families measured with the same settings accumulate in one results file, so the two families can run as two
 processes side by side (``--families hartmann3``, ``--families gp-prior-d4``); the plot shows every family in it.
@@ -252,6 +253,34 @@ def write_json(results: dict[str, Any], out: Path) -> None:
     os.replace(tmp, out)
 
 
+def retest_from_registry(families: list[str], test_tasks: int | None, seeds: int, budget: int, n_init: int,
+                         chunk: int) -> bool:
+    """Re-runs the registered ``nap[-sl]-<family>`` checkpoints (loaded by name, sha256-verified) on the family's
+    fixed test tasks and compares the regret with the metrics their registry entries record (rounded as recorded).
+    Writes and registers nothing; returns whether every number was reproduced."""
+    from zoo.pretrained import registry_entry
+
+    ok = True
+    for fam in families:
+        cfg = load_config(fam)
+        dm = build_data(cfg, test_seeds=seeds, eval_n_init=n_init, **({"test_tasks": test_tasks} if test_tasks else {}))
+        tasks = dm.fixed_tasks("test")
+        for name, acq in ((f"nap-{fam}", "mlp"), (f"nap-sl-{fam}", "ei")):
+            entry = registry_entry(name)
+            runs = evaluate([NAPStrategy(load_nap(name), acq, name=name)], tasks, budget, chunk)[name]["regret"]
+            for key, recorded in entry.metrics.items():
+                if key == "test_runs":
+                    got = runs.shape[0]
+                else:
+                    t = int(key.split("@")[1].removesuffix("_ci95"))
+                    mean, ci = mean_ci95(runs[:, t])
+                    got = round(ci if key.endswith("_ci95") else mean, 5)
+                same = got == recorded
+                ok &= same
+                print(f"  {name:22s} {key:22s} recorded {recorded!s:>8s} now {got!s:>8s} {'ok' if same else 'DIFFERS'}")
+    return ok
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=["hartmann3", "gp-prior-d4"])
@@ -268,9 +297,14 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10, help="tasks per batched NAP/random run")
     ap.add_argument("--timing-tasks", type=int, default=3, help="tasks for the one-task-at-a-time timing")
     ap.add_argument("--wandb", action="store_true", help="also log the curves as W&B line plots")
+    ap.add_argument("--from-registry", action="store_true",
+                    help="re-test the registered checkpoints against their recorded regret; no training or writing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
+    if args.from_registry:
+        ok = retest_from_registry(args.families, args.test_tasks, args.seeds, args.budget, args.n_init, args.chunk)
+        raise SystemExit(0 if ok else 1)
 
     if args.quick:
         iterations = args.iterations or 2

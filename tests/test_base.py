@@ -168,3 +168,21 @@ def test_configure_optimizers_scales_groups_and_wires_the_scheduler():
 
     with pytest.raises(ValueError, match="no metric for ReduceLROnPlateau"):
         Plateau().configure_optimizers()
+
+
+# -- the seeded data-module base ----------------------------------------------------------------------------------
+def test_seeded_data_modules_key_eval_items_by_eval_seed_and_stripe_ranks_equally():
+    from types import SimpleNamespace
+
+    small = dict(dim=2, num_candidates=10, test_tasks=3, test_seeds=1, eval_n_init=1, eval_batch_size=1)
+    a, b = GPPriorFunctions(seed=1, eval_seed=7, **small), GPPriorFunctions(seed=2, eval_seed=7, **small)
+    assert torch.equal(a.task("test", 0, 0)["y"], b.task("test", 0, 0)["y"])  # same fixed evaluation tasks
+    assert not torch.equal(a.task("train", 0, 0)["y"], b.task("train", 0, 0)["y"])  # different training tasks
+    # without eval_seed, evaluation items are keyed by seed (what every existing run did)
+    assert torch.equal(GPPriorFunctions(seed=7, **small).task("test", 0, 0)["y"], a.task("test", 0, 0)["y"])
+    # rank r of 2 takes items r, r + 2, ... of 3 padded to 4: equal counts, item 0 repeated once as padding
+    seen = []
+    for rank in (0, 1):
+        a.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        seen.append([int(batch["index"]) for batch in a.test_dataloader()])
+    assert seen == [[0, 2], [1, 0]]
