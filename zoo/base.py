@@ -25,7 +25,8 @@ from zoo.metrics import mean_ci95
 _PRIMITIVE = (bool, int, float, str, type(None), list, tuple, dict)
 
 
-def dedupe_by_index(index: torch.Tensor, values: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def dedupe_by_index(index: torch.Tensor, values: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Keep each item index once, sorted by index: ``values[name][i]`` belongs to item ``index[i]``.
 
     DDP's samplers pad every rank to the same count by repeating a few items; after a gather those repeats sit
