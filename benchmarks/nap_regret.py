@@ -18,6 +18,7 @@ Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` a
     python benchmarks/nap_regret.py                 # full: ~10 min training per model and family on 2 cores
     python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
     python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
+    python benchmarks/nap_regret.py --from-registry --test-tasks 5 --threads 1   # check the registered numbers
 
 Families measured with the same settings accumulate in one results file, so the two families can run as two
 processes side by side (``--families hartmann3``, ``--families gp-prior-d4``); the plot shows every family in it.
@@ -50,6 +51,8 @@ from datamodules.cache import atomic_path, atomic_write_text
 from datamodules.functions import FunctionDataModule, collate_tasks
 from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
 from zoo.metrics import mean_ci95
+from lightning.pytorch.cli import instantiate_module
+
 from zoo.nap import NAPModule
 
 FAMILY_TEXT = {
@@ -84,7 +87,7 @@ def train(cfg: dict[str, Any], model_args: dict[str, Any], iterations: int | Non
     """Trains one model as ``zoo fit`` would (config epochs and tasks), minus the periodic validation."""
     pl.seed_everything(int(cfg.get("seed_everything", 0)), verbose=False)
     dm = build_data(cfg)
-    model = NAPModule(**model_args)
+    model = instantiate_module(pl.LightningModule, {"_class_path": cfg["model"]["class_path"], **model_args})
     epochs = int(cfg["trainer"]["max_epochs"])
     kwargs: dict[str, Any] = {}
     if iterations is not None:  # --quick: a few iterations of the first epoch
@@ -192,7 +195,7 @@ def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, 
                 "system": "nap",
                 "weights": info["weights"],
                 "sha256": info["sha256"],
-                "model": {"class_path": "zoo.nap.NAPModule", "init_args": info["init_args"]},
+                "model": info["model"],
                 "config": fres["config"],
                 "setting": (f"{FAMILY_TEXT.get(fam, fam)}; pools of {results['settings']['eval_num_candidates']} "
                             f"candidates, {results['settings']['n_init']} initial points + "
@@ -242,6 +245,34 @@ def write_json(results: dict[str, Any], out: Path) -> None:
     atomic_write_text(out, json.dumps(results, indent=1))
 
 
+def retest_from_registry(families: list[str], test_tasks: int | None, seeds: int, budget: int, n_init: int,
+                         chunk: int) -> bool:
+    """Re-runs the registered ``nap[-sl]-<family>`` checkpoints (loaded by name, sha256-verified) on the family's
+    fixed test tasks and compares the regret with the metrics their registry entries record (rounded as recorded).
+    Writes and registers nothing; returns whether every number was reproduced."""
+    from zoo.pretrained import registry_entry
+
+    ok = True
+    for fam in families:
+        cfg = load_config(fam)
+        dm = build_data(cfg, test_seeds=seeds, eval_n_init=n_init, **({"test_tasks": test_tasks} if test_tasks else {}))
+        tasks = dm.fixed_tasks("test")
+        for name, acq in ((f"nap-{fam}", "mlp"), (f"nap-sl-{fam}", "ei")):
+            entry = registry_entry(name)
+            runs = evaluate([NAPStrategy(load_nap(name), acq, name=name)], tasks, budget, chunk)[name]["regret"]
+            for key, recorded in entry.metrics.items():
+                if key == "test_runs":
+                    got = runs.shape[0]
+                else:
+                    t = int(key.split("@")[1].removesuffix("_ci95"))
+                    mean, ci = mean_ci95(runs[:, t])
+                    got = round(ci if key.endswith("_ci95") else mean, 5)
+                same = got == recorded
+                ok &= same
+                print(f"  {name:22s} {key:22s} recorded {recorded!s:>8s} now {got!s:>8s} {'ok' if same else 'DIFFERS'}")
+    return ok
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=["hartmann3", "gp-prior-d4"])
@@ -258,9 +289,14 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10, help="tasks per batched NAP/random run")
     ap.add_argument("--timing-tasks", type=int, default=3, help="tasks for the one-task-at-a-time timing")
     ap.add_argument("--wandb", action="store_true", help="also log the curves as W&B line plots")
+    ap.add_argument("--from-registry", action="store_true",
+                    help="re-test the registered checkpoints against their recorded regret; no training or writing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
+    if args.from_registry:
+        ok = retest_from_registry(args.families, args.test_tasks, args.seeds, args.budget, args.n_init, args.chunk)
+        raise SystemExit(0 if ok else 1)
 
     if args.quick:
         iterations = args.iterations or 2
@@ -285,9 +321,11 @@ def main() -> None:
         print(f"== {fam} ({cfg['_path']})", flush=True)
         model_args = dict(cfg["model"]["init_args"])
         model_args["eval_budget"] = budget
-        if iterations is not None:
-            model_args["max_iterations"] = iterations
-            model_args["warmup_iterations"] = min(model_args.get("warmup_iterations", 20), max(1, iterations // 4))
+        if iterations is not None and model_args.get("scheduler"):
+            sched = model_args["scheduler"] = {**model_args["scheduler"]}
+            warmup = sched.get("init_args", {}).get("warmup_steps", 0)
+            sched["init_args"] = {**sched.get("init_args", {}), "total_steps": iterations,
+                                  "warmup_steps": min(warmup, max(1, iterations // 4))}
         sl_args = dict(model_args, ppo_coeff=0.0, value_coeff=0.0, ent_coeff=0.0, eval_af="ei")
         fres: dict[str, Any] = {"config": cfg["_path"], "command": " ".join(["python", *sys.argv]), "training": {},
                                 "checkpoints": {}}
@@ -310,7 +348,7 @@ def main() -> None:
             fres["training"][kind] = info
             fres["checkpoints"][kind] = {"name": name, "weights": os.path.relpath(path, ROOT),
                                          "sha256": sha or sha256_file(path),
-                                         "init_args": dict(models[kind].hparams)}
+                                         "model": models[kind].inference_config()}
         dm = build_data(cfg, test_seeds=seeds, eval_n_init=args.n_init,
                         **({"test_tasks": test_tasks} if test_tasks else {}))
         results["settings"]["eval_num_candidates"] = dm.eval_num_candidates

@@ -1,7 +1,10 @@
-"""The DataModule every episodic dataset extends: sources in, episode loaders out.
+"""The DataModule bases: the seeded, rank-striped one every data module extends, and the episodic one.
 
-A subclass only says where its items are (``build_sources``); the episode setting, the fixed evaluation sets,
-the per-rank striping and the loaders are all here, so they behave the same for every dataset.
+:class:`SeededDataModule` holds what every data module of the zoo shares, whatever its items are (episodes, BO
+tasks, domains): the ``seed`` and ``eval_seed`` that key every item, the per-rank striping of items under DDP and
+the loader construction. :class:`EpisodicDataModule` adds the episode setting: a subclass only says where its
+items are (``build_sources``); the fixed evaluation sets, the striping and the loaders behave the same for every
+dataset. :class:`datamodules.functions.FunctionDataModule` is the other user.
 """
 
 from __future__ import annotations
@@ -9,12 +12,59 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.episodes import SPLITS, EpisodeDataset, EpisodeSampler, Source
 
 
-class EpisodicDataModule(pl.LightningDataModule):
+class SeededDataModule(pl.LightningDataModule):
+    """Items that are pure functions of ``(seed, split, epoch, index)``, striped over ranks.
+
+    Rank ``r`` of ``W`` takes items ``r, r + W, ...`` (:class:`~datamodules.episodes.EpisodeSampler`, which pads
+    every rank to the same count; :meth:`zoo.base.ZooModule.report_items` drops the padding repeats). Evaluation
+    splits always use epoch 0, i.e. one fixed set per seed.
+
+    Args:
+        seed: keys every item; the same seed gives the same items on any machine or world size.
+        eval_seed: keys the validation and test items instead of ``seed`` when set. Benchmarks vary ``seed``
+            (the training items) across runs while every run is evaluated on the same fixed items.
+        num_workers: data-loader worker processes; items do not depend on it.
+    """
+
+    def __init__(self, seed: int = 0, eval_seed: int | None = None, num_workers: int = 0):
+        super().__init__()
+        self.seed, self.eval_seed, self.num_workers = seed, eval_seed, num_workers
+
+    def split_seed(self, split: str) -> int:
+        """The seed that keys the items of ``split``."""
+        return self.seed if split == "train" or self.eval_seed is None else self.eval_seed
+
+    def striped_loader(self, dataset: Dataset, split: str, num_items: int, **loader_kwargs: Any) -> DataLoader:
+        """A loader over this rank's share of the ``num_items`` items of ``split``, keyed ``(epoch, index)``."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        sampler = EpisodeSampler(num_items, rank=rank, world_size=world, fixed_epoch=None if split == "train" else 0)
+        return DataLoader(dataset, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, **loader_kwargs)
+
+    def loader(self, split: str) -> DataLoader:  # pragma: no cover - interface
+        """This rank's loader for ``split``."""
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+
+class EpisodicDataModule(SeededDataModule):
     """N-way K-shot Q-query episodes from a dataset's class-disjoint train/val/test splits.
 
     Args:
@@ -27,23 +77,19 @@ class EpisodicDataModule(pl.LightningDataModule):
         train_episodes: training episodes per epoch.
         val_episodes: size of the fixed validation set (500 is the common protocol).
         test_episodes: size of the fixed test set (1000, or 600 in older papers).
-        seed: keys every episode; the same seed gives the same episodes on any machine or world size.
-        eval_seed: keys the validation and test episodes instead of ``seed`` when set. Benchmarks vary ``seed``
-            (the training episodes) across runs while every run is tested on the same fixed episodes.
-        num_workers: data-loader worker processes; episodes do not depend on it.
+        seed, eval_seed, num_workers: see :class:`SeededDataModule` (the items are episodes).
     """
 
     def __init__(self, n_way: int = 5, k_shot: int = 1, q_query: int = 15, train_n_way: int | None = None,
                  train_k_shot: int | None = None, train_q_query: int | None = None, train_episodes: int = 100,
                  val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, eval_seed: int | None = None,
                  num_workers: int = 0):
-        super().__init__()
+        super().__init__(seed, eval_seed, num_workers)
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         self.train_n_way = train_n_way or n_way
         self.train_k_shot = train_k_shot or k_shot
         self.train_q_query = train_q_query or q_query
         self.episodes = {"train": train_episodes, "val": val_episodes, "test": test_episodes}
-        self.seed, self.eval_seed, self.num_workers = seed, eval_seed, num_workers
         self.sources: dict[str, Source] = {}
 
     # -- what a dataset provides ---------------------------------------------------------------------------------
@@ -77,24 +123,9 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.setup()
         n, k, q = self.episode_setting(split)
         extras = None if type(self).episode_extras is EpisodicDataModule.episode_extras else self.episode_extras
-        seed = self.seed if split == "train" or self.eval_seed is None else self.eval_seed
-        return EpisodeDataset(self.sources[split], n, k, q, seed=seed, split=split, name=self.name, extras_fn=extras)
+        return EpisodeDataset(self.sources[split], n, k, q, seed=self.split_seed(split), split=split, name=self.name,
+                              extras_fn=extras)
 
     def loader(self, split: str) -> DataLoader:
-        """Episodes of one split for this rank; evaluation splits always use epoch 0, i.e. one fixed set."""
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-        sampler = EpisodeSampler(self.episodes[split], rank=rank, world_size=world,
-                                 fixed_epoch=None if split == "train" else 0)
-        return DataLoader(self.dataset(split), sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        """Episodes of one split for this rank (one collated episode per batch)."""
+        return self.striped_loader(self.dataset(split), split, self.episodes[split], batch_size=None)

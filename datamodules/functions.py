@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.base import SeededDataModule
 from datamodules.cache import cached_build, spec_key
-from datamodules.episodes import SPLITS, EpisodeSampler, episode_generator
+from datamodules.episodes import SPLITS, episode_generator
 
 # ----------------------------------------------------------------------------------------------------------------
 # Tasks and batches
@@ -526,7 +526,7 @@ class TaskDataset(Dataset):
         return self.make(self.split, epoch, index)
 
 
-class FunctionDataModule(pl.LightningDataModule):
+class FunctionDataModule(SeededDataModule):
     """Tasks for meta-BO: ``train_tasks`` new tasks per epoch, fixed validation and test sets.
 
     A training batch of ``tasks_per_batch`` tasks is one PPO iteration of :class:`zoo.nap.NAPModule` (official: 60
@@ -543,15 +543,14 @@ class FunctionDataModule(pl.LightningDataModule):
         train_n_init: initial random points of training episodes (official 0).
         eval_n_init: initial points of evaluation episodes (HPO-B: 5).
         eval_batch_size: evaluation tasks per batch.
-        seed: keys every task.
-        num_workers: data-loader worker processes; tasks do not depend on it.
+        seed, eval_seed, num_workers: see :class:`~datamodules.base.SeededDataModule` (the items are tasks).
     """
 
     def __init__(self, num_candidates: int = 256, eval_num_candidates: int | None = None, train_tasks: int = 600,
                  tasks_per_batch: int = 60, val_tasks: int = 32, val_seeds: int = 1, test_tasks: int = 20,
                  test_seeds: int = 5, train_n_init: int = 0, eval_n_init: int = 5, eval_batch_size: int = 16,
-                 seed: int = 0, num_workers: int = 0):
-        super().__init__()
+                 seed: int = 0, eval_seed: int | None = None, num_workers: int = 0):
+        super().__init__(seed, eval_seed, num_workers)
         for arg, v in (("num_candidates", num_candidates), ("train_tasks", train_tasks),
                        ("tasks_per_batch", tasks_per_batch), ("val_tasks", val_tasks), ("val_seeds", val_seeds),
                        ("test_tasks", test_tasks), ("test_seeds", test_seeds), ("eval_batch_size", eval_batch_size)):
@@ -564,7 +563,7 @@ class FunctionDataModule(pl.LightningDataModule):
         self.train_tasks, self.tasks_per_batch = train_tasks, tasks_per_batch
         self.counts = {"val": (val_tasks, val_seeds), "test": (test_tasks, test_seeds)}
         self.train_n_init, self.eval_n_init = train_n_init, eval_n_init
-        self.eval_batch_size, self.seed, self.num_workers = eval_batch_size, seed, num_workers
+        self.eval_batch_size = eval_batch_size
 
     def setup(self, stage: str | None = None) -> None:
         """Nothing to load for synthetic families; file-backed families read their files here."""
@@ -590,23 +589,9 @@ class FunctionDataModule(pl.LightningDataModule):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.setup("fit" if split == "train" else split)
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-        sampler = EpisodeSampler(self.num_items(split), rank=rank, world_size=world,
-                                 fixed_epoch=None if split == "train" else 0)
         bs = self.tasks_per_batch if split == "train" else self.eval_batch_size
-        return DataLoader(TaskDataset(self.task, split), sampler=sampler, batch_size=bs, collate_fn=collate_tasks,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        return self.striped_loader(TaskDataset(self.task, split), split, self.num_items(split), batch_size=bs,
+                                   collate_fn=collate_tasks)
 
     def fixed_tasks(self, split: str) -> list[dict[str, torch.Tensor]]:
         """All items of an evaluation split (as the loaders give them on one process), for scripts."""
@@ -631,9 +616,10 @@ class SyntheticFunctions(FunctionDataModule):
             return make_task(x, y, draw_initial_design(len(x), self.train_n_init, g), index)
         seeds = self.counts[split][1]
         f, s = divmod(index, seeds)
-        g = episode_generator(self.seed, split, 0, f)
+        g = episode_generator(self.split_seed(split), split, 0, f)
         x, y = self.family.sample(self.eval_num_candidates, g)
-        init = draw_initial_design(len(x), self.eval_n_init, episode_generator(self.seed, f"{split}/init", f, s))
+        init = draw_initial_design(len(x), self.eval_n_init,
+                                   episode_generator(self.split_seed(split), f"{split}/init", f, s))
         return make_task(x, y, init, index)
 
 
@@ -698,7 +684,7 @@ class HPOBFunctions(FunctionDataModule):
                  perturbation: float = 0.1, gp_cache: str | None = None, max_gp_points: int | None = None,
                  exclude_train: list[int] | None = None, train_tasks: int = 600, tasks_per_batch: int = 60,
                  val_seeds: int = 5, test_seeds: int = 5, train_n_init: int = 0, eval_n_init: int = 5,
-                 eval_batch_size: int = 1, seed: int = 0, num_workers: int = 0):
+                 eval_batch_size: int = 1, seed: int = 0, eval_seed: int | None = None, num_workers: int = 0):
         self.space_id = resolve_space(search_space)
         self.space = HPOB_SPACES.get(self.space_id)
         if num_candidates is None:
@@ -711,7 +697,7 @@ class HPOBFunctions(FunctionDataModule):
         super().__init__(num_candidates=num_candidates, train_tasks=train_tasks, tasks_per_batch=tasks_per_batch,
                          val_tasks=1, val_seeds=val_seeds, test_tasks=1, test_seeds=test_seeds,
                          train_n_init=train_n_init, eval_n_init=eval_n_init, eval_batch_size=eval_batch_size,
-                         seed=seed, num_workers=num_workers)
+                         seed=seed, eval_seed=eval_seed, num_workers=num_workers)
         self.root = Path(root)
         self.perturbation, self.max_gp_points = perturbation, max_gp_points
         self.exclude_train = exclude_train
@@ -774,7 +760,8 @@ class HPOBFunctions(FunctionDataModule):
                 raise ValueError(f"{hpob_file(self.root, 'init')}: space {self.space_id}, dataset {names[d]}, seed "
                                  f"{HPOB_SEEDS[s]}: need {self.eval_n_init} row indices in [0, {len(x)})")
         else:
-            init = draw_initial_design(len(x), self.eval_n_init, episode_generator(self.seed, "val/init", d, s))
+            init = draw_initial_design(len(x), self.eval_n_init,
+                                       episode_generator(self.split_seed("val"), "val/init", d, s))
         return make_task(x, y, init, index)
 
     def item_name(self, split: str, index: int) -> tuple[str, str]:

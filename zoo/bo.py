@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from datamodules.cache import atomic_write_text
-from zoo.nap import NAPModule, bo_features, gather_rows, key_generator
+from zoo.nap import NAPModule, bo_features, gather_rows, key_generator, upgrade_legacy_init_args
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class NAPStrategy(Strategy):
 
     def __init__(self, model: NAPModule, acquisition: str | None = None, name: str | None = None):
         self.model = model.eval()
-        self.acquisition = acquisition or model.hparams.get("eval_af") or model.hparams.af_name
+        self.acquisition = acquisition or model.hparams.get("eval_af") or model.net.af_name
         self.name = name or ("nap" if self.acquisition == "mlp" else f"nap-{self.acquisition}")
 
     @torch.no_grad()
@@ -201,22 +201,28 @@ def run_bo(strategy: Strategy, batch: dict[str, torch.Tensor], budget: int, key:
 # Loading models
 # ----------------------------------------------------------------------------------------------------------------
 def save_nap(model: NAPModule, path: str | Path) -> str:
-    """Writes ``model``'s weights as safetensors with its ``class_path``/``init_args`` in the file's metadata
-    (architecture stored beside the weights), atomically; returns the file's sha256 for a registry entry."""
+    """Writes ``model``'s weights as safetensors with the ``class_path``/``init_args`` that rebuild it for BO in the
+    file's metadata (:meth:`~zoo.nap.NAPModule.inference_config`: architecture stored beside the weights),
+    atomically; returns the file's sha256 for a registry entry."""
     from zoo.pretrained import export_weights
 
-    meta = {"class_path": f"{type(model).__module__}.{type(model).__qualname__}",
-            "init_args": json.dumps(dict(model.hparams))}
+    config = model.inference_config()
+    meta = {"class_path": config["class_path"], "init_args": json.dumps(config["init_args"])}
     return export_weights(model, Path(path), metadata=meta)
 
 
 def load_nap(source: str | Path | NAPModule) -> NAPModule:
     """A NAP model from a model object, a ``.safetensors`` file written by :func:`save_nap`, a Lightning ``.ckpt``
-    or a name in the pretrained registry (``zoo.load_pretrained``, which checks the sha256)."""
+    or a name in the pretrained registry (``zoo.load_pretrained``, which checks the sha256).
+
+    Files written before the network was injected carry flat arguments; :func:`zoo.nap.upgrade_legacy_init_args`
+    maps them (their weights' keys are unchanged)."""
     if isinstance(source, NAPModule):
         return source.eval()
     path = Path(source)
     if path.suffix == ".safetensors":
+        import lightning.pytorch as pl
+        from lightning.pytorch.cli import instantiate_module
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -227,7 +233,9 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
         if "init_args" not in meta:
             raise ValueError(f"{path}: no 'init_args' metadata; was it written by zoo.bo.save_nap? (registry "
                              f"checkpoints load by name instead)")
-        model = NAPModule(**json.loads(meta["init_args"]))
+        init_args = upgrade_legacy_init_args(json.loads(meta["init_args"]))
+        class_path = meta.get("class_path", "zoo.nap.NAPModule")
+        model = instantiate_module(pl.LightningModule, {"_class_path": class_path, **init_args})
         model.load_state_dict(load_file(str(path)))
         return model.eval()
     if path.suffix == ".ckpt":
@@ -294,7 +302,7 @@ class NAPSuggester:
 
     @property
     def input_dim(self) -> int:
-        return int(self.model.hparams.input_dim)
+        return self.model.input_dim
 
     def suggest(self, X_obs: Any, y_obs: Any, X_cand: Any) -> int:
         """Index (into ``X_cand``) of the candidate to evaluate next. Candidates equal to an observed point are

@@ -1,27 +1,24 @@
-"""The base LightningModule of every episodic classifier: steps, metrics, the evaluation protocol, optimisers.
+"""The base LightningModule of every episodic classifier: steps, metrics, the evaluation protocol.
 
 A method only says how an episode becomes query logits (``forward``) and, if it adds terms, how it becomes a
 loss (``episode_loss``). Everything that must be identical across methods for a comparison to be fair lives here:
-accuracy per episode, the fixed evaluation episodes (from the DataModule), de-duplication of DDP padding, and the
-mean +- 95% confidence interval.
+accuracy per episode and the fixed evaluation episodes (from the DataModule); the gathering, de-duplication of DDP
+padding, mean +- 95% confidence interval, config saving and optimisers come from :class:`zoo.base.ZooModule`.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 
 from datamodules.episodes import Episode
-from zoo.metrics import mean_ci95
+from zoo.base import ZooModule
 
 
-class EpisodicModule(pl.LightningModule):
+class EpisodicModule(ZooModule):
     """Base class: subclasses implement ``forward(episode) -> logits [num_query, n_way]``.
 
     Logged keys: ``train/loss``, ``train/acc`` per step; ``val/acc``, ``val/acc_ci95``, ``val/loss`` and the same
@@ -34,28 +31,12 @@ class EpisodicModule(pl.LightningModule):
         scheduler: optional learning-rate scheduler callable; stepped once per epoch.
     """
 
+    plateau_monitor = "val/acc"
+
     def __init__(self, optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
-        super().__init__()
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        super().__init__(optimizer, scheduler)
         self.episode_records: dict[str, list[dict[str, float]]] = {}
         self._eval_outputs: list[torch.Tensor] = []
-
-    def save_config(self) -> None:
-        """Save the constructor arguments as hyper-parameters that load with ``torch.load(weights_only=True)``.
-
-        Built by LightningCLI, the arguments arrive as the parsed config (injected modules as class_path dicts),
-        which is what ``load_from_checkpoint`` needs to rebuild them. Built in Python, injected modules and
-        callables are objects that cannot be stored safely, so they are left out (pass them again when loading).
-        """
-        if _given_hyperparameters.get() is not None:
-            self.save_hyperparameters()
-            return
-        frame = inspect.currentframe().f_back
-        args = inspect.getargvalues(frame).locals
-        primitive = (bool, int, float, str, type(None), list, tuple, dict)
-        ignore = [k for k, v in args.items() if k not in ("self", "__class__") and not isinstance(v, primitive)]
-        self.save_hyperparameters(ignore=ignore, frame=frame)
 
     # -- what a method provides ----------------------------------------------------------------------------------
     def forward(self, episode: Episode) -> torch.Tensor:  # pragma: no cover - interface
@@ -93,19 +74,10 @@ class EpisodicModule(pl.LightningModule):
             return
         rows = torch.stack(self._eval_outputs)
         self._eval_outputs = []
-        rows = self.all_gather(rows).reshape(-1, 3)  # [world * n, 3]; a no-op on one process
-        # DDP pads every rank to the same count by repeating a few episodes: keep each index once.
-        order = torch.argsort(rows[:, 0], stable=True)
-        rows = rows[order]
-        keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
-        keep[1:] = rows[1:, 0] != rows[:-1, 0]
-        rows = rows[keep].cpu()
-        mean, ci = mean_ci95(rows[:, 1])
-        self.episode_records[stage] = [{"episode": int(i), "acc": float(a), "loss": float(l)} for i, a, l in rows]
-        if self.trainer.sanity_checking:
-            return
-        self.log_dict({f"{stage}/acc": mean, f"{stage}/acc_ci95": ci, f"{stage}/loss": float(rows[:, 2].mean()),
-                       f"{stage}/episodes": float(len(rows))}, prog_bar=stage == "val", sync_dist=True)
+        index, rows = self.report_items(stage, rows[:, 0].long(), {"acc": rows[:, 1], "loss": rows[:, 2]},
+                                        ci=("acc",), count_name="episodes", prog_bar=stage == "val")
+        self.episode_records[stage] = [{"episode": int(i), "acc": float(a), "loss": float(l)}
+                                       for i, a, l in zip(index, rows["acc"], rows["loss"])]
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
@@ -118,23 +90,3 @@ class EpisodicModule(pl.LightningModule):
         """Classify an episode's queries; returns predicted local labels and their softmax probabilities."""
         probs = self(episode).softmax(-1)
         return {"pred": probs.argmax(-1).cpu(), "probs": probs.cpu(), "extras": episode.extras}
-
-    # -- optimisation --------------------------------------------------------------------------------------------
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """The trainable parameters as optimiser groups; a group's ``lr_scale`` multiplies the configured lr.
-
-        One group by default; a system whose parts learn at different rates overrides this (RAML's fusion block).
-        """
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr_scale": 1.0}]
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory([g for g in self.parameter_groups() if g["params"]])
-        for group in optimizer.param_groups:
-            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        config = {"scheduler": scheduler, "interval": "epoch"}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val/acc"
-        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -16,8 +16,8 @@ Every detail and default follows the official code (``huawei-noah/HEBO``, folder
 ``scripts/nap/train_nap_hpo.py``); where this port departs from it the docstring of the piece says so and why.
 The rollouts are vectorised over the tasks of a batch in torch (no gym, no worker processes).
 
-The pure functions at the top (bar distribution, GAE, PPO loss, attention mask) are what the tests check against
-values computed by hand.
+The pure functions at the top (bar distribution, reward, attention mask) are what the tests check against values
+computed by hand; GAE, the PPO losses and advantage normalisation come from :mod:`zoo.rl`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from zoo.metrics import mean_ci95
+from zoo.base import ZooModule
+from zoo.rl import categorical_entropy, gae, normalise_advantages, ppo_clip_loss, ppo_value_loss
 
 REWARD_FLOOR = 1e-20  # the official clip: regret below this counts as found, reward -log10(1e-20) = 20
 
@@ -119,50 +120,6 @@ def bar_ei(logits: torch.Tensor, borders: torch.Tensor, best_f: torch.Tensor) ->
     partial = (b - f).clamp_min(0) ** 2 / (2 * (b - a))
     contrib = torch.where(f <= a, full, partial)
     return (torch.softmax(logits, -1) * contrib).sum(-1)
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float,
-        last_value: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2016), as ``add_tdlamret_and_adv`` of the official code.
-
-    ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)`` and ``A_t = delta_t + gamma lambda A_{t+1}``, over complete
-    episodes: the step after the last is terminal, so ``V(s_T) = 0`` unless ``last_value`` is given. The lambda-return
-    ``R_t = A_t + V(s_t)`` is the value target.
-
-    Args:
-        rewards, values: ``[B, T]``, one row per episode.
-    Returns:
-        ``(advantages, returns)``, both ``[B, T]``.
-    """
-    if rewards.shape != values.shape:
-        raise ValueError(f"rewards {tuple(rewards.shape)} and values {tuple(values.shape)} differ in shape")
-    horizon = rewards.shape[-1]
-    adv = torch.zeros_like(rewards)
-    next_value = torch.zeros_like(rewards[..., 0]) if last_value is None else last_value
-    next_adv = torch.zeros_like(rewards[..., 0])
-    for t in reversed(range(horizon)):
-        delta = rewards[..., t] + gamma * next_value - values[..., t]
-        next_adv = delta + gamma * lam * next_adv
-        adv[..., t] = next_adv
-        next_value = values[..., t]
-    return adv, adv + values
-
-
-def ppo_clip_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """PPO's clipped surrogate, negated to a loss: ``-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A)``.
-
-    ``rho = exp(logp - logp_old)`` (Schulman et al. 2017, Eq. 7; ``loss_ppo`` in ``ppo_nap.py``).
-    """
-    ratio = torch.exp(logp - logp_old)
-    return -torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv).mean()
-
-
-def normalise_advantages(adv: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit (population) std per minibatch; left alone when the std is 0 or NaN (as upstream)."""
-    std = adv.std(unbiased=False) if adv.numel() > 1 else adv.new_tensor(0.0)
-    if std == 0 or torch.isnan(std):
-        return adv
-    return (adv - adv.mean()) / std
 
 
 def neg_log10_regret(y_star: torch.Tensor, incumbent: torch.Tensor) -> torch.Tensor:
@@ -268,6 +225,9 @@ class NAPEncoderLayer(nn.Module):
 class NAPNetwork(nn.Module):
     """The transformer neural process with its bucket, acquisition and value heads (``TransformerModel``).
 
+    Injected into :class:`NAPModule` as ``network`` (``class_path: zoo.nap.NAPNetwork``); ``init_args`` records the
+    constructor arguments, so a checkpoint or registry entry names the architecture it holds.
+
     Args:
         input_dim: dimension ``D`` of the search space.
         d_model, n_layers, n_heads, dim_feedforward, dropout: the encoder (official: 512, 6, 4, 1024, 0.0).
@@ -284,6 +244,11 @@ class NAPNetwork(nn.Module):
                  y_high: float = 1.1, af_name: str = "mlp", af_hidden: int = 200,
                  joint_model_af_training: bool = True, temperature: float = 0.1):
         super().__init__()
+        # the architecture, stored beside the weights (zoo.bo.save_nap, registry entries, ZooModule.save_config)
+        self.init_args = dict(input_dim=input_dim, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                              dim_feedforward=dim_feedforward, dropout=dropout, n_buckets=n_buckets, y_low=y_low,
+                              y_high=y_high, af_name=af_name, af_hidden=af_hidden,
+                              joint_model_af_training=joint_model_af_training, temperature=temperature)
         if af_name not in ("mlp", "ei", "ucb"):
             raise ValueError(f"af_name must be 'mlp', 'ei' or 'ucb', got {af_name!r}")
         if input_dim < 1:
@@ -380,7 +345,35 @@ def bo_features(hist_y: torch.Tensor, hist_valid: torch.Tensor, t: torch.Tensor 
 # ----------------------------------------------------------------------------------------------------------------
 # The LightningModule
 # ----------------------------------------------------------------------------------------------------------------
-class NAPModule(pl.LightningModule):
+ARCHITECTURE_ARGS = ("input_dim", "d_model", "n_layers", "n_heads", "dim_feedforward", "dropout", "n_buckets",
+                     "y_low", "y_high", "af_name", "af_hidden", "joint_model_af_training", "temperature")
+
+
+def upgrade_legacy_init_args(init_args: dict[str, Any]) -> dict[str, Any]:
+    """Map the flat ``NAPModule`` arguments of checkpoints written before the network was injected to today's.
+
+    The one place old NAP configs are translated: the architecture arguments become ``network`` (a
+    :class:`NAPNetwork` class_path), ``lr`` an Adam ``optimizer`` and ``warmup_iterations``/``max_iterations`` a
+    :class:`zoo.schedulers.WarmupLinearDecay` ``scheduler``. Arguments already in today's form pass unchanged. The
+    state-dict keys did not change (the network is still ``net``), so old weights load as they are.
+    """
+    if "network" in init_args:
+        return dict(init_args)
+    old = dict(init_args)
+    net = {k: old.pop(k) for k in ARCHITECTURE_ARGS if k in old}
+    if "input_dim" not in net:
+        raise ValueError(f"NAP init_args have neither 'network' nor the legacy 'input_dim': {sorted(init_args)}")
+    new: dict[str, Any] = {"network": {"class_path": "zoo.nap.NAPNetwork", "init_args": net}}
+    lr = old.pop("lr", 3e-5)
+    warmup, total = old.pop("warmup_iterations", 20), old.pop("max_iterations", 2000)
+    new["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": lr}}
+    new["scheduler"] = {"class_path": "zoo.schedulers.WarmupLinearDecay",
+                        "init_args": {"warmup_steps": warmup, "total_steps": total}}
+    new.update(old)
+    return new
+
+
+class NAPModule(ZooModule):
     """NAP trained with PPO plus the auxiliary likelihood loss, over batches of BO tasks.
 
     A batch is a dict of tasks from :mod:`datamodules.functions`: ``x`` ``[B, N, D]`` candidates, ``y`` ``[B, N]``
@@ -398,12 +391,12 @@ class NAPModule(pl.LightningModule):
 
     Validation and test run the greedy policy (argmax over not-yet-evaluated candidates) for ``eval_budget`` steps
     from the batch's initial design and log the normalised simple regret ``y* - max y`` (mean and 95% CI over
-    tasks) at the end of the budget (``val/regret``) and after 10 and 25 trials (``val/regret@10`` ...).
+    runs, through :meth:`zoo.base.ZooModule.report_items`) at the end of the budget (``val/regret``), after 10 and
+    25 trials (``val/regret@10`` ...), the mean ``log10`` regret and the number of runs (``val/runs``).
 
     Args:
-        input_dim: search-space dimension ``D`` (must equal the data's).
-        d_model, n_layers, n_heads, dim_feedforward, dropout, n_buckets, y_low, y_high, af_name, af_hidden,
-            joint_model_af_training, temperature: :class:`NAPNetwork`; defaults are the official architecture.
+        network: the transformer neural process, :class:`NAPNetwork` (its ``init_args`` are the architecture;
+            the official one is 512 wide, 6 layers, 4 heads, 1,000 buckets).
         top_k: training actions are sampled among the top-k logits (official 5).
         horizon: episode length T of training rollouts (official 24).
         gamma, gae_lambda: discount and GAE lambda (official 0.98, 0.98).
@@ -412,43 +405,58 @@ class NAPModule(pl.LightningModule):
         normalize_advantages: per-minibatch advantage normalisation (official true).
         sl_iid: i.i.d. random context for the NLL (official true for HPO); false uses the BO trajectory context.
         ppo_epochs, minibatch_size, grad_accumulation, grad_clip: official 1, 8, 4 (low-memory profile), 0.5.
-        lr, warmup_iterations, max_iterations: Adam with linear warm-up then linear decay to 0 at
-            ``max_iterations`` PPO iterations (official 3e-5, 20, 2000); ``max_iterations=0`` keeps lr constant.
         eval_budget: BO steps of a validation/test episode (the t/T feature uses T = eval_budget).
         eval_af: acquisition used at evaluation: ``"mlp"`` (the policy) or ``"ei"`` (likelihood head + EI).
         seed: keys the rollout sampling and minibatch order (same seed, same training).
+        optimizer: as in :class:`zoo.base.ZooModule` (official: Adam, lr 3e-5).
+        scheduler: stepped once per PPO iteration (official: linear warm-up over 20 iterations then linear decay
+            to 0 at 2,000, :class:`zoo.schedulers.WarmupLinearDecay`); none keeps the lr constant.
     """
 
-    def __init__(self, input_dim: int, d_model: int = 512, n_layers: int = 6, n_heads: int = 4,
-                 dim_feedforward: int = 1024, dropout: float = 0.0, n_buckets: int = 1000, y_low: float = -0.1,
-                 y_high: float = 1.1, af_name: str = "mlp", af_hidden: int = 200,
-                 joint_model_af_training: bool = True, temperature: float = 0.1, top_k: int = 5,
-                 horizon: int = 24, gamma: float = 0.98, gae_lambda: float = 0.98,
-                 clip_epsilon: float = 0.15, ppo_coeff: float = 1.0, value_coeff: float = 1.0,
-                 ce_coeff: float = 1.0, ent_coeff: float = 0.0, normalize_advantages: bool = True,
-                 sl_iid: bool = True, ppo_epochs: int = 1, minibatch_size: int = 8, grad_accumulation: int = 4,
-                 grad_clip: float = 0.5, lr: float = 3e-5, warmup_iterations: int = 20, max_iterations: int = 2000,
-                 eval_budget: int = 50, eval_af: str | None = None, seed: int = 0):
-        super().__init__()
-        self.save_hyperparameters()
-        self.automatic_optimization = False
+    def __init__(self, network: nn.Module, top_k: int = 5, horizon: int = 24, gamma: float = 0.98,
+                 gae_lambda: float = 0.98, clip_epsilon: float = 0.15, ppo_coeff: float = 1.0,
+                 value_coeff: float = 1.0, ce_coeff: float = 1.0, ent_coeff: float = 0.0,
+                 normalize_advantages: bool = True, sl_iid: bool = True, ppo_epochs: int = 1,
+                 minibatch_size: int = 8, grad_accumulation: int = 4, grad_clip: float = 0.5, eval_budget: int = 50,
+                 eval_af: str | None = None, seed: int = 0, optimizer: OptimizerCallable = torch.optim.Adam,
+                 scheduler: LRSchedulerCallable | None = None):
+        super().__init__(optimizer, scheduler)
+        if not all(hasattr(network, a) for a in ("input_dim", "af_name", "borders")):
+            raise TypeError(f"network must be a zoo.nap.NAPNetwork (input_dim, af_name, borders), got "
+                            f"{type(network).__name__}")
         if horizon < 1 or eval_budget < 1:
             raise ValueError(f"horizon and eval_budget must be >= 1, got {horizon}, {eval_budget}")
         if minibatch_size < 1 or grad_accumulation < 1 or ppo_epochs < 1:
             raise ValueError("minibatch_size, grad_accumulation and ppo_epochs must be >= 1")
         if eval_af not in (None, "mlp", "ei", "ucb"):
             raise ValueError(f"eval_af must be None, 'mlp', 'ei' or 'ucb', got {eval_af!r}")
-        self.net = NAPNetwork(input_dim, d_model, n_layers, n_heads, dim_feedforward, dropout, n_buckets, y_low,
-                              y_high, af_name, af_hidden, joint_model_af_training, temperature)
+        self.automatic_optimization = False
+        self.net = network  # the attribute name is the prefix of the shipped weights' keys ("net.")
         self._eval_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.iterations_done = 0  # PPO iterations; Lightning's global_step counts optimizer steps (several each)
+        self.save_config()
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.net.input_dim)
+
+    def inference_config(self) -> dict[str, Any]:
+        """``class_path``/``init_args`` that rebuild this model for BO: the network's architecture and the
+        evaluation settings, not the training ones (what a registry entry and :func:`zoo.bo.save_nap` record)."""
+        spec = getattr(self.net, "init_args", None)
+        if not isinstance(spec, dict):
+            raise TypeError(f"{type(self.net).__name__} records no init_args; cannot describe its architecture")
+        network = {"class_path": f"{type(self.net).__module__}.{type(self.net).__qualname__}", "init_args": spec}
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+                "init_args": {"network": network, "eval_budget": self.hparams.eval_budget,
+                              "eval_af": self.hparams.eval_af}}
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         dim = getattr(dm, "dim", None)
-        if dim is not None and int(dim) != self.hparams.input_dim:
-            raise ValueError(f"model.input_dim={self.hparams.input_dim} but the data ({type(dm).__name__}) is "
-                             f"{dim}-dimensional; set model.init_args.input_dim: {dim}")
+        if dim is not None and int(dim) != self.input_dim:
+            raise ValueError(f"model.network.input_dim={self.input_dim} but the data ({type(dm).__name__}) is "
+                             f"{dim}-dimensional; set model.init_args.network.init_args.input_dim: {dim}")
 
     # -- model ---------------------------------------------------------------------------------------------------
     def forward(self, hist_x: torch.Tensor, hist_y: torch.Tensor, hist_valid: torch.Tensor, cand_x: torch.Tensor,
@@ -463,19 +471,6 @@ class NAPModule(pl.LightningModule):
     @property
     def rl_enabled(self) -> bool:
         return self.hparams.ppo_coeff != 0 or self.hparams.value_coeff != 0 or self.hparams.ent_coeff != 0
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        opt = torch.optim.Adam(self.parameters(), lr=hp.lr)
-
-        def schedule(it: int) -> float:  # get_linear_schedule_with_warmup of ppo_nap.py, per PPO iteration
-            if it < hp.warmup_iterations:
-                return float(it) / float(max(1, hp.warmup_iterations))
-            if hp.max_iterations <= 0:
-                return 1.0
-            return max(0.0, float(hp.max_iterations - it) / float(max(1, hp.max_iterations - hp.warmup_iterations)))
-
-        return [opt], [{"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"}]
 
     # -- acting --------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -557,10 +552,8 @@ class NAPModule(pl.LightningModule):
         af, logits, value = self.net(gather_rows(x, hist_idx), gather_rows(y, hist_idx), hist_valid, x,
                                      roll["features"][b, t])
         pol = af.masked_fill(roll["proba_mask"][b, t], float("-inf"))
-        logp_all = torch.log_softmax(pol, -1)
-        logp = logp_all.gather(1, roll["actions"][b, t][:, None])[:, 0]
-        p = logp_all.exp()
-        entropy = -(p * logp_all.masked_fill(p == 0, 0.0)).sum(-1)
+        logp = torch.log_softmax(pol, -1).gather(1, roll["actions"][b, t][:, None])[:, 0]
+        entropy = categorical_entropy(pol)
         return value, logp, entropy, logits
 
     def _iid_nll(self, batch: dict[str, torch.Tensor], b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -615,7 +608,7 @@ class NAPModule(pl.LightningModule):
                     if hp.normalize_advantages:
                         a = normalise_advantages(a)
                     l_ppo = ppo_clip_loss(logp, roll["logp"][b, t], a, hp.clip_epsilon)
-                    l_v = ((value - returns[b, t]) ** 2).mean()
+                    l_v = ppo_value_loss(value, returns[b, t])
                     l_ent = -entropy.mean()
                     loss = loss + hp.ppo_coeff * l_ppo + hp.value_coeff * l_v + hp.ent_coeff * l_ent
                     stats["ppo"].append(l_ppo.detach()), stats["value"].append(l_v.detach())
@@ -640,12 +633,13 @@ class NAPModule(pl.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=hp.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
             opt.zero_grad()
-        sched.step()
+        if sched is not None:
+            sched.step()
         self.iterations_done += 1
         logs = {f"train/{'loss' if k == 'loss' else k if k == 'entropy' else 'loss_' + k}": torch.stack(v).mean()
                 for k, v in stats.items() if v}
         self.log_dict(logs, prog_bar=False, batch_size=bsz)
-        self.log("train/lr", sched.get_last_lr()[0], batch_size=bsz)
+        self.log("train/lr", float(opt.optimizer.param_groups[0]["lr"]), batch_size=bsz)
         return logs["train/loss"]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -656,7 +650,7 @@ class NAPModule(pl.LightningModule):
 
     # -- evaluation ----------------------------------------------------------------------------------------------
     def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
-        af = self.hparams.eval_af or self.hparams.af_name
+        af = self.hparams.eval_af or self.net.af_name
         roll = self.rollout(batch, self.hparams.eval_budget, greedy=True, af_name=af)
         self._eval_outputs.setdefault(stage, []).append((batch["index"].detach(), roll["regret"].detach()))
 
@@ -671,26 +665,13 @@ class NAPModule(pl.LightningModule):
         if not outputs:
             return
         index = torch.cat([o[0] for o in outputs])
-        regret = torch.cat([o[1] for o in outputs])
-        if self._trainer is not None and self.trainer.world_size > 1:
-            index = self.all_gather(index).reshape(-1)
-            regret = self.all_gather(regret).reshape(-1, regret.shape[-1])
-        # DDP pads the last round with repeated tasks: keep each task index once
-        keep = torch.zeros_like(index, dtype=torch.bool)
-        seen: set[int] = set()
-        for i, v in enumerate(index.tolist()):
-            if v not in seen:
-                seen.add(v)
-                keep[i] = True
-        regret = regret[keep].float().cpu()
-        mean, ci = mean_ci95(regret[:, -1])
-        metrics = {f"{stage}/regret": mean, f"{stage}/regret_ci95": ci}
+        curve = torch.cat([o[1] for o in outputs]).float()  # [runs, eval_budget + 1] regret after each trial
+        final = curve[:, -1]
+        values = {"regret": final, "log10_regret": torch.log10(final.clamp_min(1e-6)), "curve": curve}
         for k in (10, 25):
-            if k < regret.shape[1] - 1:
-                metrics[f"{stage}/regret@{k}"] = mean_ci95(regret[:, k])[0]
-        metrics[f"{stage}/log10_regret"] = float(torch.log10(regret[:, -1].clamp_min(1e-6)).mean())
-        # every rank holds the same gathered runs, so every rank logs the same numbers (ModelCheckpoint needs them)
-        self.log_dict(metrics, batch_size=int(keep.sum()))
+            if k < curve.shape[1] - 1:
+                values[f"regret@{k}"] = curve[:, k]
+        self.report_items(stage, index, values, ci=("regret",), count_name="runs")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
