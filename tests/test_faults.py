@@ -253,7 +253,7 @@ def test_episode_table_and_episode_count_have_distinct_keys(tmp_path):
     rows = [{"episode": 0, "acc": 1.0, "loss": 0.1}]
     count_key = "test/episodes"  # what zoo.episodic.EpisodicModule logs as the number of episodes
     trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, fast_dev_run=False, checkpoint_callback=None,
-                              log_dir=str(tmp_path), default_root_dir=str(tmp_path), loggers=[
+                              datamodule=None, log_dir=str(tmp_path), default_root_dir=str(tmp_path), loggers=[
                                   RecordingWandb(save_dir=str(tmp_path), mode="disabled")],
                               callback_metrics={"test/acc": torch.tensor(1.0), "test/acc_ci95": torch.tensor(0.0),
                                                 count_key: torch.tensor(1.0)})
