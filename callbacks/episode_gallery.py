@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.run_dir import run_dir
+from datamodules.cache import atomic_path
 
 
 def episode_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor,
@@ -81,7 +82,8 @@ class EpisodeGallery(pl.Callback):
 
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
-        self._figure.savefig(out / "test_episode.png", dpi=110)
+        with atomic_path(out / "test_episode.png") as tmp:
+            self._figure.savefig(tmp, dpi=110, format="png")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb

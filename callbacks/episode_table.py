@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
+
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.run_dir import run_dir
+from datamodules.cache import atomic_write_text
 from datamodules.episode_set import write_episode_set
 
 
@@ -17,8 +18,9 @@ class EpisodeTable(pl.Callback):
     """After each test (and optionally validation), write one row per episode and report mean +- 95% CI.
 
     Reads ``pl_module.episode_records[stage]`` (filled by ``zoo.episodic.EpisodicModule``), writes
-    ``<run dir>/<stage>_episodes.csv`` and, with a W&B logger, a ``<stage>/episodes`` table plus the mean and CI
-    in the run summary. Beside the CSV, ``<stage>_episodes.json`` records which episodes these were
+    ``<run dir>/<stage>_episodes.csv`` (atomically, mode 0644) and, with a W&B logger, a ``<stage>/episode_table``
+    table plus the mean and CI in the run summary (``<stage>/episodes`` is the episode count the module logs).
+    Beside the CSV, ``<stage>_episodes.json`` records which episodes these were
     (:func:`datamodules.episode_set.episode_set_record`; its hash also goes to the W&B summary as
     ``<stage>/episode_set``), which is what ``zoo compare`` checks before pairing two runs.
 
@@ -38,12 +40,11 @@ class EpisodeTable(pl.Callback):
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         target = out / f"{stage}_episodes.csv"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, target)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(target, text.getvalue())
         episode_set = write_episode_set(trainer.datamodule, stage, [r["episode"] for r in rows],
                                         out / f"{stage}_episodes.json")
         metrics = trainer.callback_metrics
@@ -56,7 +57,7 @@ class EpisodeTable(pl.Callback):
                 import wandb
 
                 table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
-                logger.experiment.log({f"{stage}/episodes": table})
+                logger.experiment.log({f"{stage}/episode_table": table})
                 if acc is not None:
                     logger.experiment.summary[f"{stage}/acc"] = float(acc)
                     logger.experiment.summary[f"{stage}/acc_ci95"] = float(ci)

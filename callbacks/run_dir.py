@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 
@@ -18,3 +19,57 @@ def run_dir(trainer: pl.Trainer) -> Path:
     if ckpt is not None and getattr(ckpt, "dirpath", None):
         return Path(ckpt.dirpath).parent
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def continue_run(trainer: pl.Trainer, ckpt_path: str | None) -> Path | None:
+    """Point the trainer's logger at the run that ``ckpt_path`` belongs to, so a resumed fit continues it.
+
+    Resuming from ``<run dir>/checkpoints/last.ckpt`` would otherwise open a new version directory (and a new W&B
+    run), splitting one training's history in two. When the checkpoint sits where this logger keeps its runs
+    (``<save_dir>/<name>/<run>/checkpoints/``), the logger takes ``<run>`` as its version (CSV, TensorBoard) or run
+    id (W&B, resumed with ``resume="allow"``); otherwise a warning says the run continues in a new directory.
+    Returns the run directory continued, or None. Must run before the logger starts its experiment.
+    """
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    from datamodules.cache import is_url
+
+    if not ckpt_path or is_url(ckpt_path) or not trainer.loggers:
+        return None
+    path = Path(ckpt_path).expanduser()
+    if path.parent.name != "checkpoints" or not path.is_file():
+        return None
+    run = path.parent.parent
+    logger = trainer.loggers[0]  # the one ModelCheckpoint takes its directory from
+    home = Path(logger.save_dir or trainer.default_root_dir) / str(logger.name)
+    if run.parent.resolve() != home.resolve():
+        rank_zero_warn(f"resuming from {path}: it is not under this logger's runs ({home}), so the run continues in "
+                       f"a new directory there")
+        return None
+    # The loggers take their version/id only as constructor arguments; these are the attributes they keep them in.
+    if isinstance(logger, WandbLogger) and logger._experiment is None:
+        logger._id = run.name
+        logger._wandb_init.update(id=run.name, resume="allow")
+    elif hasattr(logger, "_version") and not isinstance(logger, WandbLogger):
+        logger._version = run.name
+        if isinstance(logger, CSVLogger):
+            _keep_csv_history(logger)
+    else:
+        rank_zero_warn(f"resuming from {path}: cannot point a {type(logger).__name__} at run {run.name}; the run "
+                       f"continues in a new directory")
+        return None
+    return run
+
+
+def _keep_csv_history(logger: Any) -> None:
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` when it opens a run directory; read the rows
+    first and queue them ahead of the new ones, so the resumed run's file holds the whole history."""
+    import csv
+
+    path = Path(logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    logger.experiment.metrics[:0] = rows  # creating the writer removes the file; its rows are written back first

@@ -14,6 +14,7 @@ from typing import Any
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.check import check_counts, check_splits
 from datamodules.episodes import SPLITS, EpisodeDataset, EpisodeSampler, Source
 
 
@@ -71,8 +72,8 @@ class EpisodicDataModule(SeededDataModule):
         n_way: classes per evaluation episode (5 in most papers).
         k_shot: labelled support items per class.
         q_query: query items per class (15 is the usual protocol).
-        train_n_way: classes per training episode, if different; Snell et al. train 1-shot with 30-way and 5-shot
-            with 20-way episodes.
+        train_n_way: classes per training episode, if different (``None``: ``n_way``; 0 is an error, not "unset");
+            Snell et al. train 1-shot with 30-way and 5-shot with 20-way episodes.
         train_k_shot / train_q_query: likewise for shots and queries during training.
         train_episodes: training episodes per epoch.
         val_episodes: size of the fixed validation set (500 is the common protocol).
@@ -86,9 +87,12 @@ class EpisodicDataModule(SeededDataModule):
                  num_workers: int = 0):
         super().__init__(seed, eval_seed, num_workers)
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
-        self.train_n_way = train_n_way or n_way
-        self.train_k_shot = train_k_shot or k_shot
-        self.train_q_query = train_q_query or q_query
+        check_counts(type(self).__name__, n_way=n_way, k_shot=k_shot, q_query=q_query, train_n_way=train_n_way,
+                     train_k_shot=train_k_shot, train_q_query=train_q_query, train_episodes=train_episodes,
+                     val_episodes=val_episodes, test_episodes=test_episodes)
+        self.train_n_way = n_way if train_n_way is None else train_n_way
+        self.train_k_shot = k_shot if train_k_shot is None else train_k_shot
+        self.train_q_query = q_query if train_q_query is None else train_q_query
         self.episodes = {"train": train_episodes, "val": val_episodes, "test": test_episodes}
         self.sources: dict[str, Source] = {}
 
@@ -107,12 +111,15 @@ class EpisodicDataModule(SeededDataModule):
 
     # -- shared machinery ----------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        if self.sources and stage is None:
+            return  # dataset() making sure the sources exist
         if not self.sources:
             sources = self.build_sources()
             missing = [s for s in SPLITS if s not in sources]
             if missing:
                 raise ValueError(f"{self.name}.build_sources() returned no split(s) {missing}")
             self.sources = sources
+        check_splits(self, stage)  # fail before training, not after it (a fit checks the test split too)
 
     def episode_setting(self, split: str) -> tuple[int, int, int]:
         if split == "train":

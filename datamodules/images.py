@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import EpisodicDataModule
-from datamodules.episodes import SPLITS, Episode, EpisodeDataset, Source, TensorSource
+from datamodules.episodes import SPLITS, Episode, Source, TensorSource
 from datamodules.transforms import (
     GRAY_MEAN,
     GRAY_STD,
@@ -459,7 +459,6 @@ class ImageEpisodes(EpisodicDataModule):
         self.invert, self.cache = invert, cache
         self.predict_support_dir, self.predict_query_dir = predict_support_dir, predict_query_dir
         self.predict_query_chunk = predict_query_chunk
-        self._checked: set[str] = set()
 
     # -- what subclasses call ------------------------------------------------------------------------------------
     def transform(self, split: str) -> ImageTransform:
@@ -528,13 +527,6 @@ class ImageEpisodes(EpisodicDataModule):
         if stage == "predict" or (stage is None and self.sources):
             return  # setup() with no stage is how base.dataset() makes sure the sources exist
         super().setup(stage)
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", SPLITS)
-        for split in [s for s in splits if s not in self._checked]:
-            # EpisodeDataset's constructor names the classes too small for K + Q (built here directly: dataset()
-            # would call setup() again).
-            n, k, q = self.episode_setting(split)
-            EpisodeDataset(self.sources[split], n, k, q, seed=self.seed, split=split, name=self.name)
-            self._checked.add(split)
 
     def loader(self, split: str) -> DataLoader:
         self.setup()
@@ -574,6 +566,8 @@ class ImageEpisodes(EpisodicDataModule):
         files = [f for _, images in classes for f in images]
         labels = [c for c, (_, images) in enumerate(classes) for _ in images]
         names = [name for name, _ in classes]
+        if self.channels == 1:
+            warn_colour_images([*files, *queries])
         transform = self.transform("test")
         support = ImageSource(files, labels, dict(enumerate(names)), self.image_size, self.resize, self.channels,
                               transform=transform, invert=self.invert)
@@ -593,6 +587,32 @@ class ImageEpisodes(EpisodicDataModule):
         support, query, names = self.predict_sources()
         return DataLoader(PredictEpisodes(support, query, names, self.predict_query_chunk), batch_size=None,
                           num_workers=0)
+
+
+def warn_colour_images(files: Sequence[str | os.PathLike]) -> list[str]:
+    """Warn, naming the files, when images given to a grayscale (``channels=1``) model are in a colour mode.
+
+    They are still converted (to luma, Pillow's ITU-R 601-2 ``convert("L")``) rather than refused: scans and
+    screenshots of grayscale material are often saved as RGB, and for those nothing is lost. But a colour photo
+    reduced to gray is likely a mistake (the wrong config for the images), so it is said, not done silently. Only
+    the file headers are read. Returns the colour files.
+    """
+    from PIL import Image
+
+    colour = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                mode = img.mode
+        except OSError:
+            continue  # decoding it later raises ImageReadError, naming the file
+        if mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            colour.append(os.fspath(f))
+    if colour:
+        shown = ", ".join(colour[:5]) + (f" (and {len(colour) - 5} more)" if len(colour) > 5 else "")
+        log.warning("%d image(s) are in colour but the model reads grayscale (channels=1); they are converted to "
+                    "gray: %s", len(colour), shown)
+    return colour
 
 
 class PredictEpisodes(Dataset):

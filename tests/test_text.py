@@ -116,7 +116,7 @@ def test_fewrel_json_layout_names_spans_and_test_file():
     ep = dm.dataset("test")[(0, 0)]
     assert ep.extras["head"].tolist() == [[1, 2]] * 6 and ep.extras["tail"].tolist() == [[6, 6]] * 6
     with pytest.warns(UserWarning, match="validation and test share relations"):
-        shared = FewRelDataModule(str(FIX / "fewrel"))
+        shared = FewRelDataModule(str(FIX / "fewrel"), n_way=2, k_shot=1, q_query=2)
         shared.setup()
     assert shared.sources["test"].items == shared.sources["val"].items
 

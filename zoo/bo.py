@@ -239,7 +239,14 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
         model.load_state_dict(load_file(str(path)))
         return model.eval()
     if path.suffix == ".ckpt":
-        return NAPModule.load_from_checkpoint(str(path), map_location="cpu").eval()
+        from zoo.checkpoint_io import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        # Keys with a leading underscore are LightningCLI's bookkeeping (_class_path, _instantiator), not arguments.
+        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+        model = NAPModule(**hparams)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.eval()
     from zoo.pretrained import load_pretrained
 
     model = load_pretrained(str(source))
@@ -437,6 +444,10 @@ def evaluate_hpob(method: Any, root: str | Path, search_spaces: Sequence[str], s
                 if ds not in inits or seed not in inits[ds]:
                     raise KeyError(f"bo-initializations.json: no {seed!r} for space {sid}, dataset {ds}")
                 current = [int(i) for i in inits[ds][seed][:n_initial]]
+                bad = [i for i in current if not 0 <= i < len(x)]
+                if bad:
+                    raise IndexError(f"bo-initializations.json: space {sid}, dataset {ds}, seed {seed!r}: initial "
+                                     f"index {bad[0]} is outside the dataset's {len(x)} rows (0..{len(x) - 1})")
                 pending = [i for i in range(len(x)) if i not in set(current)]
                 history = [float(y[current].max())]
                 for _ in range(n_trials):

@@ -6,9 +6,13 @@
     zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
     zoo fit      --config protonet/glyphs                       (a shipped config by name, from any directory)
     zoo configs                                                 (lists the shipped configs)
+    zoo check    --config configs/protonet/glyphs.yaml          (only the data checks fit runs before training)
     zoo compare  RUN_A RUN_B                 (paired difference on shared test episodes: zoo.compare)
     zoo report   RUN... --output report.html (HTML + Markdown report of finished runs: zoo.report)
     zoo publish  NAME                        (upload a registry checkpoint as a W&B artifact: zoo.artifacts)
+
+Every ``--ckpt_path`` (a local file or a URL) is read through ``zoo.checkpoint_io.load_checkpoint`` with
+``weights_only=True``; ``fit --ckpt_path <run>/checkpoints/last.ckpt`` continues that run's directory and W&B run.
 
 ``--pretrained NAME`` stands for the registry entry's own config and its recorded overrides (so the test runs in the
 setting the recorded numbers were measured in) followed by loading its verified weights; any later option still
@@ -17,19 +21,21 @@ overrides. A config may build on shared pieces with ``__base__`` (see :mod:`zoo.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import yaml
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 import callbacks
 import datamodules
 import zoo
-from callbacks.run_dir import run_dir
+from callbacks.run_dir import continue_run, run_dir
+from datamodules.cache import atomic_write_text
+from zoo.checkpoint_io import load_checkpoint, use_safe_checkpoint_io
 from zoo.compose import CONFIG_FLAGS, expand_config_args
 from zoo.shipped import CONFIGS, describe_config, is_config_name, list_configs, shipped_config
 
@@ -58,11 +64,7 @@ class ZooSaveConfigCallback(SaveConfigCallback):
         name = "config.yaml" if subcommand == "fit" else f"{subcommand}-config.yaml"
         text = self.parser.dump(self.config, skip_none=False)
         if trainer.is_global_zero:
-            out.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, out / name)
+            atomic_write_text(out / name, text)
         config = yaml.safe_load(text)
         for logger in trainer.loggers:
             logger.log_hyperparams({"cli": config})
@@ -82,7 +84,44 @@ class ZooSaveConfigCallback(SaveConfigCallback):
 
 
 class ZooCLI(LightningCLI):
-    """LightningCLI in subclass mode (any zoo model or datamodule) with the ``--pretrained`` option."""
+    """LightningCLI in subclass mode (any zoo model or datamodule) with the ``--pretrained`` option.
+
+    Its Trainer reads checkpoints only through ``zoo.checkpoint_io`` (``weights_only=True``, URLs fetched into the
+    cache first), resumes a fit into the checkpoint's own run, and ``predict`` always has a prediction writer.
+    """
+
+    def _parse_ckpt_path(self) -> None:
+        """Apply a ``--ckpt_path`` checkpoint's hyper-parameters to the config, reading it through
+        ``load_checkpoint`` (LightningCLI's own version calls ``torch.load`` itself, and skips URLs).
+
+        This runs right after parsing, so a checkpoint that is missing, a directory or not trusted fails here,
+        before any data is loaded. ``best``/``last``/``hpc`` are left to the Trainer to resolve.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        special = ckpt_path in ("best", "last", "hpc") or str(ckpt_path).startswith("registry")
+        if not ckpt_path or (special and not Path(ckpt_path).exists()):
+            return
+        hparams = load_checkpoint(ckpt_path).get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:  # as LightningCLI does: a subclass-mode model's class and its arguments
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"Parsing of the hyper-parameters in --ckpt_path {ckpt_path} failed!\n")
+            raise
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_safe_checkpoint_io(trainer)
+        if self.subcommand == "fit":
+            continue_run(trainer, self.config_init["fit"].get("ckpt_path"))
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
+            trainer.callbacks.append(callbacks.PredictionWriter())  # predictions are the point of `zoo predict`
+        return trainer
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--pretrained", type=str | None, default=None,
@@ -208,6 +247,21 @@ def finish_runs(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
+def check(args: list[str]) -> None:
+    """``zoo check --config ...``: build the configured DataModule and run the checks ``fit`` runs before training
+    (``datamodules.check``) on every split, printing one line per split; a failed check raises, naming what."""
+    from datamodules.check import check_splits
+
+    cli = build_cli(args, run=False)
+    dm = cli.datamodule
+    if not hasattr(dm, "sources"):
+        raise SystemExit(f"zoo check: {type(dm).__name__} is not an episodic DataModule; nothing to check")
+    dm.prepare_data()
+    dm.setup("fit")  # builds the sources and checks every split, as before a fit
+    for line in check_splits(dm, "fit"):  # the lines of the checks just run
+        print(line)
+
+
 #: Subcommands that read finished runs or the registry instead of training: name -> module with ``main(argv) -> int``.
 TOOLS = {"compare": "zoo.compare", "report": "zoo.report", "publish": "zoo.artifacts"}
 
@@ -217,6 +271,9 @@ def main(args: ArgsType = None) -> None:
     argv = sys.argv[1:] if args is None else args
     if argv == ["configs"]:
         list_configs_command()
+        return
+    if isinstance(argv, list) and argv[:1] == ["check"]:
+        check(argv[1:])
         return
     if isinstance(argv, list) and argv and argv[0] in TOOLS:
         import importlib

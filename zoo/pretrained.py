@@ -60,12 +60,23 @@ class Entry:
         return (REGISTRY.parent.parent / self.config).resolve()
 
 
-def _read_registry(path: Path | None = None) -> dict[str, dict[str, Any]]:
+def _read_registry(path: Path | None = None, missing_ok: bool = False) -> dict[str, dict[str, Any]]:
+    """The registry file's entries; a missing, unreadable or malformed file is an error naming it.
+
+    ``missing_ok`` is for :func:`register`, which creates the file; readers must not mistake a wrong
+    ``METAZOO_REGISTRY`` or a broken install for "no checkpoints".
+    """
     path = path or REGISTRY
     if not path.is_file():
-        return {}
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        if missing_ok and not path.exists():
+            return {}
+        raise FileNotFoundError(f"pretrained registry {path} does not exist or is not a file (set by "
+                                f"METAZOO_REGISTRY or the install's checkpoints/registry.yaml)")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"pretrained registry {path} cannot be read: {type(err).__name__}: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of checkpoint names to entries")
     return data
@@ -162,7 +173,7 @@ def register(entry: Entry, path: Path | None = None) -> None:
     """
     path = path or REGISTRY
     with file_lock(path):
-        data = _read_registry(path)
+        data = _read_registry(path, missing_ok=True)
         data[entry.name] = {k: v for k, v in entry.__dict__.items() if k != "name" and not (k == "url" and not v)}
         text = yaml.safe_dump(dict(sorted(data.items())), sort_keys=False, width=120)
         atomic_write_text(path, "# Pretrained checkpoints. Written by the benchmark scripts named in each entry's "
