@@ -40,7 +40,7 @@ CURVE_KEYS = ("train/loss_step", "train/acc_step", "val/acc", "val/loss", "train
 #: NAP's test metrics: regret after that many trials (``None``: after the whole budget).
 REGRET_KEYS = ((10, "test/regret@10"), (25, "test/regret@25"), (None, "test/regret"))
 #: W&B keys the runs log (callbacks.EpisodeTable, callbacks.EpisodeGallery), used by the online report's panels.
-WANDB_EPISODE_TABLE = "test/episodes"
+WANDB_EPISODE_TABLE = "test/episode_table"
 WANDB_GALLERY = "test/episode"
 
 
