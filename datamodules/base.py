@@ -31,12 +31,15 @@ class EpisodicDataModule(pl.LightningDataModule):
         eval_seed: keys the validation and test episodes instead of ``seed`` when set. Benchmarks vary ``seed``
             (the training episodes) across runs while every run is tested on the same fixed episodes.
         num_workers: data-loader worker processes; episodes do not depend on it.
+        episodes_per_batch: training episodes per optimiser step (a meta-batch), collated into one batched
+            Episode with a leading dimension B. Evaluation stays at one episode per step, so per-episode metrics,
+            their order and their DDP striping do not depend on it.
     """
 
     def __init__(self, n_way: int = 5, k_shot: int = 1, q_query: int = 15, train_n_way: int | None = None,
                  train_k_shot: int | None = None, train_q_query: int | None = None, train_episodes: int = 100,
                  val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, eval_seed: int | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, episodes_per_batch: int = 1):
         super().__init__()
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         self.train_n_way = train_n_way or n_way
@@ -44,6 +47,9 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.train_q_query = train_q_query or q_query
         self.episodes = {"train": train_episodes, "val": val_episodes, "test": test_episodes}
         self.seed, self.eval_seed, self.num_workers = seed, eval_seed, num_workers
+        if episodes_per_batch < 1:
+            raise ValueError(f"episodes_per_batch must be >= 1, got {episodes_per_batch}")
+        self.episodes_per_batch = episodes_per_batch
         self.sources: dict[str, Source] = {}
 
     # -- what a dataset provides ---------------------------------------------------------------------------------
@@ -86,7 +92,8 @@ class EpisodicDataModule(pl.LightningDataModule):
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
         sampler = EpisodeSampler(self.episodes[split], rank=rank, world_size=world,
-                                 fixed_epoch=None if split == "train" else 0)
+                                 fixed_epoch=None if split == "train" else 0,
+                                 episodes_per_batch=self.episodes_per_batch if split == "train" else 1)
         return DataLoader(self.dataset(split), sampler=sampler, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
