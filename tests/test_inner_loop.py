@@ -116,3 +116,24 @@ def test_batch_statistics_leave_no_buffers_and_run_under_vmap():
     batched = torch.func.vmap(lambda xb: functional_forward(net, params, xb))(x)
     # each task is normalised with its own statistics, as if run alone
     assert torch.allclose(batched[1], net(x[1]), atol=1e-6)
+
+
+def test_batch_statistics_norm_matches_batchnorm_and_its_second_order_gradients_survive_vmap():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(4).double()
+    nn.init.normal_(bn.weight), nn.init.normal_(bn.bias)
+    x = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    expected = F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+    net = use_batch_statistics(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), bn, nn.ReLU(), nn.Flatten(),
+                                             nn.Linear(4 * 16, 3))).double()
+    assert torch.allclose(net[1](x), expected, atol=1e-12)
+    params = dict(net.named_parameters())
+    xs, ys = torch.randn(3, 6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (3, 6))
+
+    def task(xb, yb):
+        fast = adapt(params, lambda p: F.cross_entropy(functional_forward(net, p, xb), yb), 1, 0.4)
+        return F.cross_entropy(functional_forward(net, fast, xb), yb)
+
+    batched = torch.autograd.grad(torch.func.vmap(task)(xs, ys).mean(), list(params.values()))
+    looped = torch.autograd.grad(sum(task(xs[i], ys[i]) for i in range(3)) / 3, list(params.values()))
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(batched, looped))

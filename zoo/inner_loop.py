@@ -111,16 +111,43 @@ def reptile_interpolate(theta: Mapping[str, torch.Tensor], phi: Mapping[str, tor
     return {n: (t + epsilon * (phi[n] - t) if n in phi else t) for n, t in theta.items()}
 
 
+class BatchStatisticsNorm(nn.Module):
+    """Batch normalisation with the current batch's statistics only (no running statistics), in plain tensor ops.
+
+    Replaces ``nn.BatchNorm{1,2,3}d`` in :func:`use_batch_statistics`. Written out rather than calling
+    ``F.batch_norm(training=True)`` because, under ``torch.func.vmap``, the fused kernel's double backward gives
+    wrong second-order meta-gradients (torch 2.13: conv bias gradients of 1e-2 where the loop over tasks gives
+    1e-7; ``tests/test_maml.py`` compares the two). Parameters keep BatchNorm's names (``weight``, ``bias``).
+    """
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.eps = bn.eps
+        self.weight, self.bias = bn.weight, bn.bias  # the same Parameters (None when not affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = [d for d in range(x.dim()) if d != 1]  # all but the channel dimension
+        mean = x.mean(dims, keepdim=True)
+        var = (x - mean).pow(2).mean(dims, keepdim=True)  # biased, as BatchNorm normalises
+        out = (x - mean) / torch.sqrt(var + self.eps)
+        if self.weight is not None:
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+
+
 def use_batch_statistics(module: nn.Module) -> nn.Module:
     """Make every BatchNorm layer of ``module`` normalise with the current batch's statistics, always.
 
-    Drops the running-statistics buffers (so nothing is written in the forward pass, which ``vmap`` and a pure
-    inner loop need) and keeps the affine scale and shift as ordinary parameters. This is MAML's official
-    behaviour (batch statistics at meta-test time too: transductive over a task's support, then its query set).
-    Returns the module, changed in place.
+    Each BatchNorm becomes a :class:`BatchStatisticsNorm` holding the same affine parameters (so parameter names
+    and state-dict keys of the weights do not change) and no running-statistics buffers: nothing is written in the
+    forward pass, which ``vmap`` and a pure inner loop need. This is MAML's official behaviour (batch statistics at
+    meta-test time too: transductive over a task's support, then its query set). Returns the module, changed in
+    place.
     """
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.track_running_stats = False
-            m.running_mean = m.running_var = m.num_batches_tracked = None
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, BatchStatisticsNorm(child))
+        else:
+            use_batch_statistics(child)
     return module
