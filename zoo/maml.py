@@ -125,7 +125,7 @@ class MAML(EpisodicModule):
             support = functional_forward(self.learner.backbone, backbone, support_x)
             query = functional_forward(self.learner.backbone, backbone, query_x)
             head = {n[len("head."):]: params[n] for n in self.adapted_names}
-            lr = lr if isinstance(lr, float) else {n[len("head."):]: v for n, v in lr.items()}
+            lr = {n[len("head."):]: v for n, v in lr.items()} if isinstance(lr, dict) else lr
             fast = adapt(head, lambda p: F.cross_entropy(functional_forward(self.learner.head, p, support), support_y),
                          steps, lr, first_order)
             return functional_forward(self.learner.head, fast, query)
