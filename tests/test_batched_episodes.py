@@ -73,3 +73,15 @@ def test_protonet_batch_of_four_gives_the_losses_of_four_single_episodes():
     assert float(loss) == pytest.approx(sum(float(s[0]) for s in singles) / 4, rel=1e-5)
     for name in ("cross", "prototriplet"):
         assert float(terms[name]) == pytest.approx(sum(float(s[2][name]) for s in singles) / 4, rel=1e-5)
+
+
+def test_lightning_trains_protonet_on_meta_batches(tmp_path):
+    import lightning.pytorch as pl
+
+    dm = Toy(n_way=3, k_shot=1, q_query=2, train_episodes=4, val_episodes=2, test_episodes=2, episodes_per_batch=2)
+    model = ProtoNet(Conv4(hidden=8))
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 2  # 4 episodes in steps of 2
+    assert torch.isfinite(trainer.callback_metrics["train/loss_epoch"])
