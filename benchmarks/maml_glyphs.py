@@ -6,6 +6,8 @@
                                                        # and registers {maml,anil}-conv4-glyphs-5w{1,5}s
     python benchmarks/maml_glyphs.py --settings 5w1s   # one setting; the results file keeps the other's figures
     python benchmarks/maml_glyphs.py --quick           # a tiny smoke run into a temp dir, registers nothing
+    python benchmarks/maml_glyphs.py --test-episodes 300   # the first 300 of the same fixed test episodes
+                                                       # (episodes are keyed by index), for a loaded machine
 
 CPU budget [INTERP]: the paper trains 60,000 meta-steps of 32 tasks on a GPU; here every training gets the same
 wall-clock budget (``BUDGET``: ``max_time``, meta-batch of 8 tasks, 100 validation episodes per epoch for the
@@ -24,7 +26,6 @@ import tempfile
 from common import CSV_LOGGER, RESULTS, ROOT, export_and_register, fit_and_test, write_results
 from zoo.metrics import mean_ci95, paired_difference_ci95
 
-COMMAND = "python benchmarks/maml_glyphs.py"
 SETTINGS = {"5w1s": ("glyphs.yaml", "5-way 1-shot 15-query"), "5w5s": ("glyphs-5shot.yaml", "5-way 5-shot 15-query")}
 SYSTEMS = ("maml", "anil")
 BUDGET = ["--trainer.max_time=00:00:05:00", "--trainer.max_epochs=1000", "--data.episodes_per_batch=8",
@@ -51,8 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny runs, nothing exported or written")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--test-episodes", type=int, default=None, help="test on the first N fixed episodes only")
+    parser.add_argument("--max-time", default=None, help="training budget per run, DD:HH:MM:SS (default in BUDGET)")
     args = parser.parse_args(argv)
-    overrides = QUICK if args.quick else BUDGET
+    budget = [o for o in BUDGET if not (args.max_time and o.startswith("--trainer.max_time"))]
+    budget += [f"--trainer.max_time={args.max_time}"] if args.max_time else []
+    budget += [f"--data.test_episodes={args.test_episodes}"] if args.test_episodes else []
+    command = " ".join(["python benchmarks/maml_glyphs.py", *(argv if argv is not None else sys.argv[1:])])
+    overrides = QUICK if args.quick else budget
     settings, claims = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.settings:
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                       f" ({result['epochs']} epochs)", flush=True)
                 if not args.quick:
                     export_and_register(f"{system}-conv4-glyphs-{key}", result, system=system, config=config,
-                                        setting=f"Glyphs {setting}", command=COMMAND, overrides=BUDGET,
+                                        setting=f"Glyphs {setting}", command=command, overrides=budget,
                                         notes="CPU budget, not the paper's 60,000 meta-steps: see the command's "
                                               "docstring")
             settings[key] = {"setting": setting, "methods": rows}
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         old = json.loads(previous.read_text())
         settings = {**old["settings"], **settings}
         claims += [c for c in old["claims"] if c["id"].rsplit("-", 1)[1] not in args.settings]
-    print(f"wrote {write_results('maml_glyphs', {'command': COMMAND, 'budget_overrides': BUDGET, 'settings': settings, 'claims': claims})}")
+    print(f"wrote {write_results('maml_glyphs', {'command': command, 'budget_overrides': budget, 'settings': settings, 'claims': claims})}")
 
 
 if __name__ == "__main__":
