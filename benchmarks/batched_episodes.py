@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
                       "median_episodes_per_s": {str(b): round(m, 3) for b, m in medians.items()},
                       "speedup_vs_b1": {str(b): round(m / medians[args.batches[0]], 3) for b, m in medians.items()}}
         print(name, rows[name]["median_episodes_per_s"], rows[name]["speedup_vs_b1"], flush=True)
-    print(f"wrote {write_results('batched_episodes', {'command': COMMAND, 'device': args.device, 'systems': rows})}")
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    print(f"wrote {write_results('batched_episodes', {'command': command, 'device': args.device, 'systems': rows})}")
 
 
 if __name__ == "__main__":
