@@ -19,9 +19,11 @@ difference is paired over them.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
+from pathlib import Path
 
 from common import CSV_LOGGER, RESULTS, ROOT, export_and_register, fit_and_test, write_results
 from zoo.metrics import mean_ci95, paired_difference_ci95
@@ -46,6 +48,13 @@ def retest_protonet(name: str, save_dir: str, overrides: list[str]) -> dict:
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     records = cli.model.episode_records["test"]
     return {"episodes": [r["episode"] for r in records], "per_episode": [r["acc"] for r in records]}
+
+
+def validation_curve(log_dir: str) -> list[dict]:
+    """(epoch, step, val/acc) of every validation of a run, from its CSV log: is the budget what limits it?"""
+    with open(Path(log_dir) / "metrics.csv") as f:
+        return [{"epoch": int(r["epoch"]), "step": int(r["step"]), "val_acc": round(float(r["val/acc"]), 4)}
+                for r in csv.DictReader(f) if r.get("val/acc")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
                     raise RuntimeError(f"{system} {key}: test episodes differ from ProtoNet's; the pairing is void")
                 diff, diff_ci = paired_difference_ci95(result["per_episode"], proto["per_episode"])
                 rows[system] = {k: v for k, v in result.items() if k not in ("cli", "per_episode")}
-                rows[system].update(config=config, diff_vs_protonet=diff, diff_ci95=diff_ci)
+                rows[system].update(config=config, diff_vs_protonet=diff, diff_ci95=diff_ci,
+                                    val_curve=validation_curve(result["cli"].trainer.logger.log_dir))
                 claims.append({"id": f"{system}-vs-protonet-glyphs-{key}",
                                "statement": f"{system.upper()} is more accurate than ProtoNet on Glyphs {setting}",
                                "diff": diff, "ci95": diff_ci, "n": len(episodes), "holds": diff - diff_ci > 0})
