@@ -129,7 +129,34 @@ def nap(data: dict) -> str:
     return "\n".join(out) + footer(data)
 
 
+def maml_glyphs(data: dict) -> str:
+    out = [f"Budget of every MAML/ANIL training: {budget(data.get('budget_overrides', []))} on top of its config "
+           "(best-on-validation checkpoint); ProtoNet is the registry's checkpoint re-tested in the same run. All "
+           "methods are tested on the same fixed episodes; differences are paired over them.", "",
+           "| setting | method | accuracy, % (95% CI) | vs ProtoNet, points (paired 95% CI) | training |",
+           "|---|---|---|---|---|"]
+    for row in data["settings"].values():
+        for method, r in row["methods"].items():
+            diff = (f"{100 * r['diff_vs_protonet']:+.2f} ± {100 * r['diff_ci95']:.2f}"
+                    if "diff_vs_protonet" in r else "")
+            train = f"{r['train_seconds'] / 60:.1f} min, {r['epochs']} epochs" if "train_seconds" in r else "registry"
+            out.append(f"| {row['setting']} | {method} | {pct(r['test_acc'], r['test_ci95'])} | {diff} | {train} |")
+    holds = [f"`{c['id']}`: {'holds' if c['holds'] else 'does not hold'}" for c in data.get("claims", [])]
+    return "\n".join(out + ["", "Claims: " + "; ".join(holds) + "."] if holds else out) + footer(data)
+
+
+def batched_episodes(data: dict) -> str:
+    out = [f"Training steps (loss, backward, Adam) on {data.get('device', 'cpu')}, episodes drawn beforehand; "
+           "median of the repeats, speed-up over one episode per step.", "",
+           "| system | setting | episodes per step B | episodes/s | speed-up vs B = 1 |", "|---|---|---|---|---|"]
+    for name, r in data["systems"].items():
+        for b, rate in r["median_episodes_per_s"].items():
+            out.append(f"| {name} | {r['setting']} | {b} | {rate:.2f} | {r['speedup_vs_b1'][b]:.2f}× |")
+    return "\n".join(out) + footer(data)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
     "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap,
 }

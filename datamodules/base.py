@@ -40,14 +40,17 @@ class SeededDataModule(pl.LightningDataModule):
         """The seed that keys the items of ``split``."""
         return self.seed if split == "train" or self.eval_seed is None else self.eval_seed
 
-    def striped_loader(self, dataset: Dataset, split: str, num_items: int, **loader_kwargs: Any) -> DataLoader:
-        """A loader over this rank's share of the ``num_items`` items of ``split``, keyed ``(epoch, index)``."""
+    def striped_loader(self, dataset: Dataset, split: str, num_items: int, items_per_batch: int = 1,
+                       **loader_kwargs: Any) -> DataLoader:
+        """A loader over this rank's share of the ``num_items`` items of ``split``, keyed ``(epoch, index)``;
+        ``items_per_batch`` > 1 hands the dataset lists of that many keys (meta-batches), striped as before."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        sampler = EpisodeSampler(num_items, rank=rank, world_size=world, fixed_epoch=None if split == "train" else 0)
+        sampler = EpisodeSampler(num_items, rank=rank, world_size=world, fixed_epoch=None if split == "train" else 0,
+                                 episodes_per_batch=items_per_batch)
         return DataLoader(dataset, sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, **loader_kwargs)
 
@@ -79,12 +82,15 @@ class EpisodicDataModule(SeededDataModule):
         val_episodes: size of the fixed validation set (500 is the common protocol).
         test_episodes: size of the fixed test set (1000, or 600 in older papers).
         seed, eval_seed, num_workers: see :class:`SeededDataModule` (the items are episodes).
+        episodes_per_batch: training episodes per optimiser step (a meta-batch), collated into one batched
+            Episode with a leading dimension B. Evaluation stays at one episode per step, so per-episode metrics,
+            their order and their DDP striping do not depend on it.
     """
 
     def __init__(self, n_way: int = 5, k_shot: int = 1, q_query: int = 15, train_n_way: int | None = None,
                  train_k_shot: int | None = None, train_q_query: int | None = None, train_episodes: int = 100,
                  val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, eval_seed: int | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, episodes_per_batch: int = 1):
         super().__init__(seed, eval_seed, num_workers)
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         check_counts(type(self).__name__, n_way=n_way, k_shot=k_shot, q_query=q_query, train_n_way=train_n_way,
@@ -94,6 +100,9 @@ class EpisodicDataModule(SeededDataModule):
         self.train_k_shot = k_shot if train_k_shot is None else train_k_shot
         self.train_q_query = q_query if train_q_query is None else train_q_query
         self.episodes = {"train": train_episodes, "val": val_episodes, "test": test_episodes}
+        if episodes_per_batch < 1:
+            raise ValueError(f"episodes_per_batch must be >= 1, got {episodes_per_batch}")
+        self.episodes_per_batch = episodes_per_batch
         self.sources: dict[str, Source] = {}
 
     # -- what a dataset provides ---------------------------------------------------------------------------------
@@ -134,5 +143,6 @@ class EpisodicDataModule(SeededDataModule):
                               extras_fn=extras)
 
     def loader(self, split: str) -> DataLoader:
-        """Episodes of one split for this rank (one collated episode per batch)."""
-        return self.striped_loader(self.dataset(split), split, self.episodes[split], batch_size=None)
+        """Episodes of one split for this rank (one collated episode, or a meta-batch of B in training)."""
+        return self.striped_loader(self.dataset(split), split, self.episodes[split], batch_size=None,
+                                   items_per_batch=self.episodes_per_batch if split == "train" else 1)

@@ -35,6 +35,10 @@ class Episode:
     Inputs are tensors for images (``[N*K, C, H, W]``) and lists of strings (or any per-item objects) for text;
     Lightning moves the tensors to the device and leaves the rest alone. ``extras`` holds what one method needs
     and others ignore (NOTA masks, entity spans, domain ids).
+
+    A *batched* episode (``episodes_per_batch`` > 1, see :func:`collate_episodes`) holds B episodes of the same
+    setting stacked along a leading dimension: ``support_x [B, N*K, ...]``, labels ``[B, N*K]`` / ``[B, N*Q]``,
+    ``classes [B, N]``, ``index`` a ``[B]`` tensor. ``unbatch()`` gives the B episodes back.
     """
 
     support_x: Any
@@ -46,16 +50,28 @@ class Episode:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def batched(self) -> bool:
+        return self.support_y.dim() == 2
+
+    @property
     def n_way(self) -> int:
-        return int(self.classes.numel())
+        return int(self.classes.shape[-1])
 
     @property
     def k_shot(self) -> int:
-        return int(self.support_y.numel()) // self.n_way
+        return int(self.support_y.shape[-1]) // self.n_way
 
     @property
     def q_query(self) -> int:
-        return int(self.query_y.numel()) // self.n_way
+        return int(self.query_y.shape[-1]) // self.n_way
+
+    def unbatch(self) -> list[Episode]:
+        """The episodes of a batched episode, in order (a one-element list for an unbatched one)."""
+        if not self.batched:
+            return [self]
+        return [Episode(self.support_x[b], self.support_y[b], self.query_x[b], self.query_y[b], self.classes[b],
+                        index=int(self.index[b]), extras={k: v[b] for k, v in self.extras.items()})
+                for b in range(len(self.support_y))]
 
     def pin_memory(self) -> Episode:
         """Called by DataLoader(pin_memory=True); pins every tensor field."""
@@ -63,6 +79,10 @@ class Episode:
 
     def to(self, device: torch.device | str) -> Episode:
         return _map_tensors(self, lambda t: t.to(device))
+
+    def clone(self) -> Episode:
+        """A copy with every tensor cloned (e.g. ordinary tensors from ones made under ``torch.inference_mode``)."""
+        return _map_tensors(self, lambda t: t.clone())
 
 
 def _map_tensors(ep: Episode, fn: Callable[[torch.Tensor], torch.Tensor]) -> Episode:
@@ -74,6 +94,24 @@ def _map_tensors(ep: Episode, fn: Callable[[torch.Tensor], torch.Tensor]) -> Epi
         return v
 
     return dataclasses.replace(ep, **{f.name: conv(getattr(ep, f.name)) for f in dataclasses.fields(ep)})
+
+
+def collate_episodes(episodes: Sequence[Episode]) -> Episode:
+    """Stack episodes of one setting into a batched :class:`Episode` (leading dimension B), so a method can
+    compute all of them in one pass. Inputs must be tensors; extras are stacked key by key.
+    """
+    first = episodes[0]
+    if not isinstance(first.support_x, torch.Tensor):
+        raise TypeError(f"episodes_per_batch > 1 needs tensor inputs; this dataset's items are "
+                        f"{type(first.support_x).__name__} (use episodes_per_batch: 1)")
+    shapes = {(tuple(e.support_x.shape), tuple(e.query_x.shape), e.n_way) for e in episodes}
+    if len(shapes) > 1:
+        raise ValueError(f"collate_episodes: episodes of different settings cannot be stacked: {sorted(shapes)}")
+    return Episode(
+        support_x=torch.stack([e.support_x for e in episodes]), support_y=torch.stack([e.support_y for e in episodes]),
+        query_x=torch.stack([e.query_x for e in episodes]), query_y=torch.stack([e.query_y for e in episodes]),
+        classes=torch.stack([e.classes for e in episodes]), index=torch.tensor([e.index for e in episodes]),
+        extras={k: torch.stack([torch.as_tensor(e.extras[k]) for e in episodes]) for k in first.extras})
 
 
 class Source:
@@ -203,7 +241,9 @@ class EpisodeDataset(Dataset):
         order = torch.cat([picks[:, : self.k_shot].reshape(-1), picks[:, self.k_shot:].reshape(-1)])
         return order, classes
 
-    def __getitem__(self, key: tuple[int, int]) -> Episode:
+    def __getitem__(self, key: tuple[int, int] | list[tuple[int, int]]) -> Episode:
+        if isinstance(key, list):  # a meta-batch of keys from EpisodeSampler(episodes_per_batch > 1)
+            return collate_episodes([self[k] for k in key])
         epoch, index = key
         items, classes = self.draw(epoch, index)
         x = self.source.load_many(items)
@@ -228,14 +268,21 @@ class EpisodeSampler(DistributedSampler):
     wrapping the dataset in its own) and to call ``set_epoch`` on it; rank and world size come from the trainer.
     Rank ``r`` takes indices ``r, r+W, ...`` of ``ceil(num_episodes / W) * W`` so all ranks get the same count;
     evaluation code drops the few padded duplicates by episode index before computing a confidence interval.
+
+    With ``episodes_per_batch`` B > 1 it yields lists of up to B consecutive keys of this rank (the last may be
+    shorter): the striping of episodes over ranks is the one above, only grouped.
     """
 
-    def __init__(self, num_episodes: int, rank: int = 0, world_size: int = 1, fixed_epoch: int | None = None):
+    def __init__(self, num_episodes: int, rank: int = 0, world_size: int = 1, fixed_epoch: int | None = None,
+                 episodes_per_batch: int = 1):
         # DistributedSampler.__init__ would need a dataset and a process group; we need neither.
         if num_episodes < 1:
             raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
+        if episodes_per_batch < 1:
+            raise ValueError(f"episodes_per_batch must be >= 1, got {episodes_per_batch}")
+        self.episodes_per_batch = episodes_per_batch
         self.num_episodes, self.rank, self.num_replicas = num_episodes, rank, world_size
         self.fixed_epoch = fixed_epoch
         self.epoch = 0
@@ -246,9 +293,18 @@ class EpisodeSampler(DistributedSampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        return math.ceil(self.num_samples / self.episodes_per_batch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def keys(self) -> Iterator[tuple[int, int]]:
+        """This rank's ``(epoch, index)`` keys, one per episode."""
         epoch = self.epoch if self.fixed_epoch is None else self.fixed_epoch
         for i in range(self.rank, self.total_size, self.num_replicas):
             yield epoch, i % self.num_episodes
+
+    def __iter__(self) -> Iterator[tuple[int, int] | list[tuple[int, int]]]:
+        if self.episodes_per_batch == 1:
+            yield from self.keys()
+            return
+        keys = list(self.keys())
+        for start in range(0, len(keys), self.episodes_per_batch):
+            yield keys[start: start + self.episodes_per_batch]

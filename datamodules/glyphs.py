@@ -1042,7 +1042,7 @@ class Glyphs(ImageEpisodes):
             to the benchmark's white ink on black (set false for images that already are light on dark).
         predict_support_dir, predict_query_dir, predict_query_chunk: ``zoo predict`` on your own character
             images (see :class:`~datamodules.images.ImageEpisodes`).
-        n_way ... num_workers: see :class:`~datamodules.base.EpisodicDataModule`.
+        n_way ... episodes_per_batch: see :class:`~datamodules.base.EpisodicDataModule`.
     """
 
     def __init__(self, root: str | None = None, image_size: int = 28, instances_per_class: int = 20,
@@ -1051,14 +1051,15 @@ class Glyphs(ImageEpisodes):
                  predict_query_chunk: int | None = None, n_way: int = 5, k_shot: int = 1, q_query: int = 15,
                  train_n_way: int | None = None, train_k_shot: int | None = None, train_q_query: int | None = None,
                  train_episodes: int = 100, val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0,
-                 eval_seed: int | None = None, num_workers: int = 0):
+                 eval_seed: int | None = None, num_workers: int = 0, episodes_per_batch: int = 1):
         super().__init__(image_size=image_size, channels=1, mean=list(GRAY_MEAN), std=list(GRAY_STD),
                          augment=augment, augment_pad=2, augment_flip=False, invert=invert,
                          predict_support_dir=predict_support_dir, predict_query_dir=predict_query_dir,
                          predict_query_chunk=predict_query_chunk, n_way=n_way, k_shot=k_shot, q_query=q_query,
                          train_n_way=train_n_way, train_k_shot=train_k_shot, train_q_query=train_q_query,
                          train_episodes=train_episodes, val_episodes=val_episodes, test_episodes=test_episodes,
-                         seed=seed, eval_seed=eval_seed, num_workers=num_workers)
+                         seed=seed, eval_seed=eval_seed, num_workers=num_workers,
+                         episodes_per_batch=episodes_per_batch)
         _validate_args(image_size, instances_per_class, MIN_FACES)
         self.save_hyperparameters()
         self.root, self.instances_per_class, self.build_seed = root, instances_per_class, build_seed

@@ -417,7 +417,7 @@ class ImageEpisodes(EpisodicDataModule):
         predict_query_chunk: queries per predict episode; ``None`` puts every query image in one episode (each
             chunk is an episode with the same support set; use it when the query folder does not fit in memory).
 
-    The episode arguments (``n_way`` ... ``num_workers``) are :class:`EpisodicDataModule`'s.
+    The episode arguments (``n_way`` ... ``episodes_per_batch``) are :class:`EpisodicDataModule`'s.
     """
 
     #: The on-disk layout a reader expects; error messages quote it.
@@ -431,11 +431,11 @@ class ImageEpisodes(EpisodicDataModule):
                  n_way: int = 5, k_shot: int = 1, q_query: int = 15, train_n_way: int | None = None,
                  train_k_shot: int | None = None, train_q_query: int | None = None, train_episodes: int = 100,
                  val_episodes: int = 500, test_episodes: int = 1000, seed: int = 0, eval_seed: int | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, episodes_per_batch: int = 1):
         super().__init__(n_way=n_way, k_shot=k_shot, q_query=q_query, train_n_way=train_n_way,
                          train_k_shot=train_k_shot, train_q_query=train_q_query, train_episodes=train_episodes,
                          val_episodes=val_episodes, test_episodes=test_episodes, seed=seed, eval_seed=eval_seed,
-                         num_workers=num_workers)
+                         num_workers=num_workers, episodes_per_batch=episodes_per_batch)
         if channels not in (1, 3):
             raise ValueError(f"{self.name}: channels must be 1 or 3, got {channels}")
         if image_size < 1:

@@ -43,9 +43,13 @@ class EpisodicModule(ZooModule):
         raise NotImplementedError
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss, query logits and named loss terms (logged as ``train/<name>``); default: cross-entropy."""
+        """Loss, query logits and named loss terms (logged as ``train/<name>``); default: cross-entropy.
+
+        A batched episode (``episodes_per_batch`` > 1) gives logits ``[B, num_query, n_way]`` and the loss is the
+        mean over its B episodes (equal query counts, so the mean over all queries is the same number).
+        """
         logits = self(episode)
-        loss = F.cross_entropy(logits, episode.query_y)
+        loss = F.cross_entropy(logits.flatten(0, -2), episode.query_y.flatten())
         return loss, logits, {}
 
     # -- training ------------------------------------------------------------------------------------------------
@@ -53,7 +57,8 @@ class EpisodicModule(ZooModule):
         loss, logits, terms = self.episode_loss(episode)
         acc = (logits.argmax(-1) == episode.query_y).float().mean()
         self.log_dict({"train/loss": loss, "train/acc": acc, **{f"train/{k}": v for k, v in terms.items()}},
-                      prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
+                      prog_bar=True, on_step=True, on_epoch=True,
+                      batch_size=len(episode.support_y) if episode.batched else 1)
         return loss
 
     # -- evaluation ----------------------------------------------------------------------------------------------

@@ -77,7 +77,32 @@ class ProtoNet(EpisodicModule):
         return self.embed_and_score(episode)[2]
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        support, query, logits = self.embed_and_score(episode)
+        if episode.batched:
+            return self.batched_episode_loss(episode)
+        support, query = self.embed_episode(episode)
+        return self.loss_from_embeddings(support, query, episode)
+
+    def batched_episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """A meta-batch of B episodes: one backbone pass over all their images, then each episode's prototypes
+        and loss terms; the loss is their mean and the logits are ``[B, num_query, n_way]``.
+
+        In training mode BatchNorm normalises over the whole meta-batch (a larger batch), so the losses equal B
+        separate steps exactly only in evaluation mode or without BatchNorm; the head is per episode and costs
+        little next to the backbone.
+        """
+        b, n_support = episode.support_x.shape[:2]
+        features = self.backbone(torch.cat([episode.support_x.flatten(0, 1), episode.query_x.flatten(0, 1)]))
+        support = features[: b * n_support].unflatten(0, (b, n_support))
+        query = features[b * n_support:].unflatten(0, (b, -1))
+        results = [self.loss_from_embeddings(s, q, e) for s, q, e in zip(support, query, episode.unbatch())]
+        terms = {k: torch.stack([r[2][k] for r in results]).mean() for k in results[0][2]}
+        return torch.stack([r[0] for r in results]).mean(), torch.stack([r[1] for r in results]), terms
+
+    def loss_from_embeddings(self, support: torch.Tensor, query: torch.Tensor,
+                             episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss, logits and terms of one episode from its support and query embeddings."""
+        protos = prototypes(support, episode.support_y, episode.n_way)
+        logits = prototypical_logits(query, protos, self.distance, self.temperature)
         if self.loss_terms == ["cross"]:
             return torch.nn.functional.cross_entropy(logits, episode.query_y), logits, {}
         terms = episode_loss_terms(support, episode.support_y, query, episode.query_y, episode.n_way,
