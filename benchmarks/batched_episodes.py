@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 16 episodes, B in {1, 4}, one repeat, "
+                        "results to batched_episodes_quick.json")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.episodes, args.repeats, args.batches = 16, 1, [1, 4]
     rows = {}
     for name, (make_model, setting, description) in SYSTEMS.items():
         dm = Glyphs(k_shot=1, **setting)
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                       "speedup_vs_b1": {str(b): round(m / medians[args.batches[0]], 3) for b, m in medians.items()}}
         print(name, rows[name]["median_episodes_per_s"], rows[name]["speedup_vs_b1"], flush=True)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
-    print(f"wrote {write_results('batched_episodes', {'command': command, 'device': args.device, 'systems': rows})}")
+    print(f"wrote {write_results('batched_episodes' + ('_quick' if args.quick else ''), {'command': command, 'device': args.device, 'systems': rows})}")
 
 
 if __name__ == "__main__":

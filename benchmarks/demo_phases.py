@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train_steps", type=int, default=30)
     parser.add_argument("--eval_episodes", type=int, default=100)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3 training steps, 5 episodes, results to demo_phases_quick.json")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.train_steps, args.eval_episodes = 3, 5
     load_start = os.getloadavg()[0]
 
     from datamodules.glyphs import build_glyphs
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                               "with_trainer_demo_yaml": {**demo_phases, "total": sum(demo_phases.values())}},
         "claims": [],  # unit timings, not a comparison of methods
     }
-    path = write_results("demo_phases", payload)
+    path = write_results("demo_phases_quick" if args.quick else "demo_phases", payload)
     for name, est in payload["estimated_seconds"].items():
         shares = ", ".join(f"{k} {v:.0f} s ({v / est['total']:.0%})" for k, v in est.items() if k != "total")
         print(f"{name}: total {est['total']:.0f} s = {shares}")

@@ -32,6 +32,9 @@ FULL = [
     "python benchmarks/faiss_bench.py",
     "python benchmarks/nap_regret.py --families hartmann3 --test-tasks 5 --threads 1",
     "python benchmarks/nap_regret.py --families gp-prior-d4 --test-tasks 5 --threads 1",
+    "python benchmarks/maml_glyphs.py --settings 5w1s --test-episodes 300 --max-time 00:00:04:00",
+    "python benchmarks/batched_episodes.py --episodes 16 --repeats 2",
+    "python benchmarks/demo_phases.py",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
 QUICK = [
@@ -41,6 +44,9 @@ QUICK = [
     "python benchmarks/raml_wordnet.py --quick",
     "python benchmarks/faiss_bench.py --quick",
     "python benchmarks/nap_regret.py --quick",
+    "python benchmarks/maml_glyphs.py --quick",
+    "python benchmarks/batched_episodes.py --quick",
+    "python benchmarks/demo_phases.py --quick",
 ]
 RENDER = "python benchmarks/report.py"
 

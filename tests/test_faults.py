@@ -124,9 +124,9 @@ def test_the_cli_trainer_reads_checkpoints_through_the_one_loader():
 
 def test_nap_ckpt_goes_through_the_same_loader(tmp_path):
     from zoo.bo import load_nap
-    from zoo.nap import NAPModule
+    from zoo.nap import NAPModule, NAPNetwork
 
-    model = NAPModule(input_dim=2, d_model=8, n_layers=1, n_heads=2, dim_feedforward=8)
+    model = NAPModule(NAPNetwork(2, d_model=8, n_layers=1, n_heads=2, dim_feedforward=8))
     torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict(),
                 "pytorch-lightning_version": "2.6.6"}, tmp_path / "nap.ckpt")
     loaded = load_nap(tmp_path / "nap.ckpt")

@@ -128,7 +128,7 @@ def test_wandb_report_object_holds_the_panels_without_network(two_runs, monkeypa
     assert kinds[0] == "RunComparer" and {"LinePlot", "BarPlot", "WeavePanelSummaryTable", "MediaBrowser"} <= set(kinds)
     lines = {p.y[0] for p in grid.panels if isinstance(p, wr.LinePlot)}
     assert {"train/loss_step", "val/acc"} <= lines
-    assert [p.table_name for p in grid.panels if isinstance(p, wr.WeavePanelSummaryTable)] == ["test/episodes"]
+    assert [p.table_name for p in grid.panels if isinstance(p, wr.WeavePanelSummaryTable)] == ["test/episode_table"]
     (runset,) = grid.runsets
     assert runset.entity == "someone" and runset.filters == f"Metric(\"ID\") in {[r.name for r in two_runs]!r}"
 

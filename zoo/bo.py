@@ -243,8 +243,13 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
 
         checkpoint = load_checkpoint(path)
         # Keys with a leading underscore are LightningCLI's bookkeeping (_class_path, _instantiator), not arguments.
+        import lightning.pytorch as pl
+        from lightning.pytorch.cli import instantiate_module
+
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-        model = NAPModule(**hparams)
+        # the injected network is stored as its class_path/init_args (zoo.base.ZooModule.save_config)
+        model = instantiate_module(pl.LightningModule,
+                                   {"_class_path": "zoo.nap.NAPModule", **upgrade_legacy_init_args(hparams)})
         model.load_state_dict(checkpoint["state_dict"])
         return model.eval()
     from zoo.pretrained import load_pretrained
