@@ -37,6 +37,8 @@ def merge(earlier: Any, later: Any) -> Any:
     if "class_path" in earlier and "class_path" in later and earlier["class_path"] != later["class_path"]:
         return later
     merged = dict(earlier)
+    if "class_path" in later and "class_path" not in earlier:  # a class chosen late still reads first
+        merged = {"class_path": later["class_path"], **earlier}
     for key, value in later.items():
         merged[key] = merge(earlier[key], value) if key in earlier else value
     return merged
