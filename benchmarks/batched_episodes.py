@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from common import write_results
+from common import claim, write_results
 from datamodules.episodes import collate_episodes
 from datamodules.glyphs import Glyphs
 from zoo import MAML, Conv4, ProtoNet
@@ -81,8 +81,12 @@ def main(argv: list[str] | None = None) -> None:
                       "median_episodes_per_s": {str(b): round(m, 3) for b, m in medians.items()},
                       "speedup_vs_b1": {str(b): round(m / medians[args.batches[0]], 3) for b, m in medians.items()}}
         print(name, rows[name]["median_episodes_per_s"], rows[name]["speedup_vs_b1"], flush=True)
+    claims = [claim(f"batched-b{b}-vs-b1-{name.lower()}-cpu",
+                    f"{name} trains more episodes/s with {b} episodes per step than with 1 ({args.device}, "
+                    f"paired over repeats)", r[str(b)], r[str(args.batches[0])])
+              for name, row in rows.items() for r in [row["episodes_per_s"]] for b in args.batches[1:]]
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
-    print(f"wrote {write_results('batched_episodes' + ('_quick' if args.quick else ''), {'command': command, 'device': args.device, 'systems': rows})}")
+    print(f"wrote {write_results('batched_episodes' + ('_quick' if args.quick else ''), {'command': command, 'device': args.device, 'systems': rows, 'claims': claims})}")
 
 
 if __name__ == "__main__":

@@ -77,3 +77,13 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     target = RESULTS / f"{name}.json"
     atomic_write_text(target, json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return target
+
+
+def claim(claim_id: str, statement: str, a: list[float], b: list[float]) -> dict[str, Any]:
+    """One entry of a results file's ``claims``: ``statement`` says that ``a`` exceeds ``b`` (paired samples:
+    episodes, runs or repeats); ``holds`` when the 95% interval of the mean paired difference excludes zero above."""
+    from zoo.metrics import paired_difference_ci95
+
+    diff, ci95 = paired_difference_ci95(a, b)
+    return {"id": claim_id, "statement": statement, "diff": diff, "ci95": ci95, "n": len(a),
+            "holds": diff - ci95 > 0}

@@ -141,8 +141,17 @@ def maml_glyphs(data: dict) -> str:
                     if "diff_vs_protonet" in r else "")
             train = f"{r['train_seconds'] / 60:.1f} min, {r['epochs']} epochs" if "train_seconds" in r else "registry"
             out.append(f"| {row['setting']} | {method} | {pct(r['test_acc'], r['test_ci95'])} | {diff} | {train} |")
-    holds = [f"`{c['id']}`: {'holds' if c['holds'] else 'does not hold'}" for c in data.get("claims", [])]
-    return "\n".join(out + ["", "Claims: " + "; ".join(holds) + "."] if holds else out) + footer(data)
+    return "\n".join(out) + claims_line(data) + footer(data)
+
+
+def claims_line(data: dict) -> str:
+    """The results file's claims, one clause each: id, paired difference +- 95% CI, n, and whether it holds."""
+    claims = data.get("claims") or []
+    if not claims:
+        return ""
+    return "\n\nClaims: " + "; ".join(
+        f"`{c['id']}` ({c['diff']:+.3g} ± {c['ci95']:.2g}, n = {c['n']}): {'holds' if c['holds'] else 'does not hold'}"
+        for c in claims) + "."
 
 
 def batched_episodes(data: dict) -> str:
@@ -152,7 +161,7 @@ def batched_episodes(data: dict) -> str:
     for name, r in data["systems"].items():
         for b, rate in r["median_episodes_per_s"].items():
             out.append(f"| {name} | {r['setting']} | {b} | {rate:.2f} | {r['speedup_vs_b1'][b]:.2f}× |")
-    return "\n".join(out) + footer(data)
+    return "\n".join(out) + claims_line(data) + footer(data)
 
 
 RENDERERS: dict[str, Callable[[dict], str]] = {

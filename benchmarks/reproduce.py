@@ -33,7 +33,7 @@ FULL = [
     "python benchmarks/nap_regret.py --families hartmann3 --test-tasks 5 --threads 1",
     "python benchmarks/nap_regret.py --families gp-prior-d4 --test-tasks 5 --threads 1",
     "python benchmarks/maml_glyphs.py --settings 5w1s --test-episodes 300 --max-time 00:00:04:00",
-    "python benchmarks/batched_episodes.py --episodes 16 --repeats 2",
+    "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
