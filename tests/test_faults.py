@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from datamodules.cache import data_root
-from datamodules.images.readers import ImageFolder
+from datamodules.images import ImageFolder
 from support import ROOT
 from zoo.cli import main
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from datamodules.text.readers import PassageCorpus
-from datamodules.text.wordnet import WordNetDataModule
+from datamodules.text import PassageCorpus
+from datamodules.text import WordNetDataModule
 from fixtures.text.shared import load_encoder
 from support import ROOT
 from zoo.protonet import ProtoNet

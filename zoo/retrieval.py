@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from datamodules.cache import atomic_path, atomic_write_text
-from datamodules.text.readers import PassageCorpus
+from datamodules.text import PassageCorpus
 from datamodules.text.wordnet import words
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
