@@ -21,7 +21,7 @@ import torch
 
 from common import claim, write_results
 from datamodules.episodes import collate_episodes
-from datamodules.glyphs import Glyphs
+from datamodules.images import Glyphs
 from zoo import MAML, Conv4, ProtoNet
 
 COMMAND = "python benchmarks/batched_episodes.py"

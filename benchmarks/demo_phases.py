@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         args.train_steps, args.eval_episodes = 3, 5
     load_start = os.getloadavg()[0]
 
-    from datamodules.glyphs import build_glyphs
+    from datamodules.images.glyphs import build_glyphs
 
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()

@@ -43,7 +43,7 @@ def step_overhead(shot: int, repeats: int) -> dict[str, float]:
     """Median training-step seconds per loss setting on identical episodes (alternating settings each round)."""
     import yaml
 
-    from datamodules.glyphs import Glyphs
+    from datamodules.images import Glyphs
     from zoo.backbones import Conv4
     from zoo.protonet import ProtoNet
 

@@ -28,7 +28,7 @@ COMMAND = "python benchmarks/throughput.py"
 
 
 def sampler_rate(n_episodes: int) -> float:
-    from datamodules.glyphs import Glyphs
+    from datamodules.images import Glyphs
 
     dm = Glyphs(n_way=5, k_shot=5, q_query=15)
     ds = dm.dataset("train")

@@ -1,4 +1,15 @@
-"""Everything that turns files into batches: the Episode type, the sampler, and one DataModule per dataset."""
+"""Everything that turns files into batches: the Episode type, the sampler, and one DataModule per dataset.
+
+What every modality shares lives here at the top: the Episode type and sampler (episodes.py), the seeded and
+episodic base DataModules (base.py), file safety and build caches (cache.py), argument checks (check.py) and
+episode-set hashes (episode_set.py). Each modality is a package exporting its DataModules, so a config names
+``datamodules.<modality>.<Class>``: ``images`` (Glyphs, the standard image layouts), ``text`` (text benchmarks,
+WordNet), ``bo`` (black-box optimisation tasks, HPO-B). New modalities get their own package beside them
+(``relations/``, ``domains/``, ``qa/`` are planned), built on the shared modules, never on another modality's.
+
+Arguments use one word per idea: ``root`` is where the user's source files are, ``cache_dir`` where a DataModule
+writes what it derives from them (builds, fitted models); a path to one file is named for that file.
+"""
 
 from datamodules.base import EpisodicDataModule
 from datamodules.episodes import Episode, EpisodeDataset, EpisodeSampler, ListSource, Source, TensorSource

@@ -4,7 +4,7 @@
 tasks, domains): the ``seed`` and ``eval_seed`` that key every item, the per-rank striping of items under DDP and
 the loader construction. :class:`EpisodicDataModule` adds the episode setting: a subclass only says where its
 items are (``build_sources``); the fixed evaluation sets, the striping and the loaders behave the same for every
-dataset. :class:`datamodules.functions.FunctionDataModule` is the other user.
+dataset. :class:`datamodules.bo.FunctionDataModule` is the other user.
 """
 
 from __future__ import annotations

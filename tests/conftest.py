@@ -19,6 +19,6 @@ os.environ.setdefault("METAZOO_DATA", str(ROOT / ".data"))
 @pytest.fixture(scope="session")
 def glyphs_data():
     """The default Glyphs build (built on first use)."""
-    from datamodules.glyphs import load_glyphs
+    from datamodules.images.glyphs import load_glyphs
 
     return load_glyphs()

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.episodes import EpisodeDataset, TensorSource
-from datamodules.functions import GPPriorFunctions
+from datamodules.bo import GPPriorFunctions
 from zoo.backbones import Conv4
 from zoo.base import ZooModule, dedupe_by_index
 from zoo.metrics import Z95

@@ -125,6 +125,8 @@ def test_every_config_parses_and_its_class_paths_import(config):
         printed = print_config(SYSTEM_CONFIG, config)
     paths = list(class_paths(printed))
     assert any(p == printed["model"]["class_path"] for p in paths)
+    if has["data"]:  # one name per DataModule: written as --print_config writes it (datamodules.<modality>.<Class>)
+        assert composed["data"]["class_path"] == printed["data"]["class_path"], f"{config}: data.class_path"
     for path in paths:
         module, _, name = path.rpartition(".")
         assert hasattr(importlib.import_module(module), name), f"{config}: class_path {path} does not import"

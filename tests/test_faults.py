@@ -280,7 +280,7 @@ def test_colour_images_for_a_grayscale_model_are_named_in_a_warning(tmp_path, ca
     support = image_folder(tmp_path / "rgb", mode="RGB") / "train"
     dm = ImageFolder(str(tmp_path), channels=1, predict_support_dir=str(support),
                      predict_query_dir=str(support / "train_c0"), **SETTING)
-    with caplog.at_level(logging.WARNING, logger="datamodules.images"):
+    with caplog.at_level(logging.WARNING, logger="datamodules.images.readers"):
         dm.predict_sources()
     assert "channels=1" in caplog.text and "train_c0/0.png" in caplog.text
 

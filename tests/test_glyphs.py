@@ -1,4 +1,4 @@
-"""Tests of the Glyphs benchmark (datamodules/glyphs.py).
+"""Tests of the Glyphs benchmark (datamodules/images/glyphs.py).
 
 Fast tests build a small variant (a few dozen code points from five scripts and four symbol blocks, 16x16 images)
 into pytest's temporary directories; one slow test builds the full default benchmark and checks its counts, its
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import glyphs as G
+from datamodules.images import glyphs as G
 from datamodules.episodes import SPLITS, Episode
 
 LATIN = "ABEHKMOPTXacegkopsxyGRQ"
@@ -340,7 +340,7 @@ def test_bad_arguments_are_named(tmp_path):
 # the DataModule
 # ---------------------------------------------------------------------------------------------------------------
 def test_datamodule_five_way_five_shot_fifteen_query(tmp_path_factory, small):
-    dm = G.Glyphs(root=str(small.directory.parent.parent), image_size=16, n_way=5, k_shot=5, q_query=15,
+    dm = G.Glyphs(cache_dir=str(small.directory.parent.parent), image_size=16, n_way=5, k_shot=5, q_query=15,
                   train_episodes=3, val_episodes=2, test_episodes=2, seed=7, augment=True)
     dm._codepoints = SMALL
     dm.prepare_data()
@@ -375,7 +375,7 @@ def test_datamodule_arguments_are_explicit():
     import inspect
 
     params = inspect.signature(G.Glyphs.__init__).parameters
-    for name in ["root", "image_size", "instances_per_class", "build_seed", "augment", "n_way", "k_shot", "q_query",
+    for name in ["cache_dir", "image_size", "instances_per_class", "build_seed", "augment", "n_way", "k_shot", "q_query",
                  "train_n_way", "train_k_shot", "train_q_query", "train_episodes", "val_episodes", "test_episodes",
                  "seed", "num_workers"]:
         assert name in params and params[name].annotation is not inspect.Parameter.empty, name
@@ -426,7 +426,7 @@ def test_full_default_build(glyphs_data):
         assert len({split_of[_cp(cp)] for cp in g if _cp(cp) in split_of}) <= 1, g
 
     # the DataModule over the full build: 5-way 5-shot 15-query episodes from every split
-    dm = G.Glyphs(root=str(full.directory.parent.parent), k_shot=5, q_query=15, val_episodes=3, test_episodes=3)
+    dm = G.Glyphs(cache_dir=str(full.directory.parent.parent), k_shot=5, q_query=15, val_episodes=3, test_episodes=3)
     dm.setup("fit")
     assert {s: set(dm.sources[s].labels.unique().tolist()) for s in SPLITS} == splits
     for split in SPLITS:

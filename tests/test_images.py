@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from datamodules.episodes import SPLITS, Episode
-from datamodules.images import (
+from datamodules.images.readers import (
     CUB,
     ImageFolder,
     ImageReadError,
@@ -24,7 +24,7 @@ from datamodules.images import (
     interleaved_split,
     read_split_csv,
 )
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
+from datamodules.images.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 
 EPISODE = {"n_way": 2, "k_shot": 1, "q_query": 2, "train_episodes": 3, "val_episodes": 2, "test_episodes": 2}
 

@@ -15,7 +15,7 @@ import yaml
 from torch import nn
 
 from datamodules.episodes import EpisodeSampler
-from datamodules.functions import (
+from datamodules.bo.functions import (
     GPPriorFunctions,
     HPOBFunctions,
     TestFunctions,
@@ -316,12 +316,12 @@ def test_hpob_reader_and_fixture_round_trip(tmp_path):
     assert rows.tolist()[:2] == [3, 5] and len(rows) == 6  # 3 unique values -> top 9 (all) rows, best first
 
     dm = HPOBFunctions(root=str(FIXTURE), search_space="glmnet", num_candidates=20, tasks_per_batch=3,
-                       train_tasks=3, gp_cache=str(tmp_path / "gps"), test_seeds=5, val_seeds=2)
+                       train_tasks=3, cache_dir=str(tmp_path / "gps"), test_seeds=5, val_seeds=2)
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (3, 20, 2) and (batch["y"].amax(1) == 1).all()
     assert len(list((tmp_path / "gps").glob("*/gps.safetensors"))) == 1  # one build, keyed by the data
     again = HPOBFunctions(root=str(FIXTURE), search_space="5860", num_candidates=20, tasks_per_batch=3,
-                         train_tasks=3, gp_cache=str(tmp_path / "gps"))
+                         train_tasks=3, cache_dir=str(tmp_path / "gps"))
     assert torch.equal(next(iter(again.train_dataloader()))["y"], batch["y"])  # from the cache, same tasks
     assert dm.num_items("test") == 10 and dm.num_items("val") == 2
     test_items = dm.fixed_tasks("test")
@@ -455,7 +455,7 @@ def _import(importlib, dotted):
 
 
 def test_hpob_configs_match_the_official_spaces():
-    from datamodules.functions import HPOB_SPACES
+    from datamodules.bo.functions import HPOB_SPACES
 
     from zoo.compose import load_composed
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from datamodules.text import PassageCorpus
-from datamodules.wordnet import WordNetDataModule
+from datamodules.text import WordNetDataModule
 from fixtures.text.shared import load_encoder
 from support import ROOT
 from zoo.protonet import ProtoNet
@@ -30,7 +30,7 @@ def minilm():
 
 def wordnet_fixture(tmp_path, **kw) -> WordNetDataModule:
     args = dict(n_way=3, k_shot=1, q_query=2, train_episodes=4, val_episodes=3, test_episodes=3, seed=0)
-    dm = WordNetDataModule(wordnet_dir=WN_FIX, cache_dir=str(tmp_path / "wn"), **FIX_PARAMS, **{**args, **kw})
+    dm = WordNetDataModule(root=WN_FIX, cache_dir=str(tmp_path / "wn"), **FIX_PARAMS, **{**args, **kw})
     dm.setup()
     return dm
 
@@ -244,7 +244,7 @@ def test_cli_fits_and_tests_the_shipped_wordnet_config(tmp_path):
 
     main(["fit", "--config", str(ROOT / "configs/raml/wordnet.yaml"), "--config", str(ROOT / "configs/logger/csv.yaml"),
           f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_epochs=1",
-          "--trainer.enable_progress_bar=false", f"--data.wordnet_dir={WN_FIX}", f"--data.cache_dir={tmp_path}/wn",
+          "--trainer.enable_progress_bar=false", f"--data.root={WN_FIX}", f"--data.cache_dir={tmp_path}/wn",
           "--data.min_examples=4", "--data.max_category_size=10", "--data.split_fractions=[0.34,0.33,0.33]",
           "--data.split_seed=1", "--data.n_way=3", "--data.k_shot=1", "--data.q_query=2", "--data.train_episodes=2",
           "--data.val_episodes=2", "--data.test_episodes=2", f"--model.index_dir={tmp_path}/index",

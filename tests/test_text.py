@@ -9,10 +9,10 @@ import shutil
 import pytest
 import torch
 
-from datamodules.text import (BAO_SPLITS, KGML_HUFFPOST, BaoTextDataModule, FewRelDataModule, HuffPostKGMLDataModule,
+from datamodules.text.readers import (BAO_SPLITS, KGML_HUFFPOST, BaoTextDataModule, FewRelDataModule, HuffPostKGMLDataModule,
                               PassageCorpus, TextSource, read_bao_jsonl, read_fewrel_json, read_huffpost_raw,
                               read_passages)
-from datamodules.wordnet import (PhraseMatcher, WordNetDataModule, WordNetNotFound, build_benchmark, build_passages,
+from datamodules.text.wordnet import (PhraseMatcher, WordNetDataModule, WordNetNotFound, build_benchmark, build_passages,
                                  find_leaks, find_wordnet, load_or_build, parse_data_file, plural_forms, read_wordnet,
                                  words)
 from support import ROOT
@@ -241,7 +241,7 @@ def test_wordnet_cache_is_reused_and_rebuilt_when_stale(tmp_path):
 
 
 def test_wordnet_datamodule_episodes_and_corpus(tmp_path):
-    dm = WordNetDataModule(wordnet_dir=str(WN_FIX), cache_dir=str(tmp_path), n_way=3, k_shot=2, q_query=2,
+    dm = WordNetDataModule(root=str(WN_FIX), cache_dir=str(tmp_path), n_way=3, k_shot=2, q_query=2,
                            seed=0, eval_seed=7, **FIX_PARAMS)
     dm.setup()
     classes = {s: set(dm.sources[s].labels.tolist()) for s in ("train", "val", "test")}
@@ -249,7 +249,7 @@ def test_wordnet_datamodule_episodes_and_corpus(tmp_path):
     assert [len(classes[s]) for s in ("train", "val", "test")] == [9, 4, 5]
     ep = dm.dataset("test")[(0, 3)]
     assert len(ep.support_x) == 6 and len(ep.query_x) == 6
-    other = WordNetDataModule(wordnet_dir=str(WN_FIX), cache_dir=str(tmp_path), seed=5, eval_seed=7, n_way=3,
+    other = WordNetDataModule(root=str(WN_FIX), cache_dir=str(tmp_path), seed=5, eval_seed=7, n_way=3,
                               k_shot=2, q_query=2, **FIX_PARAMS)
     other.setup()
     assert other.dataset("test")[(0, 3)].query_x == ep.query_x  # eval_seed fixes the test episodes

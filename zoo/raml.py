@@ -36,7 +36,7 @@ from torch import nn
 
 from datamodules.cache import data_root
 from datamodules.episodes import Episode
-from datamodules.text import PassageCorpus, read_passages
+from datamodules.text.readers import PassageCorpus, read_passages
 from zoo.episodic import EpisodicModule
 from zoo.losses import prototypes, prototypical_logits
 from zoo.retrieval import IndexSpec, Retriever
@@ -241,7 +241,7 @@ class RAML(EpisodicModule):
         corpus = dm.passage_corpus() if dm is not None and hasattr(dm, "passage_corpus") else None
         if corpus is None:
             raise ValueError("RAML needs a passage corpus: set model corpus_path, or use a datamodule whose "
-                             "passage_corpus() returns one (e.g. datamodules.wordnet.WordNetDataModule, or any "
+                             "passage_corpus() returns one (e.g. datamodules.text.WordNetDataModule, or any "
                              "text datamodule with corpus_path)")
         return corpus if self.max_passages is None else corpus.head(self.max_passages)
 

@@ -35,7 +35,7 @@ import torch
 
 from datamodules.cache import atomic_path, atomic_write_text
 from datamodules.text import PassageCorpus
-from datamodules.wordnet import words
+from datamodules.text.wordnet import words
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
 METRICS = ("cosine", "ip")

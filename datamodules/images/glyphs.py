@@ -108,8 +108,8 @@ import torch
 
 from datamodules.cache import MANIFEST_FILE, build_problem, cached_build, data_root, sha256_file
 from datamodules.episodes import SPLITS, Source, TensorSource
-from datamodules.images import ImageEpisodes
-from datamodules.transforms import GRAY_MEAN, GRAY_STD
+from datamodules.images.readers import ImageEpisodes
+from datamodules.images.transforms import GRAY_MEAN, GRAY_STD
 
 log = logging.getLogger(__name__)
 
@@ -1033,7 +1033,8 @@ class Glyphs(ImageEpisodes):
     """N-way K-shot episodes over the Glyphs benchmark (module docstring): ~2,000 characters, 20 renderings each.
 
     Args:
-        root: cache root (default ``$METAZOO_DATA`` or ``~/.cache/metazoo``); built there on first use.
+        cache_dir: where the build goes, as ``<cache_dir>/glyphs/<variant>`` (default ``$METAZOO_DATA`` or
+            ``~/.cache/metazoo``); built there on first use. The sources are the fonts matplotlib installs.
         image_size: side of the square grayscale images (28 as Omniglot in Vinyals et al.).
         instances_per_class: renderings per class (>= k_shot + q_query).
         build_seed: seed of the rendering distortions (the data); ``seed`` keys the episodes.
@@ -1045,7 +1046,7 @@ class Glyphs(ImageEpisodes):
         n_way ... episodes_per_batch: see :class:`~datamodules.base.EpisodicDataModule`.
     """
 
-    def __init__(self, root: str | None = None, image_size: int = 28, instances_per_class: int = 20,
+    def __init__(self, cache_dir: str | None = None, image_size: int = 28, instances_per_class: int = 20,
                  build_seed: int = 0, augment: bool = False, invert: bool = True,
                  predict_support_dir: str | None = None, predict_query_dir: str | None = None,
                  predict_query_chunk: int | None = None, n_way: int = 5, k_shot: int = 1, q_query: int = 15,
@@ -1062,18 +1063,18 @@ class Glyphs(ImageEpisodes):
                          episodes_per_batch=episodes_per_batch)
         _validate_args(image_size, instances_per_class, MIN_FACES)
         self.save_hyperparameters()
-        self.root, self.instances_per_class, self.build_seed = root, instances_per_class, build_seed
+        self.cache_dir, self.instances_per_class, self.build_seed = cache_dir, instances_per_class, build_seed
         # Tests narrow the classes (and thus the build) through this attribute; it is not a config switch.
         self._codepoints: Sequence[int] | None = None
         self.data: GlyphsData | None = None
 
     def prepare_data(self) -> None:
         """Builds the cache once (Lightning calls this on one process per node before ``setup``)."""
-        build_glyphs(self.root, self.image_size, self.instances_per_class, self.build_seed,
+        build_glyphs(self.cache_dir, self.image_size, self.instances_per_class, self.build_seed,
                      codepoints=self._codepoints)
 
     def build_sources(self) -> dict[str, Source]:
-        self.data = data = load_glyphs(self.root, self.image_size, self.instances_per_class, self.build_seed,
+        self.data = data = load_glyphs(self.cache_dir, self.image_size, self.instances_per_class, self.build_seed,
                                        codepoints=self._codepoints)
         names = {i: class_name(int(cp)) for i, cp in enumerate(data.codepoints.tolist())}
         images = torch.from_numpy(data.images)

@@ -543,7 +543,7 @@ class FewRelDataModule(TextEpisodicDataModule):
     """FewRel 1.0 (``train_wiki.json``: 64 relations, ``val_wiki.json``: 16 relations, 700 instances each).
 
     Args:
-        data_dir: the directory holding the files.
+        root: the directory holding the files.
         train_file / val_file: relation files for meta-training and validation.
         test_file: relation file for testing. FewRel's own test set is hidden behind CodaLab, so by default
             (``None``) the test split is ``val_file``'s relations, the practice of published FewRel 1.0 numbers;
@@ -555,10 +555,10 @@ class FewRelDataModule(TextEpisodicDataModule):
     Extras of every episode: ``tokens`` and inclusive ``head``/``tail`` spans ``[N*(K+Q), 2]``.
     """
 
-    def __init__(self, data_dir: str, train_file: str = "train_wiki.json", val_file: str = "val_wiki.json",
+    def __init__(self, root: str, train_file: str = "train_wiki.json", val_file: str = "val_wiki.json",
                  test_file: str | None = None, pid2name: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.data_dir, self.train_file, self.val_file, self.test_file = data_dir, train_file, val_file, test_file
+        self.root, self.train_file, self.val_file, self.test_file = root, train_file, val_file, test_file
         self.pid2name = pid2name
 
     @property
@@ -566,7 +566,7 @@ class FewRelDataModule(TextEpisodicDataModule):
         return "FewRel"
 
     def build_sources(self) -> dict[str, Source]:
-        root = Path(self.data_dir).expanduser()
+        root = Path(self.root).expanduser()
         names = read_pid2name(root / self.pid2name) if self.pid2name else None
         train = read_fewrel_json(root / self.train_file, 0, names)
         val = read_fewrel_json(root / self.val_file, len(train.class_names), names)

@@ -5,9 +5,9 @@ evaluation sets, transforms and caching are shared (:class:`ImageEpisodes`). Not
 reader checks the layout it expects and, when the files are not there, says which layout that is.
 
 Pixels go file -> Pillow -> (optional bounding-box crop, rotation by a multiple of 90 degrees) -> resize of the
-shorter side plus centre crop (:func:`datamodules.transforms.resize_center_crop`) -> uint8 ``[C, H, W]``. Decoded
+shorter side plus centre crop (:func:`datamodules.images.transforms.resize_center_crop`) -> uint8 ``[C, H, W]``. Decoded
 images can be cached in one uint8 tensor, after which an episode is a single gather; normalisation and train-time
-augmentation run per episode on the whole batch (:class:`datamodules.transforms.ImageTransform`).
+augmentation run per episode on the whole batch (:class:`datamodules.images.transforms.ImageTransform`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import EpisodicDataModule
 from datamodules.episodes import SPLITS, Episode, Source, TensorSource
-from datamodules.transforms import (
+from datamodules.images.transforms import (
     GRAY_MEAN,
     GRAY_STD,
     IMAGENET_MEAN,

@@ -53,7 +53,7 @@ import torch
 
 from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.episodes import SPLITS, Source
-from datamodules.text import PassageCorpus, TextEpisodicDataModule, TextSource
+from datamodules.text.readers import PassageCorpus, TextEpisodicDataModule, TextSource
 
 BUILD_VERSION = 1  # bump when the construction changes, so every cache is rebuilt
 POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
@@ -69,7 +69,7 @@ LEXNAMES = [
 ROOT_SYNSET = "entity.n.01"
 INSTALL_HINT = ("Install WordNet 3.0: `apt-get install wordnet-base` (Debian/Ubuntu; files in /usr/share/wordnet), "
                 "or `python -m nltk.downloader wordnet` (files in ~/nltk_data/corpora/wordnet), then pass the "
-                "directory as wordnet_dir or set WORDNET_DIR.")
+                "directory as data.root or set WORDNET_DIR.")
 
 
 class WordNetNotFound(FileNotFoundError):
@@ -128,7 +128,7 @@ def find_wordnet(path: str | os.PathLike | None = None) -> WordNetFiles:
     if path is not None:
         p = Path(path).expanduser()
         if not p.exists():
-            raise WordNetNotFound(f"wordnet_dir {p} does not exist. {INSTALL_HINT}")
+            raise WordNetNotFound(f"WordNet directory {p} does not exist. {INSTALL_HINT}")
         return WordNetFiles(p)
     for cand in _candidates():
         if (cand.is_dir() and (cand / "data.noun").is_file()) or (cand.is_file() and cand.suffix == ".zip"):
@@ -537,7 +537,7 @@ class WordNetDataModule(TextEpisodicDataModule):
     """Few-shot classification of WordNet definitions into semantic categories, fully offline.
 
     Args:
-        wordnet_dir: WordNet 3.0 database directory (or NLTK ``wordnet.zip``); found automatically if None.
+        root: WordNet 3.0 database directory (or NLTK ``wordnet.zip``); found automatically if None.
         cache_dir: where the built benchmark and corpus are cached (default ``<data root>/wordnet``, the data root
             being ``$METAZOO_DATA`` or ``~/.cache/metazoo``).
         min_examples: fewest examples a category keeps (and the smallest subtree that can be one).
@@ -555,13 +555,13 @@ class WordNetDataModule(TextEpisodicDataModule):
             corpus with another one.
     """
 
-    def __init__(self, wordnet_dir: str | None = None, cache_dir: str | None = None, min_examples: int = 40,
+    def __init__(self, root: str | None = None, cache_dir: str | None = None, min_examples: int = 40,
                  max_category_size: int = 400, exclude: list[str] | None = None,
                  split_fractions: list[float] | None = None, split_seed: int = 0, drop_self_naming: bool = True,
                  min_words: int = 3, max_per_class: int | None = None, text: str = "definition",
                  verify_leaks: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
-        self.wordnet_dir, self.cache_dir = wordnet_dir, cache_dir
+        self.root, self.cache_dir = root, cache_dir
         self.params = {"min_examples": min_examples, "max_category_size": max_category_size,
                        "exclude": list(exclude) if exclude is not None else ["taxonomic_group.n.01"],
                        "split_fractions": list(split_fractions) if split_fractions is not None else [0.6, 0.2, 0.2],
@@ -578,7 +578,7 @@ class WordNetDataModule(TextEpisodicDataModule):
     def prepare(self) -> None:
         """Load (or build and cache) the benchmark and corpus; idempotent."""
         if self.benchmark is None:
-            files = find_wordnet(self.wordnet_dir)
+            files = find_wordnet(self.root)
             self.benchmark, corpus, self.cache_path = load_or_build(
                 files, self.cache_dir or data_root() / "wordnet", self.params, self.verify_leaks)
             if self.corpus_path is None:

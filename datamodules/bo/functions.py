@@ -673,7 +673,7 @@ class HPOBFunctions(FunctionDataModule):
         search_space: an id (``"5860"``) or NAP label (``"glmnet"``).
         num_candidates: training pool size; default the official ``points`` of the space (100 for glmnet...).
         perturbation: width of the uniform input noise of the surrogate sampler (official 0.1).
-        gp_cache: directory where the fitted GPs are cached, one build per hash of the data (default
+        cache_dir: directory where the fitted GPs are cached, one build per hash of the data (default
             ``<root>/nap-gps/<space>``).
         max_gp_points: optional cap on GP training rows (default: none, as upstream).
         exclude_train: meta-train positions to leave out; default the official list of the space.
@@ -681,7 +681,7 @@ class HPOBFunctions(FunctionDataModule):
     """
 
     def __init__(self, root: str, search_space: str = "5860", num_candidates: int | None = None,
-                 perturbation: float = 0.1, gp_cache: str | None = None, max_gp_points: int | None = None,
+                 perturbation: float = 0.1, cache_dir: str | None = None, max_gp_points: int | None = None,
                  exclude_train: list[int] | None = None, train_tasks: int = 600, tasks_per_batch: int = 60,
                  val_seeds: int = 5, test_seeds: int = 5, train_n_init: int = 0, eval_n_init: int = 5,
                  eval_batch_size: int = 1, seed: int = 0, eval_seed: int | None = None, num_workers: int = 0):
@@ -701,7 +701,7 @@ class HPOBFunctions(FunctionDataModule):
         self.root = Path(root)
         self.perturbation, self.max_gp_points = perturbation, max_gp_points
         self.exclude_train = exclude_train
-        self.gp_cache = Path(gp_cache) if gp_cache else self.root / "nap-gps" / self.space_id
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / "nap-gps" / self.space_id
         self._data: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._inits: dict[str, dict[str, list[int]]] = {}
         self._sampler: HPOBSurrogateSampler | None = None
@@ -738,7 +738,7 @@ class HPOBFunctions(FunctionDataModule):
             train = read_hpob(self.root, "train", self.space_id)
             excluded = self.exclude_train if self.exclude_train is not None else (
                 self.space.excluded_train if self.space else ())
-            self._sampler = HPOBSurrogateSampler(train, self.space, self.gp_cache, self.perturbation,
+            self._sampler = HPOBSurrogateSampler(train, self.space, self.cache_dir, self.perturbation,
                                                  self.max_gp_points, excluded)
         return self._sampler
 
