@@ -32,7 +32,7 @@ FULL = [
     "python benchmarks/faiss_bench.py",
     "python benchmarks/nap_regret.py --families hartmann3 --test-tasks 5 --threads 1",
     "python benchmarks/nap_regret.py --families gp-prior-d4 --test-tasks 5 --threads 1",
-    "python benchmarks/maml_glyphs.py --settings 5w1s --test-episodes 300 --max-time 00:00:04:00",
+    "python benchmarks/maml_glyphs.py --settings 5w1s --max-time 00:00:07:00",
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
 ]

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Timer
 
 
 def _clock(seconds: float) -> str:
@@ -40,7 +41,8 @@ class EpochProgress(pl.Callback):
     Epoch line: epoch / max epochs, mean training loss of the epoch (the steps' returned losses), the validation
     metric +- its 95% CI when validation ran that epoch, training episodes per second (training steps only,
     validation excluded), time elapsed since the fit started and the estimated time remaining (mean epoch time,
-    validation included, x epochs left). Test line: the test metric +- CI over how many episodes, and the time.
+    validation included, x epochs left; or the time ``max_time`` leaves, if sooner). Test line: the test metric
+    +- CI over how many episodes, and the time.
 
     Args:
         metric: the evaluation metric, logged by the module as ``val/<metric>`` and ``test/<metric>`` with its CI
@@ -109,8 +111,15 @@ class EpochProgress(pl.Callback):
         parts.append(f"{rate:.1f} episodes/s" if rate is not None else "- episodes/s")
         elapsed = now - self._fit_start
         parts.append(f"elapsed {_clock(elapsed)}")
+        remaining = None
         if trainer.max_epochs and trainer.max_epochs > 0:
-            parts.append(f"remaining ~{_clock(elapsed / done * max(0, trainer.max_epochs - done))}")
+            remaining = elapsed / done * max(0, trainer.max_epochs - done)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        left = timer.time_remaining("train") if timer is not None else None
+        if left is not None:  # --trainer.max_time stops the fit first when it is the tighter bound
+            remaining = left if remaining is None else min(remaining, left)
+        if remaining is not None:
+            parts.append(f"remaining ~{_clock(remaining)}")
         self._print(trainer, " | ".join(parts))
 
     # -- test --------------------------------------------------------------------------------------------------

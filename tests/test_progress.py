@@ -60,7 +60,23 @@ def test_one_line_per_epoch_and_one_at_test_end():
     assert re.fullmatch(rf"test done \| test acc {number} \+- {number} \| 5 episodes \| \d+:\d\d", lines[2]), lines[2]
 
 
-def test_cli_prints_lines_instead_of_the_bar_when_not_a_terminal():
+def test_remaining_time_is_bounded_by_max_time():
+    pl.seed_everything(0)
+    dm = Noise(n_way=3, k_shot=1, q_query=2, train_episodes=2, val_episodes=2, test_episodes=2)
+    out = io.StringIO()
+
+    class StopAfterOneEpoch(pl.Callback):  # one epoch is enough to read the estimate
+        def on_train_epoch_end(self, trainer, pl_module):
+            trainer.should_stop = True
+
+    trainer = pl.Trainer(max_epochs=100000, max_time="00:00:10:00", limit_train_batches=1, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[EpochProgress(stream=out), StopAfterOneEpoch()])
+    trainer.fit(ProtoNet(Conv4(1, 4, "avg", 16)), datamodule=dm)
+    (line,) = out.getvalue().splitlines()
+    minutes, seconds = re.search(r"remaining ~(\d+):(\d\d)$", line).groups()
+    assert int(minutes) * 60 + int(seconds) <= 600  # not 99,999 epochs' worth
+
     # pytest captures standard output, so it is not a terminal here, as in CI logs or under nohup
     args = ["--config", str(ROOT / "configs/protonet/glyphs.yaml"), "--trainer.logger=false"]
     trainer = build_cli(args, run=False).trainer
