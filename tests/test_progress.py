@@ -77,6 +77,8 @@ def test_remaining_time_is_bounded_by_max_time():
     minutes, seconds = re.search(r"remaining ~(\d+):(\d\d)$", line).groups()
     assert int(minutes) * 60 + int(seconds) <= 600  # not 99,999 epochs' worth
 
+
+def test_cli_prints_lines_instead_of_the_bar_when_not_a_terminal():
     # pytest captures standard output, so it is not a terminal here, as in CI logs or under nohup
     args = ["--config", str(ROOT / "configs/protonet/glyphs.yaml"), "--trainer.logger=false"]
     trainer = build_cli(args, run=False).trainer
