@@ -25,8 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import CSV_LOGGER, RESULTS, ROOT, export_and_register, fit_and_test, write_results
-from zoo.metrics import mean_ci95, paired_difference_ci95
+from common import CSV_LOGGER, RESULTS, ROOT, claim, export_and_register, fit_and_test, write_results
+from zoo.metrics import mean_ci95
 
 SETTINGS = {"5w1s": ("glyphs.yaml", "5-way 1-shot 15-query"), "5w5s": ("glyphs-5shot.yaml", "5-way 5-shot 15-query")}
 SYSTEMS = ("maml", "anil")
@@ -83,13 +83,14 @@ def main(argv: list[str] | None = None) -> None:
                 episodes = [r["episode"] for r in result["cli"].model.episode_records["test"]]
                 if episodes != proto["episodes"]:
                     raise RuntimeError(f"{system} {key}: test episodes differ from ProtoNet's; the pairing is void")
-                diff, diff_ci = paired_difference_ci95(result["per_episode"], proto["per_episode"])
+                c = claim(f"{system}-vs-protonet-glyphs-{key}",
+                          f"{system.upper()} is more accurate than ProtoNet on Glyphs {setting}",
+                          result["per_episode"], proto["per_episode"])
+                claims.append(c)
+                diff, diff_ci = c["diff"], c["ci95"]
                 rows[system] = {k: v for k, v in result.items() if k not in ("cli", "per_episode")}
                 rows[system].update(config=config, diff_vs_protonet=diff, diff_ci95=diff_ci,
                                     val_curve=validation_curve(result["cli"].trainer.logger.log_dir))
-                claims.append({"id": f"{system}-vs-protonet-glyphs-{key}",
-                               "statement": f"{system.upper()} is more accurate than ProtoNet on Glyphs {setting}",
-                               "diff": diff, "ci95": diff_ci, "n": len(episodes), "holds": diff - diff_ci > 0})
                 print(f"{system.upper()} Glyphs {setting}: {100 * result['test_acc']:.2f} +- "
                       f"{100 * result['test_ci95']:.2f} % (ProtoNet {100 * acc:.2f}); paired difference "
                       f"{100 * diff:+.2f} +- {100 * diff_ci:.2f} points; trained {result['train_seconds'] / 60:.1f} min"
