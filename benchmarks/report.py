@@ -177,7 +177,7 @@ def claims_line(data: dict) -> str:
     if not claims:
         return ""
     return "\n\nClaims: " + "; ".join(
-        f"`{c['id']}` ({c['diff']:+.3g} ± {c['ci95']:.2g}, n = {c['n']}): {'holds' if c['holds'] else 'does not hold'}"
+        f"`{c['id']}` ({c['diff']:+.4g} ± {c['ci95']:.3g}, n = {c['n']}): {'holds' if c['holds'] else 'does not hold'}"
         for c in claims) + "."
 
 

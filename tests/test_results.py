@@ -76,3 +76,31 @@ def test_susana_reports_the_issue_claims_in_every_setting():
     ids = {c["id"] for c in data["claims"]}
     assert {f"susana-pt-icnn-vs-ce-{k}" for k in ("5w1s", "5w5s", "20w1s", "20w5s")} <= ids
     assert set(data["runs"]) == set(data["settings"])  # every setting names the command that produced it
+
+
+def test_faiss_bench_states_claims_for_the_default_indexes_from_per_query_values(monkeypatch):
+    """The script's own claims (the shipped file predates them): synthetic unit vectors stand in for MiniLM."""
+    import numpy as np
+
+    fb = load_benchmark_module("faiss_bench")
+    rng = np.random.default_rng(0)
+
+    def unit(n: int) -> np.ndarray:
+        v = rng.standard_normal((n, 16)).astype("float32")
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    written = {}
+    monkeypatch.setattr(fb, "wordnet_texts", lambda n, m, seed: (["p"] * n, ["q"] * m))
+    monkeypatch.setattr(fb, "TextEncoder", lambda **kwargs: None)
+    monkeypatch.setattr(fb, "embeddings", lambda encoder, texts, tag: unit(len(texts)))
+    monkeypatch.setattr(fb, "write_results", lambda name, payload: written.setdefault(name, payload))
+    fb.main(["--passages", "2000", "--queries", "50", "--single", "20"])
+    claims = {c["id"]: c for c in written["faiss_bench"]["claims"]}
+    assert set(claims) == {f"faiss-{kind}-default-{what}" for kind in ("hnsw", "ivf")
+                           for what in ("single-query-faster-than-exact", "recall-at-10-above-0.95")}
+    assert claims["faiss-hnsw-default-recall-at-10-above-0.95"]["n"] == 50  # over queries
+    assert claims["faiss-ivf-default-single-query-faster-than-exact"]["n"] == 20  # over the timed queries
+    rows = {(r["kind"], r["params"]): r for r in written["faiss_bench"]["rows"]}
+    hnsw = rows[("hnsw", "M=32, efConstruction=200, efSearch=128")]
+    assert claims["faiss-hnsw-default-recall-at-10-above-0.95"]["diff"] == pytest.approx(hnsw["recall_at_10"] - 0.95,
+                                                                                         abs=1e-4)
