@@ -29,7 +29,8 @@ def recorded_commands() -> set[str]:
         data = json.loads(path.read_text())
         families = data.get("families") if isinstance(data.get("families"), dict) else {}
         per_family = {f["command"] for f in families.values() if isinstance(f, dict) and "command" in f}
-        per_run = {r["command"] for r in data.get("runs", {}).values()}
+        runs = data.get("runs") if isinstance(data.get("runs"), dict) else {}
+        per_run = {r["command"] for r in runs.values() if isinstance(r, dict) and "command" in r}
         out |= per_family or per_run or {data["command"]}
     return out
 
