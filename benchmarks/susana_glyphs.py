@@ -5,7 +5,7 @@
                                                 # Proto-Triplet and ICNN checkpoints
     python benchmarks/susana_glyphs.py --settings 20w1s 20w5s --losses ce prototriplet-icnn --epochs 2 \
         --train-episodes 15 --val-episodes 20 --test-episodes 100 --threads 1 --timing-steps 0
-                                                # the README's 20-way figures (a 14-minute slot on 2 shared cores)
+                                                # the README's 20-way figures (~12 min on 2 shared cores)
     python benchmarks/susana_glyphs.py --quick  # tiny budget, 1 seed -> results/susana_glyphs_quick.json
 
 Both write benchmarks/results/susana_glyphs.json; a run replaces the settings it ran and keeps the others, each
