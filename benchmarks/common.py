@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -47,6 +48,13 @@ def fit_and_test(config: str, overrides: list[str], save_dir: str | Path) -> dic
             "test_episodes": int(metrics["test/episodes"]),
             "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score),
             "per_episode": [r["acc"] for r in cli.model.episode_records["test"]], "cli": cli}
+
+
+def validation_curve(log_dir: str) -> list[dict]:
+    """(epoch, step, val/acc) of every validation of a run, from its CSV log: is the budget what limits it?"""
+    with open(Path(log_dir) / "metrics.csv") as f:
+        return [{"epoch": int(r["epoch"]), "step": int(r["step"]), "val_acc": round(float(r["val/acc"]), 4)}
+                for r in csv.DictReader(f) if r.get("val/acc")]
 
 
 def export_and_register(name: str, result: dict[str, Any], system: str, config: str, setting: str, command: str,

@@ -19,13 +19,12 @@ difference is paired over them.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
-from pathlib import Path
 
-from common import CSV_LOGGER, RESULTS, ROOT, claim, export_and_register, fit_and_test, write_results
+from common import (CSV_LOGGER, RESULTS, ROOT, claim, export_and_register, fit_and_test, validation_curve,
+                    write_results)
 from zoo.metrics import mean_ci95
 
 SETTINGS = {"5w1s": ("glyphs.yaml", "5-way 1-shot 15-query"), "5w5s": ("glyphs-5shot.yaml", "5-way 5-shot 15-query")}
@@ -48,13 +47,6 @@ def retest_protonet(name: str, save_dir: str, overrides: list[str]) -> dict:
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     records = cli.model.episode_records["test"]
     return {"episodes": [r["episode"] for r in records], "per_episode": [r["acc"] for r in records]}
-
-
-def validation_curve(log_dir: str) -> list[dict]:
-    """(epoch, step, val/acc) of every validation of a run, from its CSV log: is the budget what limits it?"""
-    with open(Path(log_dir) / "metrics.csv") as f:
-        return [{"epoch": int(r["epoch"]), "step": int(r["step"]), "val_acc": round(float(r["val/acc"]), 4)}
-                for r in csv.DictReader(f) if r.get("val/acc")]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,7 +36,7 @@ def protonet_glyphs(data: dict) -> str:
     for row in data["settings"].values():
         lines.append(f"| {row['setting']} | {pct(row['test_acc'], row['test_ci95'])} | {row['test_episodes']} | "
                      f"{row['train_seconds'] / 60:.1f} min |")
-    return "\n".join(lines) + footer(data)
+    return "\n".join(lines) + claims_line(data) + footer(data)
 
 
 def throughput(data: dict) -> str:
@@ -46,27 +46,54 @@ def throughput(data: dict) -> str:
         f"| sampler + collate, {s['setting']} | {s['episodes_per_s']:,.0f} episodes/s | ≥ {s['target']:,} |",
         f"| plain PyTorch loop, {lp['setting']} | {lp['median_plain']:.2f} episodes/s | |",
         f"| `zoo fit` (Lightning, shipped callbacks), same model and episodes | {lp['median_zoo_fit']:.2f} episodes/s | |",
-        f"| ratio `zoo fit` / plain | {lp['ratio']:.3f} | ≥ {lp['target_ratio']} |"]) + footer(data)
+        f"| ratio `zoo fit` / plain | {lp['ratio']:.3f} | ≥ {lp['target_ratio']} |"]) + claims_line(data) + footer(data)
 
 
 def budget(overrides: list[str]) -> str:
     return ", ".join(f"`{o}`" for o in overrides) if overrides else "the configs' own"
 
 
+def provenance(run: dict) -> str:
+    """Which command, commit and load produced one part of a results file that merges several runs."""
+    m = run.get("machine", {})
+    load = f", load average {m['load_average_1m']}" if "load_average_1m" in m else ""
+    return f"`{run['command']}` (commit {m.get('git', '?')}, {m.get('torch_threads', '?')} torch thread(s){load})"
+
+
 def susana_glyphs(data: dict) -> str:
-    out = [f"Budget of every run: {budget(data.get('budget_overrides', []))}; Conv-4; seeds "
-           f"{', '.join(map(str, data['seeds']))} (initialisation and training episodes). The interval of a setting is "
-           "over the 1,000 test episodes of the seed-averaged accuracy.", ""]
+    out = ["Conv-4; the seeds vary the initialisation; each setting's interval is over its fixed test episodes of the "
+           "seed-averaged accuracy.", ""]
     for key, rows in data["settings"].items():
-        out += [f"**Glyphs 5-way {key[2]}-shot**, {len(data['seeds'])} seeds, same fixed test episodes:", "",
+        way, shot = key[:-1].split("w")
+        run = data["runs"][key]
+        n = next(iter(rows.values())).get("episodes", 1000)
+        out += [f"**Glyphs {way}-way {shot}-shot** ({run['query']} queries per class), seeds "
+                f"{', '.join(map(str, run['seeds']))}, the same {n:,} fixed test episodes; budget "
+                f"{budget(run['budget_overrides'])}; produced by {provenance(run)}:", "",
                 "| loss | accuracy, % (95% CI) | difference to CE, points (paired 95% CI) | step time vs CE |",
                 "|---|---|---|---|"]
         for row in rows.values():
+            step = row.get("step_overhead_vs_ce")
             out.append(f"| {row['name']} | {pct(row['test_acc'], row['test_ci95'])} | "
                        f"{100 * row['diff_vs_ce']:+.2f} ± {100 * row['diff_ci95']:.2f} | "
-                       f"{100 * row['step_overhead_vs_ce']:+.1f}% |")
+                       + (f"{100 * step:+.1f}% |" if step is not None else "not timed |"))
         out.append("")
-    return "\n".join(out).rstrip() + footer(data)
+    if data.get("diagnostics"):
+        out += ["Diagnostics, mean over seeds: validation accuracy after each epoch, and on the first 10 test episodes "
+                "the share of queries whose Proto-Triplet hinge is active, the median distance to the own prototype "
+                "and the median gap to the nearest other prototype (margin 0.5):", "",
+                "| setting | loss | validation accuracy by epoch, % | active hinge | own distance | gap to nearest other |",
+                "|---|---|---|---|---|---|"]
+        for key, per_loss in data["diagnostics"].items():
+            for loss, runs in per_loss.items():
+                curve = [sum(r["val_curve"][i]["val_acc"] for r in runs) / len(runs)
+                         for i in range(min(len(r["val_curve"]) for r in runs))]
+                mean = {k: sum(r[k] for r in runs) / len(runs)
+                        for k in ("active_hinge_share", "median_own_distance", "median_gap_to_nearest_other")}
+                out.append(f"| {key} | {loss} | {' → '.join(f'{100 * v:.1f}' for v in curve)} | "
+                           f"{100 * mean['active_hinge_share']:.1f}% | {mean['median_own_distance']:.2f} | "
+                           f"{mean['median_gap_to_nearest_other']:.2f} |")
+    return "\n".join(out).rstrip() + claims_line(data) + "\n\nRaw figures in `benchmarks/results/susana_glyphs.json`."
 
 
 def raml_wordnet(data: dict) -> str:
@@ -100,7 +127,7 @@ def faiss_bench(data: dict) -> str:
     for r in data["rows"]:
         out.append(f"| {r['kind']} | {r['params']} | {r['build_s']:.1f} | {r['qps_batch']:,.0f} | "
                    f"{r['qps_single']:,.0f} | {r['recall_at_10']:.4f} |")
-    return "\n".join(out) + footer(data)
+    return "\n".join(out) + claims_line(data) + footer(data)
 
 
 NAP_NAMES = {"nap": "NAP", "nap-ei": "likelihood head only (EI)", "gp-ei": "GP-EI (BoTorch)", "random": "random search"}
@@ -150,8 +177,19 @@ def claims_line(data: dict) -> str:
     if not claims:
         return ""
     return "\n\nClaims: " + "; ".join(
-        f"`{c['id']}` ({c['diff']:+.3g} ± {c['ci95']:.2g}, n = {c['n']}): {'holds' if c['holds'] else 'does not hold'}"
+        f"`{c['id']}` ({c['diff']:+.4g} ± {c['ci95']:.3g}, n = {c['n']}): {'holds' if c['holds'] else 'does not hold'}"
         for c in claims) + "."
+
+
+def demo_phases(data: dict) -> str:
+    full, demo = (data["estimated_seconds"][k] for k in ("full_config", "with_trainer_demo_yaml"))
+    u = data["units"]
+    lines = ["| phase | full config, s | with configs/trainer/demo.yaml, s |", "|---|---|---|"]
+    lines += [f"| {phase.replace('_', ' ')} | {full[phase]:.0f} | {demo[phase]:.0f} |" for phase in full]
+    return ("\n".join(lines) + f"\n\nUnits: a training step {u['train_step_s']['mean']:.3f} ± "
+            f"{u['train_step_s']['ci95']:.3f} s (n = {u['train_step_s']['n']}), an evaluation episode "
+            f"{u['eval_episode_s']['mean']:.3f} ± {u['eval_episode_s']['ci95']:.3f} s (n = {u['eval_episode_s']['n']}); "
+            "totals are units × the config's counts." + claims_line(data) + footer(data))
 
 
 def batched_episodes(data: dict) -> str:
@@ -167,7 +205,7 @@ def batched_episodes(data: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
-    "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap,
+    "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap, "demo_phases": demo_phases,
 }
 
 

@@ -28,6 +28,8 @@ FULL = [
     "python benchmarks/protonet_glyphs.py",
     "python benchmarks/throughput.py",
     "python benchmarks/susana_glyphs.py",
+    "python benchmarks/susana_glyphs.py --settings 20w1s 20w5s --losses ce prototriplet-icnn --epochs 2 "
+    "--train-episodes 15 --val-episodes 20 --test-episodes 100 --threads 1 --timing-steps 0",
     "python benchmarks/raml_wordnet.py",
     "python benchmarks/faiss_bench.py",
     "python benchmarks/nap_regret.py --families hartmann3 --test-tasks 5 --threads 1",

@@ -20,7 +20,8 @@ SCRIPTS = sorted(f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("*.p
 
 
 def recorded_commands() -> set[str]:
-    """The commands the shipped results files say produced them (per NAP family where recorded)."""
+    """The commands the shipped results files say produced them (per NAP family, or per part of a file that merges
+    several runs under ``runs``, where recorded)."""
     out = set()
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         if path.stem.endswith("_quick"):
@@ -28,7 +29,9 @@ def recorded_commands() -> set[str]:
         data = json.loads(path.read_text())
         families = data.get("families") if isinstance(data.get("families"), dict) else {}
         per_family = {f["command"] for f in families.values() if isinstance(f, dict) and "command" in f}
-        out |= per_family or {data["command"]}
+        runs = data.get("runs") if isinstance(data.get("runs"), dict) else {}
+        per_run = {r["command"] for r in runs.values() if isinstance(r, dict) and "command" in r}
+        out |= per_family or per_run or {data["command"]}
     return out
 
 

@@ -1,0 +1,106 @@
+"""Every shipped results file states its claims (issue 11): id, one-line statement, paired difference, its 95% CI,
+n and whether it holds; the README renders them; ``benchmarks.common.claim`` computes them as the docs say."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+
+import pytest
+
+from support import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results"
+FIELDS = {"id": str, "statement": str, "diff": float, "ci95": float, "n": int, "holds": bool}
+#: results files whose claims come from another work package of issue 11 (RAML, NAP); remove once merged
+PENDING = {"raml_wordnet", "nap"}
+SHIPPED = [pytest.param(p, marks=pytest.mark.xfail(reason="claims owned by the RAML / NAP work of issue 11"))
+           if p.stem in PENDING and "claims" not in json.loads(p.read_text()) else p
+           for p in sorted(RESULTS.glob("*.json")) if not p.stem.endswith("_quick")]
+
+
+def load_benchmark_module(name: str):
+    """A module of benchmarks/ (its scripts import ``common`` as a sibling, so the folder goes on sys.path)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_claim_is_the_paired_difference_and_its_interval_by_hand():
+    claim = load_benchmark_module("common").claim
+    # differences 1, 2, 3: mean 2, sample std 1, half-width 1.96 / sqrt(3) = 1.1316
+    c = claim("x-vs-y", "x beats y", [1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert c["id"] == "x-vs-y" and c["statement"] == "x beats y" and c["n"] == 3
+    assert c["diff"] == pytest.approx(2.0) and c["ci95"] == pytest.approx(1.959963984540054 / math.sqrt(3))
+    assert c["holds"] is True
+    # the same spread around +1: the interval (1 +- 1.13) reaches zero, so it does not hold
+    assert claim("x-vs-y", "x beats y", [0.0, 1.0, 2.0], [0.0, 0.0, 0.0])["holds"] is False
+    # below zero never holds: a claim states a direction
+    assert claim("x-vs-y", "x beats y", [0.0, 0.0, 0.0], [1.0, 2.0, 3.0])["holds"] is False
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_results_file_has_well_formed_claims(path):
+    data = json.loads(path.read_text())
+    claims = data.get("claims")
+    assert isinstance(claims, list) and claims, f"{path.name}: no `claims` list"
+    ids = [c.get("id") for c in claims]
+    assert len(set(ids)) == len(ids), f"{path.name}: duplicate claim ids {ids}"
+    for c in claims:
+        for field, kind in FIELDS.items():
+            value = c.get(field)
+            assert isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), \
+                f"{path.name}: claim {c.get('id')!r} field {field!r} should be {kind.__name__}, got {value!r}"
+        assert c["n"] >= 1 and c["ci95"] >= 0 and "\n" not in c["statement"]
+        assert c["holds"] == (c["diff"] - c["ci95"] > 0), f"{path.name}: {c['id']} 'holds' disagrees with its interval"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_the_readme_block_of_every_results_file_names_its_claims(path):
+    report = load_benchmark_module("report")
+    block = report.render(path.stem)
+    for c in json.loads(path.read_text())["claims"]:
+        assert f"`{c['id']}`" in block, f"README block {path.stem} does not render claim {c['id']}"
+    assert f"<!-- results:{path.stem} -->" in (ROOT / "README.md").read_text(), f"README has no block for {path.stem}"
+
+
+def test_susana_reports_the_issue_claims_in_every_setting():
+    data = json.loads((RESULTS / "susana_glyphs.json").read_text())
+    ids = {c["id"] for c in data["claims"]}
+    assert {f"susana-pt-icnn-vs-ce-{k}" for k in ("5w1s", "5w5s", "20w1s", "20w5s")} <= ids
+    assert set(data["runs"]) == set(data["settings"])  # every setting names the command that produced it
+
+
+def test_faiss_bench_states_claims_for_the_default_indexes_from_per_query_values(monkeypatch):
+    """The script's own claims (the shipped file predates them): synthetic unit vectors stand in for MiniLM."""
+    import numpy as np
+
+    fb = load_benchmark_module("faiss_bench")
+    rng = np.random.default_rng(0)
+
+    def unit(n: int) -> np.ndarray:
+        v = rng.standard_normal((n, 16)).astype("float32")
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    written = {}
+    monkeypatch.setattr(fb, "wordnet_texts", lambda n, m, seed: (["p"] * n, ["q"] * m))
+    monkeypatch.setattr(fb, "TextEncoder", lambda **kwargs: None)
+    monkeypatch.setattr(fb, "embeddings", lambda encoder, texts, tag: unit(len(texts)))
+    monkeypatch.setattr(fb, "write_results", lambda name, payload: written.setdefault(name, payload))
+    fb.main(["--passages", "2000", "--queries", "50", "--single", "20"])
+    claims = {c["id"]: c for c in written["faiss_bench"]["claims"]}
+    assert set(claims) == {f"faiss-{kind}-default-{what}" for kind in ("hnsw", "ivf")
+                           for what in ("single-query-faster-than-exact", "recall-at-10-above-0.95")}
+    assert claims["faiss-hnsw-default-recall-at-10-above-0.95"]["n"] == 50  # over queries
+    assert claims["faiss-ivf-default-single-query-faster-than-exact"]["n"] == 20  # over the timed queries
+    rows = {(r["kind"], r["params"]): r for r in written["faiss_bench"]["rows"]}
+    hnsw = rows[("hnsw", "M=32, efConstruction=200, efSearch=128")]
+    assert claims["faiss-hnsw-default-recall-at-10-above-0.95"]["diff"] == pytest.approx(hnsw["recall_at_10"] - 0.95,
+                                                                                         abs=1e-4)
