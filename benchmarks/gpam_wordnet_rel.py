@@ -178,10 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     data_args = []
-    if args.quick:  # 10 instances per relation: the encoder pass is a quarter of the real one
+    if args.quick:  # 20 instances per relation: the encoder pass is half the real one
         args.seeds, args.epochs = args.seeds[:1], 1
         args.train_episodes, args.val_episodes, args.test_episodes = 10, 6, 20
-        data_args = ["--data.min_per_relation=10", "--data.max_per_relation=10"]
+        data_args = ["--data.min_per_relation=20", "--data.max_per_relation=20"]
     episodes = {"train": args.train_episodes, "val": args.val_episodes, "test": args.test_episodes}
     encode_seconds = warm_features(data_args)
     torch.set_num_threads(args.threads)

@@ -204,3 +204,18 @@ def test_an_entity_cut_off_by_truncation_names_the_instance():
     e.extras["tail"] = e.extras["tail"] + torch.tensor([[20, 20]] + [[0, 0]] * (len(e.extras["tail"]) - 1))
     with pytest.raises(ValueError, match=r"item 0 .*beyond the encoder's max_length"):
         GPAM(enc, projection_dim=8, views=["main"]).episode_outputs(e)
+
+
+@pytest.mark.slow
+def test_cli_fits_and_tests_the_shipped_wordnet_rel_config(tmp_path):
+    """The shipped config end to end on the real WordNet-Rel (built under $METAZOO_DATA on first use)."""
+    from support import ROOT
+    from zoo.cli import main
+
+    main(["fit", "--config", str(ROOT / "configs/gpam/wordnet-rel.yaml"), "--config",
+          str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",
+          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--data.train_episodes=3",
+          "--data.val_episodes=2", "--data.test_episodes=2"])
+    run = next((tmp_path / "csv").iterdir())
+    assert next((run / "checkpoints").glob("best-*.ckpt"))
+    assert (run / "test_episodes.csv").read_text().splitlines()[0].endswith("na_rate")

@@ -107,6 +107,10 @@ class NotaEpisodeDataset(EpisodeDataset):
         items = torch.cat([torch.cat(support), torch.tensor(queries, dtype=torch.long)[order]])
         return items, classes, labels[order]
 
+    def draw(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item indices and class positions of the episode (what episode-set fingerprints read), NOTA included."""
+        return self.draw_nota(epoch, index)[:2]
+
     def __getitem__(self, key: tuple[int, int] | list[tuple[int, int]]) -> Episode:
         if isinstance(key, list):
             raise TypeError("NOTA episodes have varying query counts and cannot be stacked: use "
