@@ -289,6 +289,7 @@ class NotaRelationModule(ZooModule):
         self._eval_step(episode, dataloader_idx)
 
     def _report(self, stage: str, rows: torch.Tensor) -> list[dict[str, float]]:
+        rows = rows.to(self.device)  # recounted validation rows come from the CPU; all_gather wants the device
         acc = rows[:, 2] / rows[:, 3]
         index, got = self.report_items(stage, rows[:, 0].long(), {"acc": acc, "loss": rows[:, 1],
                                                                   "counts": rows[:, 2:]},
@@ -398,7 +399,8 @@ class ProtoNOTA(NotaRelationModule):
         encoder / entity_pooling / projection_dim: see :class:`NotaRelationModule`.
         nota: ``"threshold"``: trained by cross-entropy over the N classes on known queries; a query is NOTA when
             its nearest prototype is farther than ``threshold``, chosen after every validation to maximise
-            validation accuracy over N + 1 (and saved with the weights). ``"logit"``: the thunlp/FewRel toolkit's
+            validation accuracy over N + 1 (and saved with the weights; under DDP each rank tunes it on its own
+            share of the validation episodes). ``"logit"``: the thunlp/FewRel toolkit's
             ``Proto``: a NOTA logit = min class logit - 1, cross-entropy over N + 1 on all queries.
     """
 
@@ -449,4 +451,4 @@ class ProtoNOTA(NotaRelationModule):
         n = int(record["n"])
         pred = torch.where(record["best"] > self.threshold.cpu(), torch.full_like(record["nearest"], n),
                            record["nearest"])
-        return nota_counts(pred, record["y"], n).to(self.threshold.device)
+        return nota_counts(pred, record["y"], n)
