@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-episodes", type=int, default=100)
-    parser.add_argument("--val-episodes", type=int, default=50)
-    parser.add_argument("--test-episodes", type=int, default=200)
+    parser.add_argument("--val-episodes", type=int, default=40)
+    parser.add_argument("--test-episodes", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads while training (episodes are tiny: more threads only add overhead)")
     parser.add_argument("--export", action="store_true", help="register the best-on-validation GPAM seed per setting")
