@@ -118,6 +118,31 @@ def raml_wordnet(data: dict) -> str:
     return "\n".join(out) + footer(data)
 
 
+def gpam_wordnet_rel(data: dict) -> str:
+    st = data["setting"]
+    ep = st["episodes"]
+    out = [f"Budget: {st['epochs']} epochs of {ep['train']} training episodes (NOTA rate {st['train_na_rate']}), "
+           f"{ep['val']} validation episodes per epoch (NOTA rate {st['val_na_rate']}; best-on-validation checkpoint, "
+           f"where the threshold baseline also tunes its threshold), {ep['test']} fixed test episodes per NOTA rate "
+           f"(5-way, {st['queries_per_episode']} queries, {st['protocol']} protocol); seeds "
+           f"{', '.join(map(str, st['seeds']))}; encoder {st['encoder']}, its features computed once "
+           f"({st['encode_seconds'] / 60:.1f} min)."
+           + ("" if data.get("complete", True) else " **Incomplete run**: the rows present are what finished."), "",
+           "| setting | method | " + " | ".join(f"NOTA {r:g}: acc, % (95% CI) / NOTA F1" for r in st["test_na_rates"])
+           + " | train s/run |", "|---|---|" + "---|" * len(st["test_na_rates"]) + "---|"]
+    rows: dict[tuple[str, str], dict[str, dict]] = {}
+    for key, e in data["summary"].items():
+        setting, method, rate = key.split("/")
+        rows.setdefault((setting, method), {})[rate] = e
+    for (setting, method), by_rate in rows.items():
+        cells = [f"{pct(by_rate[f'nota{r:g}']['acc'], by_rate[f'nota{r:g}']['ci95_over_episodes'])} / "
+                 f"{by_rate[f'nota{r:g}']['nota_f1']:.3f}" if f"nota{r:g}" in by_rate else ""
+                 for r in st["test_na_rates"]]
+        train = next(iter(by_rate.values()))["train_seconds_mean"]
+        out.append(f"| {setting} | {method} | " + " | ".join(cells) + f" | {train:.0f} |")
+    return "\n".join(out) + claims_line(data) + footer(data)
+
+
 def faiss_bench(data: dict) -> str:
     st = data["setting"]
     out = [f"{st['passages']:,} passages ({st['corpus']}), {st['queries']:,} queries, {st['dim']}-d {st['encoder']}, "
@@ -206,6 +231,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
     "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap, "demo_phases": demo_phases,
+    "gpam_wordnet_rel": gpam_wordnet_rel,
 }
 
 

@@ -302,7 +302,8 @@ def read_fewrel_json(path: str | os.PathLike, label_offset: int = 0,
 
     Relations get integer ids ``label_offset + i`` in file order, so train and val files can share one id space;
     their readable names are ``"P931 (place served by transport hub)"`` when ``relation_names`` (FewRel's
-    ``pid2name.json``) is given. Fields: ``tokens``, and ``head``/``tail`` inclusive spans of the first mention.
+    ``pid2name.json``) is given. Fields: ``tokens``, ``head``/``tail`` inclusive spans of the first mention, and
+    ``head_id``/``tail_id`` the entities' Wikidata ids (for a QID-to-type file).
     FewRel files hold one JSON document (often on one line), so a structural error names the relation and the
     instance position; a syntax error names the line and column.
     """
@@ -314,7 +315,7 @@ def read_fewrel_json(path: str | os.PathLike, label_offset: int = 0,
             raise ValueError(f"{p}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{p}: expected a non-empty object mapping relation ids to instance lists")
-    texts, labels, heads, tails, tokens_field = [], [], [], [], []
+    texts, labels, heads, tails, tokens_field, head_ids, tail_ids = [], [], [], [], [], [], []
     names: dict[int, str] = {}
     for i, (rel, instances) in enumerate(data.items()):
         label = label_offset + i
@@ -332,9 +333,12 @@ def read_fewrel_json(path: str | os.PathLike, label_offset: int = 0,
             heads.append(_fewrel_span(inst["h"], len(tokens), where, "h"))
             tails.append(_fewrel_span(inst["t"], len(tokens), where, "t"))
             tokens_field.append(tokens)
+            head_ids.append(str(inst["h"][1]))
+            tail_ids.append(str(inst["t"][1]))
             texts.append(" ".join(tokens))
             labels.append(label)
-    return TextRecords(texts, labels, names, {"head": heads, "tail": tails, "tokens": tokens_field})
+    return TextRecords(texts, labels, names, {"head": heads, "tail": tails, "tokens": tokens_field,
+                                              "head_id": head_ids, "tail_id": tail_ids})
 
 
 def read_pid2name(path: str | os.PathLike) -> dict[str, str]:
