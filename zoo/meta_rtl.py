@@ -231,7 +231,8 @@ class MetaRTL(ZooModule):
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("exp3_log_weights", torch.zeros(k))
         self.register_buffer("iterations_done", torch.zeros((), dtype=torch.long))
-        self.weight_history: list[list[float]] = []
+        self.weight_history: list[list[float]] = []  # p^m per meta-iteration
+        self.reward_history: list[list[float]] = []  # scaled r^m per meta-iteration (0 for sources not drawn)
         self.item_records: dict[str, dict[int, float]] = {}
         self._generator = torch.Generator().manual_seed(seed)
         self._eval: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
@@ -327,6 +328,7 @@ class MetaRTL(ZooModule):
         self.prev_weights.copy_(weights.detach())
         self.prev_rewards.copy_(full_rewards)
         self.weight_history.append(weights.detach().tolist())
+        self.reward_history.append(full_rewards.tolist())
         stats = {"train/general_loss": float(general), "train/reward": float(rewards.mean())}
         stats.update({f"weights/{s}": float(w) for s, w in zip(self.sources, weights.tolist())})
         return stats
