@@ -173,3 +173,61 @@ def test_bad_input():
         toy_model(sources=["echo", "echo"])
     with pytest.raises(ValueError, match=r"model.sources \['copy', 'echo'\] differ from the data module's"):
         trainer().fit(toy_model(sources=["copy", "echo"]), datamodule=toy_data())
+
+
+# -- the shipped commonsense config through the CLI, on tiny files in each format -------------------------------
+
+def _write_commonsense(root, n: int = 8) -> None:
+    """``n`` records per file, in every format and at every path configs/meta_rtl/commonsense.yaml names."""
+    import json
+
+    def jsonl(rel, rows):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def labels(rel, values):
+        (root / rel).write_text("".join(f"{v}\n" for v in values))
+
+    for split in ("train_rand_split", "dev_rand_split"):
+        jsonl(f"csqa/{split}.jsonl", [{"id": f"{i}", "answerKey": "AB"[i % 2], "question": {
+            "stem": f"where is thing {i}?", "choices": [{"label": "A", "text": f"place {i}"},
+                                                         {"label": "B", "text": f"spot {i}"}]}} for i in range(n)])
+    for split in ("train", "dev"):
+        jsonl(f"socialiqa/{split}.jsonl", [{"context": f"Kim did {i}.", "question": "Why?", "answerA": "a",
+                                            "answerB": f"b{i}", "answerC": "c"} for i in range(n)])
+        labels(f"socialiqa/{split}-labels.lst", [1 + i % 3 for i in range(n)])
+        jsonl(f"winogrande/{'train_xl' if split == 'train' else 'dev'}.jsonl", [
+            {"qID": f"{i}", "sentence": f"Sam gave _ gift {i}.", "option1": "Ann", "option2": "Bo",
+             "answer": str(1 + i % 2)} for i in range(n)])
+        jsonl(f"hellaswag/hellaswag_{'train' if split == 'train' else 'val'}.jsonl", [
+            {"ind": i, "ctx": f"A man {i}", "endings": ["runs", "sits", "eats", "sleeps"], "label": i % 4}
+            for i in range(n)])
+    for split in ("train", "valid"):
+        jsonl(f"piqa/{split}.jsonl", [{"goal": f"do {i}", "sol1": "this", "sol2": "that"} for i in range(n)])
+        labels(f"piqa/{split}-labels.lst", [i % 2 for i in range(n)])
+        (root / f"cosmosqa/{split}.csv").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"cosmosqa/{split}.csv").write_text("id,context,question,answer0,answer1,answer2,answer3,label\n" + "".join(
+            f"c{i},ctx {i},why?,a,b,c,d,{i % 4}\n" for i in range(n)))
+    for name in ("copa-dev", "copa-test"):
+        (root / "copa").mkdir(exist_ok=True)
+        (root / f"copa/{name}.xml").write_text("<copa-corpus>" + "".join(
+            f'<item id="{i}" asks-for="cause" most-plausible-alternative="{1 + i % 2}"><p>It fell {i}.</p>'
+            f"<a1>wind</a1><a2>rain</a2></item>" for i in range(n)) + "</copa-corpus>")
+
+
+def test_cli_fits_and_tests_the_shipped_commonsense_config(tmp_path):
+    from support import ROOT
+
+    from zoo.cli import main
+
+    _write_commonsense(tmp_path / "data")
+    main(["fit", "--config", str(ROOT / "configs/meta_rtl/commonsense.yaml"), "--config",
+          str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",
+          f"--data.root={tmp_path / 'data'}", "--data.target_size=6", "--data.iterations_per_epoch=2",
+          "--data.batch_size=4", "--model.meta_iterations=2", "--trainer.max_epochs=2",
+          "--trainer.enable_progress_bar=false"])
+    run = next((tmp_path / "csv").iterdir())
+    assert next((run / "checkpoints").glob("best-*.ckpt")) and (run / "source_weights.png").is_file()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["hyper_parameters"]["sources"][0] == "socialiqa" and len(saved["meta_rtl_weight_history"]) == 2
