@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--all-methods-sizes", type=int, nargs="+", default=[32],
+                        help="sizes at which exp3 and multitask run too (elsewhere: meta_rtl, uniform, target_only)")
     parser.add_argument("--meta-iterations", type=int, default=150)
     parser.add_argument("--iterations-per-epoch", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=6)
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
             for size in args.sizes:
                 for seed in args.seeds:
                     for method in args.methods:
+                        if method in ("exp3", "multitask") and size not in args.all_methods_sizes:
+                            continue
                         r = run(method, target, size, seed, args, tmp)
                         keep = (not args.quick and not args.no_export and method == "meta_rtl" and target ==
                                 args.targets[0] and size == min(args.sizes)
@@ -234,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             r.pop("_cli", None)
     name = "meta_rtl_wordnet_qa_quick" if args.quick else "meta_rtl_wordnet_qa"
     setting = {"targets": args.targets, "sizes": args.sizes, "seeds": args.seeds, "methods": args.methods,
+               "all_methods_sizes": args.all_methods_sizes,
                "meta_iterations": args.meta_iterations, "iterations_per_epoch": args.iterations_per_epoch,
                "epochs": args.epochs, "config": CONFIG, "dev_items": 100, "test_items": 300,
                "encoder": "all-MiniLM-L6-v2, frozen, mean pooling, max_length 48 (cached)",

@@ -231,3 +231,19 @@ def test_cli_fits_and_tests_the_shipped_commonsense_config(tmp_path):
     assert next((run / "checkpoints").glob("best-*.ckpt")) and (run / "source_weights.png").is_file()
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["hyper_parameters"]["sources"][0] == "socialiqa" and len(saved["meta_rtl_weight_history"]) == 2
+
+
+def test_embedding_cache_round_trip_and_mismatch(tmp_path):
+    from zoo.meta_rtl import load_embedding_cache, save_embedding_cache
+    from zoo.text_encoder import TextEncoder
+
+    enc = TextEncoder(freeze=True, max_length=32, share_cache=False)
+    vectors = enc.pooled(["a cold day", "the opposite of hot"])
+    save_embedding_cache(enc, tmp_path / "emb.pt")
+    fresh = TextEncoder(freeze=True, max_length=32, share_cache=False)
+    assert load_embedding_cache(fresh, tmp_path / "emb.pt") == 2
+    assert torch.equal(fresh.pooled(["a cold day", "the opposite of hot"]), vectors) and fresh.cache_misses == 0
+    other = TextEncoder(freeze=True, max_length=16, share_cache=False)
+    with pytest.raises(ValueError, match="embeddings of another encoder"):
+        load_embedding_cache(other, tmp_path / "emb.pt")
+    assert load_embedding_cache(other, tmp_path / "missing.pt") == 0
