@@ -185,11 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--all-methods-sizes", type=int, nargs="+", default=[32],
                         help="sizes at which exp3 and multitask run too (elsewhere: meta_rtl, uniform, target_only)")
-    parser.add_argument("--meta-iterations", type=int, default=150)
+    parser.add_argument("--meta-iterations", type=int, default=100)
     parser.add_argument("--iterations-per-epoch", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads: the steps are tiny, and on shared cores one thread is ~10x faster")
     parser.add_argument("--no-export", action="store_true")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])  # as run: it names its own budget
     if args.quick:
         args.targets, args.sizes, args.seeds = args.targets[:1], [32], [0]
         args.meta_iterations, args.iterations_per_epoch, args.epochs = 20, 10, 3
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                 system="meta_rtl", config=str(ROOT / CONFIG),
                 setting=f"WordNet-QA target {export['target']} with {export['size']} items, sources the other six "
                         "tasks, frozen MiniLM + trained scorer head",
-                command=f"{COMMAND}  (seed {export['seed']}, best target-dev accuracy of the seeds)",
+                command=f"{command}  (seed {export['seed']}, best target-dev accuracy of the seeds)",
                 notes=f"train with: zoo fit --config {CONFIG} " + " ".join(export["overrides"]),
                 overrides=export["overrides"])
             print(f"registered {REGISTRY_NAME}: {entry.metrics}", flush=True)
@@ -240,10 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     setting = {"targets": args.targets, "sizes": args.sizes, "seeds": args.seeds, "methods": args.methods,
                "all_methods_sizes": args.all_methods_sizes,
                "meta_iterations": args.meta_iterations, "iterations_per_epoch": args.iterations_per_epoch,
-               "epochs": args.epochs, "config": CONFIG, "dev_items": 100, "test_items": 300,
+               "epochs": args.epochs, "config": CONFIG, "threads": args.threads, "dev_items": 100, "test_items": 300,
                "encoder": "all-MiniLM-L6-v2, frozen, mean pooling, max_length 48 (cached)",
                "build": str(build_dir.name), "total_minutes": round((time.perf_counter() - start) / 60, 1)}
-    command = COMMAND + (" --quick" if args.quick else "")
     path = write_results(name, {"command": command, "setting": setting, "encoding": encoding, "checks": checks,
                                 "summary": summary, "claims": claims, "runs": rows,
                                 "registry_entry": entry.name if entry else None,
