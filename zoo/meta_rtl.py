@@ -404,6 +404,8 @@ def log_source_weights(trainer: Any, sources: list[str], history: list[list[floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if trainer.logger is None and trainer.checkpoint_callback is None:
+        return  # a run that keeps nothing on disk (tests, sweeps) gets no picture either
     w = torch.tensor(history)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for j, name in enumerate(sources):
