@@ -125,7 +125,7 @@ def test_loss_falls(strategy):
     pl.seed_everything(0)
     dm = toy_data()
     dm.setup()
-    model = toy_model(strategy)
+    model = toy_model(strategy, cosine_prior=False)  # with the prior the toy rule is solved before training
     batch = next(iter(dm.val_dataloader()))
     with torch.no_grad():
         before = float(nn.functional.cross_entropy(model(batch), batch["answer"]))
@@ -137,6 +137,18 @@ def test_loss_falls(strategy):
         assert len(model.weight_history) == 10 and int(model.iterations_done) == 40
         assert model.weight_history[0] == pytest.approx([0.5, 0.5])  # a zero head: uniform at first
         assert model.weight_history[-1] != model.weight_history[0]  # the policy learned something
+
+
+def test_cosine_prior_starts_as_the_encoders_similarity_ranking():
+    dm = toy_data()
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    model = toy_model()
+    enc = model.scorer.encoder
+    q = enc(batch["prompt"])
+    c = enc([x for row in batch["choices"] for x in row]).reshape(len(q), 3, -1)
+    expected = 10.0 * nn.functional.cosine_similarity(q[:, None], c, dim=-1)
+    assert torch.allclose(model(batch), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "exp3", "multitask"])

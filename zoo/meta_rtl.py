@@ -115,13 +115,21 @@ class MCScorer(nn.Module):
         hidden: width of the MLP's hidden layer.
         trainable_layers: with an unfrozen encoder, only its top ``k`` transformer layers train (0: the encoder
             must be frozen; the head alone trains).
+        cosine_prior: add ``s * cos(q, c)`` to the MLP's score, ``s`` learned (starting at 10, the MLP's last
+            layer at zero): the scorer starts as the encoder's own similarity ranking instead of at chance.
+            [INTERP] On WordNet-QA the untrained cosine already scores 47-78% per task; without the prior a head
+            trained on 32 target items stays below that.
     """
 
-    def __init__(self, encoder: nn.Module, hidden: int = 256, trainable_layers: int = 0):
+    def __init__(self, encoder: nn.Module, hidden: int = 256, trainable_layers: int = 0, cosine_prior: bool = True):
         super().__init__()
         self.encoder = encoder
         d = encoder.out_dim
         self.head = nn.Sequential(nn.Linear(4 * d, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.cosine_scale = nn.Parameter(torch.tensor(10.0)) if cosine_prior else None
+        if cosine_prior:
+            nn.init.zeros_(self.head[2].weight)
+            nn.init.zeros_(self.head[2].bias)
         if not getattr(encoder, "freeze", True):
             layers = _transformer_layers(encoder.model)
             if not 0 <= trainable_layers <= len(layers):
@@ -143,6 +151,8 @@ class MCScorer(nn.Module):
         e = self.encoder([t if t else "-" for t in flat]).reshape(b, c, -1)
         q = q[:, None].expand_as(e)
         logits = self.head(torch.cat([q, e, q * e, (q - e).abs()], -1)).squeeze(-1)
+        if self.cosine_scale is not None:
+            logits = logits + self.cosine_scale * F.cosine_similarity(q, e, dim=-1)
         return logits.masked_fill(~mask, float("-inf"))
 
 
@@ -189,7 +199,7 @@ class MetaRTL(ZooModule):
         sources_per_iteration: sources drawn per meta-iteration (with replacement; repeats share a model).
         inner_steps / inner_lr: SGD steps and step size of each temporal meta-model.
         meta_step: Reptile's outer step ``eps_meta`` (1: move to the weighted mean of the temporal models).
-        hidden / trainable_layers: :class:`MCScorer`.
+        hidden / trainable_layers / cosine_prior: :class:`MCScorer`.
         policy_hidden / policy_lr: LSTM size and its Adam learning rate.
         entropy_coeff / epsilon / baseline_decay: REINFORCE's entropy bonus, exploration rate and the
             moving-average baseline's decay.
@@ -205,6 +215,7 @@ class MetaRTL(ZooModule):
     def __init__(self, encoder: nn.Module, sources: list[str], strategy: str = "meta_rtl",
                  meta_iterations: int = 200, sources_per_iteration: int = 3, inner_steps: int = 3,
                  inner_lr: float = 0.1, meta_step: float = 1.0, hidden: int = 256, trainable_layers: int = 0,
+                 cosine_prior: bool = True,
                  policy_hidden: int = 128, policy_lr: float = 3e-3, entropy_coeff: float = 1e-2,
                  epsilon: float = 0.1, baseline_decay: float = 0.9, reward_scale: float = 1.0,
                  exp3_gamma: float = 0.1, seed: int = 0,
@@ -221,7 +232,7 @@ class MetaRTL(ZooModule):
             raise ValueError(f"MetaRTL sources_per_iteration must be >= 1, got {sources_per_iteration}")
         self.save_config()
         self.automatic_optimization = False
-        self.scorer = MCScorer(encoder, hidden, trainable_layers)
+        self.scorer = MCScorer(encoder, hidden, trainable_layers, cosine_prior)
         self.sources, self.strategy = list(sources), strategy
         k = len(sources)
         self.policy = SourcePolicy(k, policy_hidden)
