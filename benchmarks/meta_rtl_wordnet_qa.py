@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads: the steps are tiny, and on shared cores one thread is ~10x faster")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=12.0,
+                        help="start no run after this many minutes (the heavy-job budget); skipped runs are counted")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])  # as run: it names its own budget
@@ -207,12 +209,18 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     export = None
     start = time.perf_counter()
+    skipped = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for target in args.targets:
-            for size in args.sizes:
-                for seed in args.seeds:
+        # smallest size first, then seed by seed: a run stopped by --max-minutes still has every method at the
+        # sizes it finished, on every target
+        for size in sorted(args.sizes):
+            for seed in args.seeds:
+                for target in args.targets:
                     for method in args.methods:
                         if method in ("exp3", "multitask") and size not in args.all_methods_sizes:
+                            continue
+                        if (time.perf_counter() - start) / 60 > args.max_minutes:
+                            skipped += 1
                             continue
                         r = run(method, target, size, seed, args, tmp)
                         keep = (not args.quick and not args.no_export and method == "meta_rtl" and target ==
@@ -246,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
                "meta_iterations": args.meta_iterations, "iterations_per_epoch": args.iterations_per_epoch,
                "epochs": args.epochs, "config": CONFIG, "threads": args.threads, "dev_items": 100, "test_items": 300,
                "encoder": "all-MiniLM-L6-v2, frozen, mean pooling, max_length 48 (cached)",
-               "build": str(build_dir.name), "total_minutes": round((time.perf_counter() - start) / 60, 1)}
+               "build": str(build_dir.name), "total_minutes": round((time.perf_counter() - start) / 60, 1),
+               "max_minutes": args.max_minutes, "runs_skipped_for_time": skipped}
     path = write_results(name, {"command": command, "setting": setting, "encoding": encoding, "checks": checks,
                                 "summary": summary, "claims": claims, "runs": rows,
                                 "registry_entry": entry.name if entry else None,
