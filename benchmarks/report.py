@@ -227,11 +227,47 @@ def batched_episodes(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+RTL_NAMES = {"meta_rtl": "Meta-RTL", "uniform": "uniform Reptile", "exp3": "EXP3 weighting",
+             "multitask": "multi-task + fine-tune", "target_only": "target-only fine-tune"}
+
+
+def meta_rtl_wordnet_qa(data: dict) -> str:
+    st = data["setting"]
+    summary = data["summary"]
+    out = [f"Targets {', '.join(st['targets'])} (leave-one-task-out, the other six tasks as sources); target sizes "
+           f"{', '.join(map(str, st['sizes']))}; seeds {', '.join(map(str, st['seeds']))}; {st['meta_iterations']} "
+           f"meta-iterations then fine-tuning, {st['epochs']} epochs of {st['iterations_per_epoch']} steps, best on "
+           f"{st['dev_items']} target dev items, {st['test_items']} fixed test items; encoder {st['encoder']}. "
+           "Accuracy: mean over seeds, 95% CI over test items.", "",
+           "| target | size | " + " | ".join(RTL_NAMES[m] for m in st["methods"]) + " |",
+           "|---|---|" + "---|" * len(st["methods"])]
+    for target in st["targets"]:
+        for size in st["sizes"]:
+            cells = [summary["per_target"].get(f"{target}/{size}/{m}") for m in st["methods"]]
+            out.append(f"| {target} | {size} | " + " | ".join(pct(c["mean"], c["ci95_over_items"]) if c else ""
+                                                            for c in cells) + " |")
+    out += ["", "Meta-RTL minus each baseline, points (paired over the test items of all targets, 95% CI):", "",
+            "| size | " + " | ".join(f"vs {RTL_NAMES[m]}" for m in st["methods"] if m != "meta_rtl") + " |",
+            "|---|" + "---|" * (len(st["methods"]) - 1)]
+    for size in st["sizes"]:
+        cells = [summary["pooled_over_targets"].get(f"{size}/meta_rtl - {m}") for m in st["methods"]
+                 if m != "meta_rtl"]
+        out.append(f"| {size} | " + " | ".join(f"{100 * c['mean']:+.2f} ± {100 * c['ci95']:.2f}" if c else ""
+                                               for c in cells) + " |")
+    checks = data["checks"]
+    out += ["", "Benchmark checks per task (test split): choice-only linear scorer (chance 25%) / untrained "
+            "cosine(prompt, choice): " + "; ".join(
+                f"{name} {100 * c['choice_only'][0]:.1f} / {100 * c['cosine'][0]:.1f}" for name, c in checks.items())
+            + "."]
+    return "\n".join(out) + claims_line(data) + footer(data)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
     "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap, "demo_phases": demo_phases,
     "gpam_wordnet_rel": gpam_wordnet_rel,
+    "meta_rtl_wordnet_qa": meta_rtl_wordnet_qa,
 }
 
 

@@ -38,6 +38,7 @@ FULL = [
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
     "python benchmarks/gpam_wordnet_rel.py --export",
+    "python benchmarks/meta_rtl_wordnet_qa.py",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
 QUICK = [
@@ -51,6 +52,7 @@ QUICK = [
     "python benchmarks/batched_episodes.py --quick",
     "python benchmarks/demo_phases.py --quick",
     "python benchmarks/gpam_wordnet_rel.py --quick",
+    "python benchmarks/meta_rtl_wordnet_qa.py --quick",
 ]
 RENDER = "python benchmarks/report.py"
 

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ import torch
 from datamodules.base import EpisodicDataModule
 from datamodules.cache import atomic_write_text
 from datamodules.episodes import SPLITS, ListSource, Source
+from datamodules.files import json_lines as _json_lines
+from datamodules.files import require_file as _require_file
 
 MAX_TOKENS = 500  # Bao et al.'s loader truncates every text to 500 tokens
 
@@ -158,13 +160,6 @@ class TextRecords:
         return TextSource(self.texts, self.labels, self.class_names, fields)
 
 
-def _require_file(path: str | os.PathLike, what: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"{what}: {p} does not exist (or is not a file)")
-    return p
-
-
 def _span(value: Any, n_tokens: int, where: str, key: str) -> list[int]:
     if (not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) for v in value)):
         raise ValueError(f"{where}: {key!r} must be [start, end] token indices, got {value!r}")
@@ -172,20 +167,6 @@ def _span(value: Any, n_tokens: int, where: str, key: str) -> list[int]:
     if not 0 <= start <= end < n_tokens:
         raise ValueError(f"{where}: {key!r} span {value} is outside the {n_tokens} tokens (end is inclusive)")
     return [start, end]
-
-
-def _json_lines(path: Path) -> Iterator[tuple[str, Any]]:
-    """``("<file>:<line>", parsed value)`` for each non-blank line of a JSON-lines file; bad JSON names the line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            yield where, row
 
 
 def read_bao_jsonl(path: str | os.PathLike, max_tokens: int = MAX_TOKENS, spans: bool | None = None,

@@ -1,0 +1,210 @@
+"""Multi-source multiple-choice data: source tasks and one low-resource target task, batches one task at a time.
+
+A training item is one *meta-iteration*: a batch of ``batch_size`` items from every source task (each batch from
+one task) and one batch from the target's low-resource train subset, all drawn by a generator keyed on
+``(seed, epoch, index)`` (:func:`datamodules.episodes.episode_generator`), so the stream is the same on any
+machine and striped over DDP ranks like every other SeededDataModule. The validation split is the target's dev
+set (model selection), the test split its test set, in fixed batches; items keep their index in the list, so
+per-item results are gathered and de-duplicated by :meth:`zoo.base.ZooModule.report_items`.
+
+A batch (:func:`collate_items`) is ``{"prompt": [B] str, "choices": [B][C] str (padded with ""), "mask": [B, C]
+bool, "answer": [B] long, "index": [B] long}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.base import SeededDataModule
+from datamodules.episodes import episode_generator
+from datamodules.qa.items import MCItem, MCTask, low_resource
+from datamodules.qa.readers import read_items
+
+_SPLIT = {"train": "train", "val": "dev", "test": "test"}  # Lightning's stage -> the task split it reads
+
+
+def collate_items(items: Sequence[MCItem], index: Sequence[int]) -> dict[str, Any]:
+    """One batch of items (see the module docstring); ``index`` are their positions in their split."""
+    width = max(len(x.choices) for x in items)
+    return {"prompt": [x.prompt for x in items],
+            "choices": [list(x.choices) + [""] * (width - len(x.choices)) for x in items],
+            "mask": torch.tensor([[j < len(x.choices) for j in range(width)] for x in items]),
+            "answer": torch.tensor([x.answer for x in items]), "index": torch.tensor(list(index))}
+
+
+class MetaIterationDataset(Dataset):
+    """Key ``(epoch, index)`` -> ``{"sources": {name: batch}, "target": batch}`` (see the module docstring)."""
+
+    def __init__(self, sources: dict[str, list[MCItem]], target: list[MCItem], batch_size: int, seed: int):
+        self.sources, self.target, self.batch_size, self.seed = sources, target, batch_size, seed
+
+    def _draw(self, items: list[MCItem], g: torch.Generator) -> dict[str, Any]:
+        take = torch.randperm(len(items), generator=g)[: self.batch_size].tolist()
+        return collate_items([items[i] for i in take], take)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        g = episode_generator(self.seed, "train", epoch, index)
+        return {"sources": {name: self._draw(items, g) for name, items in self.sources.items()},
+                "target": self._draw(self.target, g)}
+
+
+class ItemBatches(Dataset):
+    """Fixed consecutive batches of one split: key ``(epoch, b)`` -> batch ``b`` (the epoch is ignored)."""
+
+    def __init__(self, items: list[MCItem], batch_size: int):
+        self.items, self.batch_size = items, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.batch_size)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        b = key[1]
+        idx = list(range(b * self.batch_size, min(len(self.items), (b + 1) * self.batch_size)))
+        return collate_items([self.items[i] for i in idx], idx)
+
+
+class MultipleChoiceDataModule(SeededDataModule):
+    """Source tasks and a low-resource target task; a subclass says where the tasks come from (``load_tasks``).
+
+    Args:
+        target: name of the target task.
+        target_size: items of the target's train split used (drawn by ``seed``, nested across sizes;
+            None: all of them).
+        sources: source task names (None: every task but the target).
+        batch_size: items per task batch (sources and target alike).
+        iterations_per_epoch: meta-iterations (training items) per epoch.
+        eval_batch_size: items per validation/test batch.
+        dev_size / test_size: use only the first that many dev/test items of the target (None: all).
+        seed: draws the target subset and the training batches.
+    """
+
+    def __init__(self, target: str, target_size: int | None = 32, sources: list[str] | None = None,
+                 batch_size: int = 16, iterations_per_epoch: int = 50, eval_batch_size: int = 64,
+                 dev_size: int | None = None, test_size: int | None = None, seed: int = 0,
+                 eval_seed: int | None = None, num_workers: int = 0):
+        super().__init__(seed, eval_seed, num_workers)
+        for name, value in (("batch_size", batch_size), ("iterations_per_epoch", iterations_per_epoch),
+                            ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be >= 1, got {value}")
+        self.target, self.target_size, self.source_filter = target, target_size, sources
+        self.batch_size, self.iterations_per_epoch, self.eval_batch_size = batch_size, iterations_per_epoch, eval_batch_size
+        self.dev_size, self.test_size = dev_size, test_size
+        self.tasks: dict[str, MCTask] = {}
+        self.source_names: list[str] = []
+        self.target_items: dict[str, list[MCItem]] = {}
+
+    def load_tasks(self) -> dict[str, MCTask]:  # pragma: no cover - interface
+        """Every task by name (sources and target)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tasks:
+            return
+        tasks = self.load_tasks()
+        name = type(self).__name__
+        if self.target not in tasks:
+            raise ValueError(f"{name}: target {self.target!r} is not a task; known tasks: {sorted(tasks)}")
+        sources = [t for t in tasks if t != self.target] if self.source_filter is None else list(self.source_filter)
+        bad = [s for s in sources if s not in tasks or s == self.target]
+        if bad:
+            raise ValueError(f"{name}: sources {bad} are unknown or the target; known tasks: {sorted(tasks)}")
+        if not sources:
+            raise ValueError(f"{name}: no source tasks")
+        for s in sources:
+            if not tasks[s].train:
+                raise ValueError(f"{name}: source task {s!r} has no train items")
+        target = tasks[self.target]
+        train = target.train if self.target_size is None else low_resource(
+            target.train, self.target_size, self.seed, where=f"{name} target {self.target!r}")
+        dev, test = target.dev[: self.dev_size], target.test[: self.test_size]
+        if not dev or not test:
+            raise ValueError(f"{name}: target {self.target!r} needs dev and test items (has {len(dev)} dev, "
+                             f"{len(test)} test)")
+        self.tasks, self.source_names = tasks, sources
+        self.target_items = {"train": train, "dev": dev, "test": test}
+
+    def loader(self, split: str) -> DataLoader:
+        self.setup()
+        if split == "train":
+            dataset = MetaIterationDataset({s: self.tasks[s].train for s in self.source_names},
+                                           self.target_items["train"], self.batch_size, self.split_seed("train"))
+            return self.striped_loader(dataset, split, self.iterations_per_epoch, batch_size=None)
+        dataset = ItemBatches(self.target_items[_SPLIT[split]], self.eval_batch_size)
+        return self.striped_loader(dataset, split, len(dataset), batch_size=None)
+
+
+class WordNetQADataModule(MultipleChoiceDataModule):
+    """The embedded WordNet-QA benchmark (:mod:`datamodules.qa.wordnet_qa`), leave-one-task-out.
+
+    Args:
+        root: WordNet database directory (None: found as :func:`datamodules.text.wordnet.find_wordnet` does).
+        cache_dir: where the built tasks are cached (None: ``$METAZOO_DATA/wordnet_qa``).
+        tasks / split_test / split_dev / max_train / split_seed: the build (see ``build_tasks``).
+        Other arguments: :class:`MultipleChoiceDataModule`.
+    """
+
+    def __init__(self, target: str = "antonym", root: str | None = None, cache_dir: str | None = None,
+                 tasks: list[str] | None = None, split_test: int = 300, split_dev: int = 100, max_train: int = 1200,
+                 split_seed: int = 0, **kwargs: Any):
+        super().__init__(target, **kwargs)
+        self.root, self.cache_dir = root, cache_dir
+        self.build_params = {"test_size": split_test, "dev_size": split_dev, "max_train": max_train,
+                             "split_seed": split_seed}
+        if tasks is not None:
+            self.build_params["tasks"] = list(tasks)
+
+    def load_tasks(self) -> dict[str, MCTask]:
+        from datamodules.qa.wordnet_qa import load_or_build
+        from datamodules.text.wordnet import find_wordnet
+
+        tasks, _ = load_or_build(find_wordnet(self.root), self.cache_dir, **self.build_params)
+        return tasks
+
+    def prepare_data(self) -> None:
+        self.load_tasks()  # build the cache once, before DDP ranks read it
+
+
+class FileQADataModule(MultipleChoiceDataModule):
+    """Tasks from the users' files, e.g. CommonsenseQA, SocialIQA, PIQA, COPA, WinoGrande, HellaSwag, CosmosQA.
+
+    Args:
+        files: ``{task name: {"format": <a reader of datamodules.qa.readers.READERS>, "train": path, "dev": path,
+            "test": path (optional: a held-out part of dev is taken otherwise), "train_labels"/"dev_labels"/
+            "test_labels": labels files (SocialIQA, PIQA)}}``. Relative paths are under ``root``.
+        root: directory the relative paths are resolved against.
+        Other arguments: :class:`MultipleChoiceDataModule`. The public test sets of these datasets are
+        unlabelled, so by default a task's ``dev`` file is split: its first half is the dev set, the second the
+        test set ([INTERP], the usual protocol of low-resource commonsense papers).
+    """
+
+    def __init__(self, files: dict[str, dict[str, str]], target: str, root: str = ".", **kwargs: Any):
+        super().__init__(target, **kwargs)
+        self.files, self.root = files, root
+
+    def load_tasks(self) -> dict[str, MCTask]:
+        tasks = {}
+        for name, spec in self.files.items():
+            if not isinstance(spec, dict) or "format" not in spec or "train" not in spec or "dev" not in spec:
+                raise ValueError(f"{type(self).__name__}: files[{name!r}] needs 'format', 'train' and 'dev' entries, "
+                                 f"got {spec!r}")
+
+            def read(split: str) -> list[MCItem]:
+                labels = spec.get(f"{split}_labels")
+                return read_items(spec["format"], Path(self.root) / spec[split],
+                                  None if labels is None else str(Path(self.root) / labels))
+
+            train, dev = read("train"), read("dev")
+            if "test" in spec:
+                test = read("test")
+            else:
+                half = len(dev) // 2
+                dev, test = dev[:half], dev[half:]
+            tasks[name] = MCTask(name, train, dev, test)
+        return tasks
