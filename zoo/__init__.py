@@ -10,9 +10,10 @@ from zoo.wandb_logger import WandbLogger
 
 # Systems with heavy dependencies (transformers, FAISS, BoTorch) load on first use, so `import zoo` and the image
 # systems stay fast: `zoo.RAML` imports zoo.raml when it is first touched.
-_LAZY = {"MAML": "zoo.maml", "ANIL": "zoo.maml", "RAML": "zoo.raml", "TextEncoder": "zoo.text_encoder", "NAPModule": "zoo.nap"}
+_LAZY = {"MAML": "zoo.maml", "ANIL": "zoo.maml", "RAML": "zoo.raml", "TextEncoder": "zoo.text_encoder", "NAPModule": "zoo.nap",
+         "MetaDMoE": "zoo.meta_dmoe"}
 
-__all__ = ["ANIL", "Conv4", "EpisodicModule", "MAML", "NAPModule", "ProtoNet", "RAML", "ResNet12", "TextEncoder", "WandbLogger",
+__all__ = ["ANIL", "Conv4", "EpisodicModule", "MAML", "MetaDMoE", "NAPModule", "ProtoNet", "RAML", "ResNet12", "TextEncoder", "WandbLogger",
            "list_pretrained", "load_pretrained"]
 
 
