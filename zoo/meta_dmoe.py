@@ -109,7 +109,8 @@ class PreNormAggregator(nn.Module):
     blocks ``X = X + MHA(LN(X)); X = X + FFN(LN(X))`` (FFN: Linear(d, mlp_ratio d), GELU, dropout, Linear, dropout);
     the teacher feature is the mean over tokens (``features``). ``forward`` adds LayerNorm and a linear head, used
     only in the aggregator's supervised pre-training (stage B). ``pool="mean_tokens"`` skips the blocks: the
-    teacher is the plain mean of the expert features (the "average" aggregator ablation of the paper).
+    teacher is the plain mean of the expert features (the "average" aggregator ablation of the paper). The
+    blocks exist either way, so the ablation resumes from the same stage checkpoints as the full method.
     """
 
     def __init__(self, dim: int, num_classes: int, depth: int = 1, heads: int = 16, mlp_ratio: int = 2,

@@ -242,7 +242,9 @@ class WildsMetadata(_ImageDomains):
         if not keep:
             raise ValueError(f"{path}: no row's {spec['split_column']!r} is one of {sorted(split_of_value)}")
         labels_raw = sorted({_int_if_possible(r[spec["label_column"]]) for r in keep}, key=lambda v: (str(type(v)), v))
-        label_id = {v: i for i, v in enumerate(labels_raw)}
+        # Integer labels keep their own ids (iWildCam's y is 0..181 whatever a split holds); others are numbered.
+        numeric = all(isinstance(v, int) and v >= 0 for v in labels_raw)
+        label_id = {v: (v if numeric else i) for i, v in enumerate(labels_raw)}
         domain_raw = sorted({_int_if_possible(r[spec["domain_column"]]) for r in keep}, key=lambda v: (str(type(v)), v))
         domain_id = {v: i for i, v in enumerate(domain_raw)}
         files, labels, domains, split_of_domain, in_domain = [], [], [], {}, []
@@ -261,7 +263,7 @@ class WildsMetadata(_ImageDomains):
             domains.append(d)
             in_domain.append(held)
         split_domains = {s: sorted(d for d, h in split_of_domain.items() if h == s) for s in ("train", "val", "test")}
-        class_names = {i: str(v) for i, v in enumerate(labels_raw)}
+        class_names = {label_id[v]: str(v) for v in labels_raw}
         names = [f"{spec['domain_column']}={v}" for v in domain_raw]
         return DomainSet(self.image_source(files, labels, class_names), torch.tensor(domains), names, class_names,
                          split_domains, in_domain=torch.tensor(in_domain), name=self.name)
