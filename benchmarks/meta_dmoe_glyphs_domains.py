@@ -42,7 +42,7 @@ from zoo.metrics import mean_ci95
 
 CONFIG = "configs/meta_dmoe/glyphs-domains.yaml"
 REGISTRY_NAME = "meta-dmoe-conv4-glyphs-domains"
-BUDGET = ["--model.stage_epochs=[2,1,2,2]", "--trainer.max_epochs=7", "--data.train_batches=40",
+BUDGET = ["--model.stage_epochs=[2,1,2,2]", "--trainer.max_epochs=7", "--data.train_batches=32",
           "--trainer.limit_val_batches=0"]
 QUICK = ["--model.stage_epochs=[1,1,1,1]", "--trainer.max_epochs=4", "--data.train_batches=2",
          "--trainer.limit_val_batches=0"]

@@ -35,6 +35,7 @@ FULL = [
     "python benchmarks/maml_glyphs.py --settings 5w1s --max-time 00:00:07:00",
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
+    "python benchmarks/meta_dmoe_glyphs_domains.py",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
 QUICK = [
@@ -47,6 +48,7 @@ QUICK = [
     "python benchmarks/maml_glyphs.py --quick",
     "python benchmarks/batched_episodes.py --quick",
     "python benchmarks/demo_phases.py --quick",
+    "python benchmarks/meta_dmoe_glyphs_domains.py --quick",
 ]
 RENDER = "python benchmarks/report.py"
 

@@ -423,6 +423,7 @@ class MetaDMoE(ZooModule):
                 state["bn_student"] = recalibrated_batchnorm(self.student, x)
             state["domain"][k] = int(batch["domain"])
         with torch.no_grad():
+            tokens = self.expert_tokens(x) if {"experts_avg", "aggregator_head"} & set(methods) else None
             for m in methods:
                 if m == "meta_dmoe":
                     logits = self.adapted_logits(state["fast"], x)
@@ -431,9 +432,10 @@ class MetaDMoE(ZooModule):
                 elif m == "erm_bn":
                     logits = state["bn_student"](x)
                 elif m == "experts_avg":
-                    logits = torch.stack([e(x).softmax(-1) for e in self.experts]).mean(0).log()
+                    logits = torch.stack([e.head(tokens[:, i]).softmax(-1)
+                                          for i, e in enumerate(self.experts)]).mean(0).log()
                 else:
-                    logits = self.aggregator(self.expert_tokens(x))
+                    logits = self.aggregator(tokens)
                 state["preds"][(m, k)].append(logits.argmax(-1).cpu())
             state["labels"][k].append(y.cpu())
         self.train(was_training)
