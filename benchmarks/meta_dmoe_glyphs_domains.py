@@ -72,7 +72,8 @@ def fit(overrides: list[str], save_dir: str, ckpt_path: str | None = None):
 def test(model, datamodule, methods: list[str]) -> dict:
     """Per-domain results of ``methods`` on the datamodule's test split (a fresh Trainer, no logging)."""
     model.eval_methods = methods
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
     trainer.test(model, datamodule=datamodule, verbose=False)
     return model.domain_records["test"]
 

@@ -124,7 +124,8 @@ class PreNormAggregator(nn.Module):
         self.blocks = nn.ModuleList()
         for _ in range(depth):
             self.blocks.append(nn.ModuleDict({
-                "norm1": nn.LayerNorm(dim), "attn": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True),
+                "norm1": nn.LayerNorm(dim),
+                "attn": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True),
                 "norm2": nn.LayerNorm(dim),
                 "ffn": nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Dropout(dropout),
                                      nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout))}))
