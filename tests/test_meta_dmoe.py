@@ -173,3 +173,24 @@ def test_bad_configurations_name_what_to_change(tmp_path):
         small(eval_methods=["ensemble"])
     with pytest.raises(ValueError, match="mask must be one of"):
         small(mask="drop")
+
+
+def test_a_hugging_face_image_model_directory_is_a_backbone(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import ResNetConfig, ResNetModel
+
+    from zoo.image_encoder import HFImageEncoder
+
+    torch.manual_seed(0)
+    ResNetModel(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])).save_pretrained(
+        tmp_path / "tiny")
+    enc = HFImageEncoder(str(tmp_path / "tiny"), image_size=16, channels=1)
+    assert enc.out_dim == 16 and enc(torch.randn(3, 1, 16, 16)).shape == (3, 16)
+    model = MetaDMoE(enc, num_classes=3, num_experts=2, aggregator_heads=2, fresh_init=False)
+    kept = enc.state_dict()
+    assert all(torch.equal(model.experts[1].backbone.state_dict()[k], v) for k, v in kept.items())
+    x = torch.randn(4, 1, 16, 16)
+    assert model.adapted_params(x, model.teacher(x), first_order=True).keys() == dict(
+        model.student.backbone.named_parameters()).keys()
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        HFImageEncoder(str(tmp_path))

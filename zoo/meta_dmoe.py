@@ -176,8 +176,9 @@ class MetaDMoE(ZooModule):
     """Meta-DMoE: experts (A), aggregator pre-training (B), student ERM (C), meta-distillation (D); module docstring.
 
     Args:
-        backbone: the feature extractor every expert and the student copy (freshly initialised each); any module
-            mapping images to ``[B, out_dim]`` with an int ``out_dim`` (``zoo.Conv4``, ``zoo.ResNet12``).
+        backbone: the feature extractor every expert and the student copy; any module mapping images to
+            ``[B, out_dim]`` with an int ``out_dim`` (``zoo.Conv4``, ``zoo.ResNet12``,
+            ``zoo.image_encoder.HFImageEncoder`` for a Hugging Face model directory).
         num_classes: the shared label space.
         num_experts: N, equal to the data config's ``super_domains``.
         stage_epochs: epochs of stages A, B, C, D (a 0 skips a stage, e.g. B for ``aggregator: mean_tokens``);
@@ -199,6 +200,9 @@ class MetaDMoE(ZooModule):
         metric: ``"accuracy"`` or ``"macro_f1"`` (iWildCam): the per-domain score called ``acc`` in logs is
             accuracy either way; ``macro_f1`` is added per domain when asked.
         stage_dir: where stage checkpoints go (default ``<log dir>/stages``).
+        fresh_init: give every expert and the student fresh weights (backbones trained from scratch); ``False``
+            keeps the backbone's own weights in each copy, as the official ImageNet-initialised experts and student
+            (``zoo.image_encoder.HFImageEncoder`` with a pretrained model directory).
         optimizer: the optimiser class every stage uses (its lr is set per stage from the arguments above).
     """
 
@@ -209,7 +213,7 @@ class MetaDMoE(ZooModule):
                  aggregator: str = "transformer", aggregator_depth: int = 1, aggregator_heads: int = 4,
                  aggregator_dropout: float = 0.1, adapt: str | list[str] = "backbone",
                  meta_batchnorm: str = "frozen", lr_decay: float = 1.0, eval_methods: list[str] | None = None,
-                 metric: str = "accuracy", stage_dir: str | None = None,
+                 metric: str = "accuracy", stage_dir: str | None = None, fresh_init: bool = True,
                  optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
         super().__init__(optimizer, scheduler)
         name = type(self).__name__
@@ -242,9 +246,11 @@ class MetaDMoE(ZooModule):
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.mask, self.meta_batchnorm, self.lr_decay = mask, meta_batchnorm, lr_decay
         self.eval_methods, self.metric, self.stage_dir = eval_methods, metric, stage_dir
-        self.experts = nn.ModuleList(
-            [BackboneWithHead(reinitialise(copy.deepcopy(backbone)), num_classes) for _ in range(num_experts)])
-        self.student = BackboneWithHead(reinitialise(copy.deepcopy(backbone)), num_classes)
+        def copy_of(module: nn.Module) -> nn.Module:
+            return reinitialise(copy.deepcopy(module)) if fresh_init else copy.deepcopy(module)
+
+        self.experts = nn.ModuleList([BackboneWithHead(copy_of(backbone), num_classes) for _ in range(num_experts)])
+        self.student = BackboneWithHead(copy_of(backbone), num_classes)
         dim = self.student.backbone.out_dim
         self.aggregator = PreNormAggregator(dim, num_classes, aggregator_depth, aggregator_heads,
                                             dropout=aggregator_dropout, pool=aggregator)
