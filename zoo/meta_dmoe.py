@@ -319,7 +319,8 @@ class MetaDMoE(ZooModule):
         self.stages_done.fill_(STAGES.index(stage) + 1)
         directory = Path(self.stage_dir) if self.stage_dir else Path(
             self.trainer.log_dir or self.trainer.default_root_dir) / "stages"
-        self.trainer.save_checkpoint(directory / f"stage-{stage}.ckpt")
+        # a full checkpoint (optimisers, loops): resuming from it continues the fit at the next stage
+        self.trainer.save_checkpoint(directory / f"stage-{stage}.ckpt", weights_only=False)
 
     # -- features ----------------------------------------------------------------------------------------------
     def expert_tokens(self, x: torch.Tensor) -> torch.Tensor:
