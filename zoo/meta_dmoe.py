@@ -281,17 +281,10 @@ class MetaDMoE(ZooModule):
     def stage(self) -> str:
         return self.stage_of(self.current_epoch)
 
-    def trained_method(self) -> str:
-        """The method the last completed stage trained (what ``acc`` means in test logs)."""
-        done = int(self.stages_done)
-        return STAGE_METHOD[STAGES[max(0, done - 1)]] if done else STAGE_METHOD["A"]
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Three optimisers: experts (A), aggregator (B, D), student (C, D); learning rates set per stage."""
-        agg = list(self.aggregator.parameters())
-        groups = [list(self.experts.parameters()), agg or [nn.Parameter(torch.zeros(()))],
-                  list(self.student.parameters())]
-        return [self.optimizer_factory([{"params": g}]) for g in groups]
+        groups = [self.experts.parameters(), self.aggregator.parameters(), self.student.parameters()]
+        return [self.optimizer_factory([{"params": list(g)}]) for g in groups]
 
     def on_fit_start(self) -> None:
         total = sum(self.stage_epochs)
