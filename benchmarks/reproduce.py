@@ -35,7 +35,7 @@ FULL = [
     "python benchmarks/maml_glyphs.py --settings 5w1s --max-time 00:00:07:00",
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
-    "python benchmarks/meta_dmoe_glyphs_domains.py",
+    "python benchmarks/meta_dmoe_glyphs_domains.py --seeds 0 1 2",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
 QUICK = [
