@@ -468,13 +468,14 @@ class MetaDMoE(ZooModule):
             values["adapt_seconds"].append(state["adapt_seconds"].get(k, 0.0))
             values["domain_id"].append(float(state["domain"][k]))
         tensors = {n: torch.tensor(v, dtype=torch.float64, device=self.device) for n, v in values.items()}
+        tensors["domain_id"] = tensors["domain_id"].unsqueeze(1)  # [n, 1]: returned by report_items, not logged
         index, rows = self.report_items(stage, torch.tensor(domains, device=self.device), tensors,
                                         ci=[n for n in tensors if n.startswith(("acc", "macro_f1"))],
                                         count_name="domains", prog_bar=stage == "val")
         if self._trainer is not None and not self.trainer.sanity_checking:
             self.log_dict({f"{stage}/worst_acc": float(rows["acc"].min())}, batch_size=len(index))
         self.domain_records[stage] = {"method": primary, "domain_index": index.tolist(),
-                                      **{n: v.tolist() for n, v in rows.items()}}
+                                      **{n: v.reshape(len(index)).tolist() for n, v in rows.items()}}
 
     @property
     def domain_records(self) -> dict[str, dict[str, Any]]:
