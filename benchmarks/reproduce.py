@@ -39,6 +39,7 @@ FULL = [
     "python benchmarks/demo_phases.py",
     "python benchmarks/gpam_wordnet_rel.py --export",
     "python benchmarks/meta_rtl_wordnet_qa.py",
+    "python benchmarks/meta_dmoe_glyphs_domains.py --seeds 0 1 2",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
 QUICK = [
@@ -53,6 +54,7 @@ QUICK = [
     "python benchmarks/demo_phases.py --quick",
     "python benchmarks/gpam_wordnet_rel.py --quick",
     "python benchmarks/meta_rtl_wordnet_qa.py --quick",
+    "python benchmarks/meta_dmoe_glyphs_domains.py --quick",
 ]
 RENDER = "python benchmarks/report.py"
 

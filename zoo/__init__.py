@@ -11,9 +11,9 @@ from zoo.wandb_logger import WandbLogger
 # Systems with heavy dependencies (transformers, FAISS, BoTorch) load on first use, so `import zoo` and the image
 # systems stay fast: `zoo.RAML` imports zoo.raml when it is first touched.
 _LAZY = {"MAML": "zoo.maml", "ANIL": "zoo.maml", "RAML": "zoo.raml", "TextEncoder": "zoo.text_encoder", "NAPModule": "zoo.nap",
-         "GPAM": "zoo.gpam", "ProtoNOTA": "zoo.gpam", "MetaRTL": "zoo.meta_rtl"}
+         "GPAM": "zoo.gpam", "ProtoNOTA": "zoo.gpam", "MetaRTL": "zoo.meta_rtl", "MetaDMoE": "zoo.meta_dmoe"}
 
-__all__ = ["ANIL", "Conv4", "EpisodicModule", "GPAM", "MAML", "MetaRTL", "NAPModule", "ProtoNet", "ProtoNOTA", "RAML", "ResNet12", "TextEncoder", "WandbLogger",
+__all__ = ["ANIL", "Conv4", "EpisodicModule", "GPAM", "MAML", "MetaDMoE", "MetaRTL", "NAPModule", "ProtoNet", "ProtoNOTA", "RAML", "ResNet12", "TextEncoder", "WandbLogger",
            "list_pretrained", "load_pretrained"]
 
 

@@ -34,3 +34,25 @@ def paired_difference_ci95(a: torch.Tensor | list[float], b: torch.Tensor | list
     if a_t.shape != b_t.shape:
         raise ValueError(f"paired_difference_ci95: shapes differ, {tuple(a_t.shape)} vs {tuple(b_t.shape)}")
     return mean_ci95(a_t - b_t)
+
+
+def macro_f1(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
+    """Macro-averaged F1 over the classes present in ``target`` or ``pred`` (iWildCam's WILDS metric).
+
+    Per class ``c``: ``F1 = 2 TP / (2 TP + FP + FN)``; the mean is over classes that occur in either tensor, as
+    WILDS' ``F1(average="macro")`` (scikit-learn's ``labels`` = the union of both), so a class absent from a domain
+    and never predicted does not count as a zero.
+    """
+    pred, target = torch.as_tensor(pred).reshape(-1).long(), torch.as_tensor(target).reshape(-1).long()
+    if pred.shape != target.shape or pred.numel() == 0:
+        raise ValueError(f"macro_f1: need equal, non-empty shapes, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    present = torch.unique(torch.cat([pred, target]))
+    if bool((present < 0).any()) or bool((present >= num_classes).any()):
+        raise ValueError(f"macro_f1: labels must be in 0..{num_classes - 1}")
+    scores = []
+    for c in present.tolist():
+        tp = int(((pred == c) & (target == c)).sum())
+        fp = int(((pred == c) & (target != c)).sum())
+        fn = int(((pred != c) & (target == c)).sum())
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(sum(scores) / len(scores))
