@@ -2,20 +2,25 @@
 
 For each family (default: shifted/scaled/rotated Hartmann-3 and samples of a 4-D GP prior) this script
 
-1. trains NAP from ``configs/nap/<family>.yaml`` (the same model, data and number of PPO iterations as
-   ``zoo fit --config configs/nap/<family>.yaml``, without the intermediate validation) and the likelihood-only
-   ablation (same config with ``ppo_coeff = value_coeff = 0``: only the bar-distribution head is trained, and it
-   acts by EI computed from its buckets), writes both to ``checkpoints/nap[-sl]-<family>.safetensors`` and
-   registers them (with the regret they reach) in ``checkpoints/registry.yaml``;
-2. runs every method on the family's fixed test tasks (10 functions x 5 initial designs = the 5 "seeds", pools
+1. trains the two stages of NAP: the likelihood pre-training stage from ``configs/nap/<family>-likelihood.yaml``
+   (the bar-distribution head alone on >= 1e4 task draws, contexts up to 55 points; it acts by EI computed from
+   its buckets: the "likelihood head only" ablation), then PPO fine-tuning from its weights with
+   ``configs/nap/<family>.yaml`` (the same model, data and iterations as ``zoo fit --config ...``, without the
+   intermediate validation); writes both to ``checkpoints/nap[-sl]-<family>.safetensors`` and registers them
+   (with the regret they reach) in ``checkpoints/registry.yaml``;
+2. runs every method on the family's fixed test tasks (test functions x 5 initial designs = the runs, pools
    of 1,000 candidates), 5 initial points then 50 trials;
 3. reports the mean normalised regret ``1 - best normalised value`` with its 95% CI (1.96 std / sqrt(n) over the
-   runs) after 10, 25 and 50 trials, and the mean decision time per step of NAP and GP-EI.
+   runs) after 10, 25 and 50 trials, and the mean decision time per step of NAP and GP-EI (one task at a time,
+   on the same runs: GP-EI's evaluation runs and ``--timing-tasks`` NAP runs);
+4. measures the diagnostics of :mod:`zoo.nap_diagnostics` (does the network use its history?) on
+   ``--diagnostic-tasks`` validation functions, and writes the issue's claims (``benchmarks.common.claim``, paired
+   over runs at 50 trials): NAP below random search, NAP below GP-EI, and NAP deciding >= 10x faster than GP-EI.
 
 Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` and a markdown table on stdout
 (``--quick``: a few iterations, tasks and trials, to ``nap_quick.*``, checkpoints to a temporary directory).
 
-    python benchmarks/nap_regret.py                 # full: ~10 min training per model and family on 2 cores
+    python benchmarks/nap_regret.py                 # full: ~10 min per family on 2 cores (see README)
     python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
     python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
     python benchmarks/nap_regret.py --from-registry --test-tasks 5 --threads 1   # check the registered numbers
@@ -203,11 +208,12 @@ def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, 
                 "weights": info["weights"],
                 "sha256": info["sha256"],
                 "model": info["model"],
-                "config": fres["config"],
+                "config": fres["config"] if kind == "nap" else fres.get("pretrain_config", fres["config"]),
                 "setting": (f"{FAMILY_TEXT.get(fam, fam)}; pools of {results['settings']['eval_num_candidates']} "
                             f"candidates, {results['settings']['n_init']} initial points + "
                             f"{results['settings']['budget']} trials"
-                            + ("" if kind == "nap" else "; likelihood head only, acting by EI on its buckets")),
+                            + (f"; PPO fine-tuned from nap-sl-{fam}" if kind == "nap" else
+                               "; likelihood pre-training stage only, acting by EI on its buckets")),
                 "metrics": {**{f"test/regret@{t}": round(res["at"][str(t)]["mean"], 5)
                                for t in results["settings"]["report_trials"]},
                             **{f"test/regret@{t}_ci95": round(res["at"][str(t)]["ci95"], 5)
