@@ -11,6 +11,11 @@ One transformer is both the surrogate and the acquisition function of a BO loop 
   temperature are the policy logits, and a value head on ``[incumbent, t/T]``;
 * PPO (clipped ratio, GAE(gamma, lambda)) on the reward ``-log10(simple regret)``.
 
+Our configs train in two stages (``NAPModule(stage=...)``, ``init_from``): the likelihood head alone on many tasks,
+then PPO from it, with the policy starting as log EI of that head (``NAPNetwork(af_prior="log_ei")``) and a raised,
+normalised regret floor; the official single-stage recipe stays the default. :mod:`zoo.nap_diagnostics` measures
+whether a trained network uses its history.
+
 Every detail and default follows the official code (``huawei-noah/HEBO``, folder ``NAP/``: ``transformer.py``,
 ``nap.py``, ``bar_distribution.py``, ``ppo_nap.py``, ``ppo_batchrecorder_nap.py``, ``function_gym_nap.py`` and
 ``scripts/nap/train_nap_hpo.py``); where this port departs from it the docstring of the piece says so and why.
