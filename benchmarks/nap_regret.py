@@ -2,20 +2,25 @@
 
 For each family (default: shifted/scaled/rotated Hartmann-3 and samples of a 4-D GP prior) this script
 
-1. trains NAP from ``configs/nap/<family>.yaml`` (the same model, data and number of PPO iterations as
-   ``zoo fit --config configs/nap/<family>.yaml``, without the intermediate validation) and the likelihood-only
-   ablation (same config with ``ppo_coeff = value_coeff = 0``: only the bar-distribution head is trained, and it
-   acts by EI computed from its buckets), writes both to ``checkpoints/nap[-sl]-<family>.safetensors`` and
-   registers them (with the regret they reach) in ``checkpoints/registry.yaml``;
-2. runs every method on the family's fixed test tasks (10 functions x 5 initial designs = the 5 "seeds", pools
+1. trains the two stages of NAP: the likelihood pre-training stage from ``configs/nap/<family>-likelihood.yaml``
+   (the bar-distribution head alone on >= 1e4 task draws, contexts up to 55 points; it acts by EI computed from
+   its buckets: the "likelihood head only" ablation), then PPO fine-tuning from its weights with
+   ``configs/nap/<family>.yaml`` (the same model, data and iterations as ``zoo fit --config ...``, without the
+   intermediate validation); writes both to ``checkpoints/nap[-sl]-<family>.safetensors`` and registers them
+   (with the regret they reach) in ``checkpoints/registry.yaml``;
+2. runs every method on the family's fixed test tasks (test functions x 5 initial designs = the runs, pools
    of 1,000 candidates), 5 initial points then 50 trials;
 3. reports the mean normalised regret ``1 - best normalised value`` with its 95% CI (1.96 std / sqrt(n) over the
-   runs) after 10, 25 and 50 trials, and the mean decision time per step of NAP and GP-EI.
+   runs) after 10, 25 and 50 trials, and the mean decision time per step of NAP and GP-EI (one task at a time,
+   on the same runs: GP-EI's evaluation runs and ``--timing-tasks`` NAP runs);
+4. measures the diagnostics of :mod:`zoo.nap_diagnostics` (does the network use its history?) on
+   ``--diagnostic-tasks`` validation functions, and writes the issue's claims (``benchmarks.common.claim``, paired
+   over runs at 50 trials): NAP below random search, NAP below GP-EI, and NAP deciding >= 10x faster than GP-EI.
 
 Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` and a markdown table on stdout
 (``--quick``: a few iterations, tasks and trials, to ``nap_quick.*``, checkpoints to a temporary directory).
 
-    python benchmarks/nap_regret.py                 # full: ~10 min training per model and family on 2 cores
+    python benchmarks/nap_regret.py                 # full: ~10 min per family on 2 cores (see README)
     python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
     python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
     python benchmarks/nap_regret.py --from-registry --test-tasks 5 --threads 1   # check the registered numbers
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -38,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +60,7 @@ from lightning.pytorch.cli import instantiate_module
 
 from zoo.nap import NAPModule
 
+FAMILY_SHORT = {"hartmann3": "Hartmann-3", "gp-prior-d4": "GP prior D=4"}
 FAMILY_TEXT = {
     "hartmann3": "Hartmann-3 under random shifts (<=0.1), scalings (<=10%) and rotations",
     "gp-prior-d4": "samples of a 4-D GP prior, RBF, lengthscale ~ U(0.2, 0.5)",
@@ -66,12 +72,15 @@ def _import(dotted: str):
     return getattr(importlib.import_module(module), name)
 
 
-def load_config(family: str) -> dict[str, Any]:
-    path = ROOT / "configs" / "nap" / f"{family}.yaml"
+def load_config(name: str) -> dict[str, Any]:
+    """``configs/nap/<name>.yaml`` with its ``__base__`` files merged in (what ``zoo fit --config`` reads)."""
+    from zoo.compose import load_composed
+
+    path = ROOT / "configs" / "nap" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (ROOT / "configs" / "nap").glob("*.yaml"))
-        raise SystemExit(f"no config {path}; families with a config: {known}")
-    cfg = yaml.safe_load(path.read_text())
+        raise SystemExit(f"no config {path}; configs: {known}")
+    cfg = load_composed(path)
     cfg["_path"] = str(path.relative_to(ROOT))
     return cfg
 
@@ -108,7 +117,7 @@ def evaluate(strategies: list, tasks: list[dict[str, torch.Tensor]], budget: int
     """Runs each strategy on all tasks (in chunks of ``chunk`` tasks for the batched ones)."""
     out: dict[str, Any] = {}
     for strategy in strategies:
-        regrets, seconds, decisions = [], 0.0, 0
+        regrets, seconds, decisions, per_run = [], 0.0, 0, []
         size = 1 if isinstance(strategy, GPEI) else chunk
         for start in range(0, len(tasks), size):
             batch = collate_tasks(tasks[start:start + size])
@@ -116,7 +125,10 @@ def evaluate(strategies: list, tasks: list[dict[str, torch.Tensor]], budget: int
             regrets.append(res.regret)
             seconds += float(res.step_seconds.sum())
             decisions += res.actions.numel()
+            per_run.append(float(res.step_seconds.sum()) / res.actions.numel())
         out[strategy.name] = {"regret": torch.cat(regrets), "seconds_per_decision": seconds / decisions}
+        if size == 1:  # one task per call: each run's own time per decision (paired timing claims)
+            out[strategy.name]["run_seconds_per_decision"] = per_run
         print(f"    {strategy.name:8s} final regret {float(torch.cat(regrets)[:, -1].mean()):.4f} "
               f"({seconds / decisions * 1e3:.1f} ms/decision amortised)", flush=True)
     return out
@@ -196,11 +208,12 @@ def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, 
                 "weights": info["weights"],
                 "sha256": info["sha256"],
                 "model": info["model"],
-                "config": fres["config"],
+                "config": fres["config"] if kind == "nap" else fres.get("pretrain_config", fres["config"]),
                 "setting": (f"{FAMILY_TEXT.get(fam, fam)}; pools of {results['settings']['eval_num_candidates']} "
                             f"candidates, {results['settings']['n_init']} initial points + "
                             f"{results['settings']['budget']} trials"
-                            + ("" if kind == "nap" else "; likelihood head only, acting by EI on its buckets")),
+                            + (f"; PPO fine-tuned from nap-sl-{fam}" if kind == "nap" else
+                               "; likelihood pre-training stage only, acting by EI on its buckets")),
                 "metrics": {**{f"test/regret@{t}": round(res["at"][str(t)]["mean"], 5)
                                for t in results["settings"]["report_trials"]},
                             **{f"test/regret@{t}_ci95": round(res["at"][str(t)]["ci95"], 5)
@@ -273,6 +286,70 @@ def retest_from_registry(families: list[str], test_tasks: int | None, seeds: int
     return ok
 
 
+def stage_args(cfg: dict[str, Any], budget: int, iterations: int | None) -> dict[str, Any]:
+    """The model arguments of a config, with the evaluation budget and (``--iterations``) a shortened schedule."""
+    model_args = dict(cfg["model"]["init_args"])
+    model_args["eval_budget"] = budget
+    if iterations is not None and model_args.get("scheduler"):
+        sched = model_args["scheduler"] = {**model_args["scheduler"]}
+        warmup = sched.get("init_args", {}).get("warmup_steps", 0)
+        sched["init_args"] = {**sched.get("init_args", {}), "total_steps": iterations,
+                              "warmup_steps": min(warmup, max(1, iterations // 4))}
+    return model_args
+
+
+def per_run_decision_seconds(strategy, tasks: list[dict[str, torch.Tensor]], budget: int) -> list[float]:
+    """Mean wall time of one decision in each run, the method serving one task at a time."""
+    return [float(run_bo(strategy, collate_tasks([task]), budget, key=10_000 + i).step_seconds.sum()) / budget
+            for i, task in enumerate(tasks)]
+
+
+DIAGNOSTIC_CONTEXTS = [5, 20, 50]
+
+
+def diagnostics(cfg: dict[str, Any], models: dict[str, NAPModule], n_tasks: int, n_init: int,
+                budget: int) -> dict[str, Any]:
+    """The three checks of :mod:`zoo.nap_diagnostics` on the family's validation functions (pools of the
+    evaluation size, one per function; held out from training): held-out NLL and rank correlation of the predicted
+    mean at 5, 20 and 50 context points, and the acquisition's rank correlation under its own vs another task's
+    history of 20 points."""
+    from zoo.nap_diagnostics import context_curves, history_swap_correlation, summarise_diagnostics
+
+    tasks = build_data(cfg, val_tasks=n_tasks, val_seeds=1).fixed_tasks("val")
+    out = {}
+    for kind, af in (("nap", "mlp"), ("nap-sl", "ei")):
+        net = models[kind].net
+        curves = context_curves(net, tasks, DIAGNOSTIC_CONTEXTS)
+        swap = history_swap_correlation(net, tasks, 20, af_name=af, n_init=n_init, budget=budget)
+        out[kind] = {"acquisition": af, **summarise_diagnostics(curves, swap)}
+        d = out[kind]
+        print(f"    {kind}: NLL " + ", ".join(f"@{n} {d['nll'][str(n)]['mean']:.3f}" for n in DIAGNOSTIC_CONTEXTS)
+              + "; spearman " + ", ".join(f"@{n} {d['spearman'][str(n)]['mean']:.3f}" for n in DIAGNOSTIC_CONTEXTS)
+              + f"; history swap {d['history_swap_spearman']['mean']:.3f}", flush=True)
+    return out
+
+
+def family_claims(fam: str, runs: dict[str, Any], budget: int, nap_times: list[float],
+                  gp_times: list[float]) -> list[dict[str, Any]]:
+    """The issue's claims for one family: NAP's regret at ``budget`` trials below random search's and GP-EI's
+    (paired over runs = test functions x initial designs), and NAP deciding >= 10x faster than GP-EI (paired over
+    the timed runs, on ``log10`` of the per-decision time ratio minus 1, so that it holds when the interval of the
+    ratio's geometric mean lies above 10)."""
+    from common import claim
+
+    text = FAMILY_SHORT.get(fam, fam)
+    nap = runs["nap"]["regret"][:, budget].tolist()
+    out = [claim(f"nap-vs-random-{fam}", f"NAP regret below random search at {budget} trials, {text}",
+                 runs["random"]["regret"][:, budget].tolist(), nap),
+           claim(f"nap-vs-gp-ei-{fam}", f"NAP regret below GP-EI at {budget} trials, {text}",
+                 runs["gp-ei"]["regret"][:, budget].tolist(), nap)]
+    speed_id = "nap-decision-speedup-vs-gp-ei" + ("" if fam == "gp-prior-d4" else f"-{fam}")
+    out.append(claim(speed_id, f"NAP decides >= 10x faster than GP-EI, {text} (diff: mean log10(GP-EI s / NAP s) "
+                               f"- 1 over runs, one task at a time)",
+                     [math.log10(t) for t in gp_times], [math.log10(t) + 1 for t in nap_times]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=["hartmann3", "gp-prior-d4"])
@@ -287,7 +364,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=10, help="tasks per batched NAP/random run")
-    ap.add_argument("--timing-tasks", type=int, default=3, help="tasks for the one-task-at-a-time timing")
+    ap.add_argument("--timing-tasks", type=int, default=10,
+                    help="runs timed one task at a time for NAP (paired with GP-EI's, which always runs so)")
+    ap.add_argument("--diagnostic-tasks", type=int, default=20, help="validation functions for the diagnostics")
     ap.add_argument("--wandb", action="store_true", help="also log the curves as W&B line plots")
     ap.add_argument("--from-registry", action="store_true",
                     help="re-test the registered checkpoints against their recorded regret; no training or writing")
@@ -317,31 +396,30 @@ def main() -> None:
         "torch": torch.__version__}, "families": {}}
 
     for fam in args.families:
-        cfg = load_config(fam)
-        print(f"== {fam} ({cfg['_path']})", flush=True)
-        model_args = dict(cfg["model"]["init_args"])
-        model_args["eval_budget"] = budget
-        if iterations is not None and model_args.get("scheduler"):
-            sched = model_args["scheduler"] = {**model_args["scheduler"]}
-            warmup = sched.get("init_args", {}).get("warmup_steps", 0)
-            sched["init_args"] = {**sched.get("init_args", {}), "total_steps": iterations,
-                                  "warmup_steps": min(warmup, max(1, iterations // 4))}
-        sl_args = dict(model_args, ppo_coeff=0.0, value_coeff=0.0, ent_coeff=0.0, eval_af="ei")
-        fres: dict[str, Any] = {"config": cfg["_path"], "command": " ".join(["python", *sys.argv]), "training": {},
-                                "checkpoints": {}}
+        cfg, pre_cfg = load_config(fam), load_config(f"{fam}-likelihood")
+        print(f"== {fam} ({pre_cfg['_path']} then {cfg['_path']})", flush=True)
+        fres: dict[str, Any] = {"config": cfg["_path"], "pretrain_config": pre_cfg["_path"],
+                                "command": " ".join(["python", *sys.argv]), "training": {}, "checkpoints": {}}
         models = {}
-        for kind, margs in (("nap", model_args), ("nap-sl", sl_args)):
+        # stage 1 (nap-sl): the likelihood head alone, on many tasks; stage 2 (nap): PPO fine-tuning from it
+        for kind, stage_cfg in (("nap-sl", pre_cfg), ("nap", cfg)):
             name = f"nap-{fam}" if kind == "nap" else f"nap-sl-{fam}"
             path = ckpt_dir / f"{name}.safetensors"
+            margs = stage_args(stage_cfg, budget, iterations)
+            if kind == "nap":
+                margs["init_from"] = str(ckpt_dir / f"nap-sl-{fam}.safetensors")
             if args.skip_train:
                 models[kind] = load_nap(path)
                 info = {"seconds": None}
             else:
                 print(f"  training {kind} ...", flush=True)
                 with tempfile.TemporaryDirectory() as logs:
-                    models[kind], seconds, last = train(cfg, margs, iterations, Path(logs))
-                info = {"seconds": round(seconds, 1), "iterations": models[kind].iterations_done, "last": last}
-                print(f"  trained {kind}: {info['iterations']} iterations in {seconds:.0f} s; {last}", flush=True)
+                    models[kind], seconds, last = train(stage_cfg, margs, iterations, Path(logs))
+                dm_train = build_data(stage_cfg)
+                info = {"seconds": round(seconds, 1), "iterations": models[kind].iterations_done,
+                        "task_draws": models[kind].iterations_done * dm_train.tasks_per_batch, "last": last}
+                print(f"  trained {kind}: {info['iterations']} iterations ({info['task_draws']} task draws) in "
+                      f"{seconds:.0f} s; {last}", flush=True)
             sha = save_nap(models[kind], path) if not args.skip_train else None
             from datamodules.cache import sha256_file
 
@@ -358,14 +436,23 @@ def main() -> None:
                       NAPStrategy(models["nap-sl"], "ei", name="nap-ei"), GPEI(seed=0), RandomSearch(seed=0)]
         runs = evaluate(strategies, tasks, budget, args.chunk)
         fres["methods"] = {name: summarise(r["regret"], trials) for name, r in runs.items()}
-        timing = tasks[: args.timing_tasks]
+        # per-decision times, one task at a time, on the same runs for NAP and GP-EI (paired)
+        n_timing = min(args.timing_tasks, len(tasks))
+        nap_times = per_run_decision_seconds(strategies[0], tasks[:n_timing], budget)
+        gp_times = runs["gp-ei"]["run_seconds_per_decision"][:n_timing]
         fres["decision_seconds"] = {
-            "nap": single_task_decision_seconds(strategies[0], timing, budget),
-            "nap-ei": single_task_decision_seconds(strategies[1], timing, budget),
-            "gp-ei": runs["gp-ei"]["seconds_per_decision"],
+            "nap": sum(nap_times) / n_timing,
+            "nap-ei": single_task_decision_seconds(strategies[1], tasks[:min(3, n_timing)], budget),
+            "gp-ei": sum(gp_times) / n_timing,
             "random": runs["random"]["seconds_per_decision"],
         }
         fres["decision_seconds_batched"] = {k: v["seconds_per_decision"] for k, v in runs.items()}
+        fres["decision_timing"] = {"runs": n_timing, "nap": nap_times, "gp-ei": gp_times}
+        print("  diagnostics ...", flush=True)
+        fres["diagnostics"] = diagnostics(cfg, models, args.diagnostic_tasks, args.n_init, budget)
+        fres["claims"] = family_claims(fam, runs, budget, nap_times, gp_times)
+        for c in fres["claims"]:
+            print(f"  claim {c['id']}: {c['diff']:+.4f} +- {c['ci95']:.4f} (n={c['n']}) holds={c['holds']}", flush=True)
         results["families"][fam] = fres
         if not args.quick:
             from zoo.pretrained import Entry, register
@@ -373,6 +460,7 @@ def main() -> None:
             for name, fields in registry_entries(results, [fam]).items():
                 register(Entry(name=name, **fields))
         results = merged(results, out)
+        results["claims"] = [c for f in results["families"].values() for c in f.get("claims", [])]
         results["machine"] = machine()
         write_json(results, out)  # after every family, so a long run that is stopped keeps what it finished
 

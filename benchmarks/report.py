@@ -178,7 +178,27 @@ def nap(data: dict) -> str:
                        if train.get("seconds") is not None else "")
             out.append(f"| {fam} ({res['runs']} runs) | {NAP_NAMES.get(name, name)} | " + " | ".join(cells)
                        + f" | {sec:.3f} | {trained} |")
-    return "\n".join(out) + footer(data)
+    diag = {fam: f["diagnostics"] for fam, f in data["families"].items() if "diagnostics" in f}
+    if diag:
+        out += ["", "Does the network use its history? On held-out validation functions of each family (pools of the "
+                "evaluation size): NLL of the bar distribution and Spearman correlation of its predicted mean with "
+                "the truth on the points outside a random context of 5, 20 or 50 points (nested contexts, paired "
+                "differences 50 - 5), and the Spearman correlation of the acquisition over a task's candidates "
+                "under its own 20-point history vs another task's (1 = the history is ignored).", "",
+                "| family | model | tasks | NLL @5 / @20 / @50 | NLL 50 - 5 | Spearman @5 / @20 / @50 | "
+                "Spearman 50 - 5 | own vs other history |", "|---|---|---|---|---|---|---|---|"]
+        for fam, models in diag.items():
+            for kind, d in models.items():
+                sizes = [str(n) for n in d["context_sizes"]]
+                lo, hi = sizes[0], sizes[-1]
+                nd, rd = d[f"nll_{hi}_minus_{lo}"], d[f"spearman_{hi}_minus_{lo}"]
+                sw = d["history_swap_spearman"]
+                label = "NAP (policy)" if kind == "nap" else "likelihood head only (EI)"
+                out.append(f"| {fam} | {label} | {d['tasks']} | " + " / ".join(f"{d['nll'][n]['mean']:.3f}" for n in sizes)
+                           + f" | {nd['diff']:+.3f} ± {nd['ci95']:.3f} | "
+                           + " / ".join(f"{d['spearman'][n]['mean']:.2f}" for n in sizes)
+                           + f" | {rd['diff']:+.2f} ± {rd['ci95']:.2f} | {sw['mean']:.3f} ± {sw['ci95']:.3f} |")
+    return "\n".join(out) + claims_line(data) + footer(data)
 
 
 def maml_glyphs(data: dict) -> str:

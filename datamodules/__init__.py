@@ -4,8 +4,11 @@ What every modality shares lives here at the top: the Episode type and sampler (
 episodic base DataModules (base.py), file safety and build caches (cache.py), argument checks (check.py) and
 episode-set hashes (episode_set.py). Each modality is a package exporting its DataModules, so a config names
 ``datamodules.<modality>.<Class>``: ``images`` (Glyphs, the standard image layouts), ``text`` (text benchmarks,
-WordNet), ``bo`` (black-box optimisation tasks, HPO-B). New modalities get their own package beside them
-(``relations/``, ``domains/``, ``qa/`` are planned), built on the shared modules, never on another modality's.
+WordNet), ``bo`` (black-box optimisation tasks, HPO-B), ``relations`` (relation episodes with none-of-the-above,
+WordNet-Rel, FewRel), ``domains`` (items with domain ids for domain generalisation: Glyphs-Domains, DomainBed,
+WILDS), ``qa`` (multiple-choice tasks: WordNet-QA, commonsense QA files). Each is built on the shared modules
+(and on a reader of another package where it reads the same files, e.g. WordNet), and ``files.py`` holds the
+record-file helpers every reader uses.
 
 Arguments use one word per idea: ``root`` is where the user's source files are, ``cache_dir`` where a DataModule
 writes what it derives from them (builds, fitted models); a path to one file is named for that file.

@@ -46,6 +46,7 @@ from zoo.nap import (
     bar_log_density,
     bar_mean,
     bar_nll,
+    bo_features,
     bucket_borders,
     dq_mask,
     neg_log10_regret,
@@ -64,7 +65,7 @@ def tiny_module(input_dim: int = 2, lr: float = 1e-3, **kw) -> NAPModule:
     net_args = dict(d_model=16, n_layers=2, n_heads=2, dim_feedforward=32, n_buckets=50, af_hidden=16)
     args = dict(horizon=4, minibatch_size=4, grad_accumulation=1, eval_budget=4)
     for k, v in kw.items():
-        (net_args if k in net_args else args)[k] = v
+        (net_args if k in net_args or k == "af_prior" else args)[k] = v
     torch.manual_seed(0)
     return NAPModule(NAPNetwork(input_dim, **net_args), optimizer=lambda p: torch.optim.Adam(p, lr=lr), **args)
 
@@ -176,6 +177,51 @@ def test_reward_and_top_k_by_hand():
     r = neg_log10_regret(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.9, 1.0, 0.99]))
     assert torch.allclose(r, torch.tensor([1.0, 20.0, 2.0]), atol=1e-4)
     assert torch.equal(top_k_mask(torch.tensor([[3.0, 1.0, 2.0, 0.0]]), 2), torch.tensor([[False, True, False, True]]))
+
+
+def test_raised_and_normalised_reward_floor_by_hand():
+    # floor 1e-3: -log10(max(1e-3, regret)) / 3
+    r = neg_log10_regret(torch.tensor([1.0, 1.0, 1.0, 1.0]), torch.tensor([0.9, 1.0, 0.99, 0.9999]), floor=1e-3,
+                         normalise=True)
+    assert torch.allclose(r, torch.tensor([1 / 3, 1.0, 2 / 3, 1.0]), atol=1e-5)
+    assert float(neg_log10_regret(torch.tensor(1.0), torch.tensor(0.9999), floor=1e-3)) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="floor"):
+        neg_log10_regret(torch.tensor(1.0), torch.tensor(0.5), floor=0.0)
+
+
+def test_likelihood_stage_then_ppo_starting_from_its_weights(tmp_path):
+    """Stage 1 trains the likelihood head alone; stage 2 loads it (init_from) and its policy starts as log EI of
+    that head: greedy NAP then decides exactly as the pre-trained model acting by EI."""
+    dm = GPPriorFunctions(dim=2, num_candidates=24, tasks_per_batch=4, train_tasks=8, val_tasks=2, test_tasks=2,
+                          test_seeds=2, eval_n_init=2, eval_batch_size=2)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                 limit_val_batches=0, num_sanity_val_steps=0)
+    pre = tiny_module(2, stage="likelihood", nll_max_context=20, af_prior="log_ei", eval_af="ei")
+    assert not pre.rl_enabled
+    pl.Trainer(max_epochs=1, **quiet).fit(pre, dm)
+    assert pre.iterations_done == 2  # one optimiser step per batch of 4 tasks
+    path = tmp_path / "stage1.safetensors"
+    save_nap(pre, path)
+    ft = tiny_module(2, af_prior="log_ei", init_from=str(path), regret_floor=1e-3, normalise_rewards=True)
+    ft.load_network_weights(path)
+    batch = collate_tasks(dm.fixed_tasks("test"))
+    nap, ei = run_bo(NAPStrategy(ft, "mlp"), batch, 6), run_bo(NAPStrategy(pre, "ei"), batch, 6)
+    assert torch.equal(nap.actions, ei.actions)
+    with torch.no_grad():  # the policy logits are log EI / temperature, exactly
+        hx, hy = batch["x"][:, :3], batch["y"][:, :3]
+        valid = torch.ones_like(hy, dtype=torch.bool)
+        feats = bo_features(hy, valid, 1, 6)
+        af, logits, _ = ft.net(hx, hy, valid, batch["x"], feats)
+        expected = torch.log(bar_ei(logits, ft.net.borders, feats[:, :1]) + 1e-12) / ft.net.temperature
+        assert torch.allclose(af, expected, atol=1e-4)
+    pl.Trainer(max_epochs=1, limit_train_batches=1, **quiet).fit(ft, dm)  # on_fit_start loads init_from
+    assert ft.iterations_done == 1
+    with pytest.raises(FileNotFoundError, match="model.init_from"):
+        tiny_module(2, af_prior="log_ei").load_network_weights(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="does not fit this network"):
+        tiny_module(2, d_model=8).load_network_weights(path)
+    with pytest.raises(ValueError, match="stage must be"):
+        tiny_module(2, stage="pretrain")
 
 
 def hartmann_batch(n_candidates=24, tasks=6, n_init=0):

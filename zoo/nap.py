@@ -11,6 +11,11 @@ One transformer is both the surrogate and the acquisition function of a BO loop 
   temperature are the policy logits, and a value head on ``[incumbent, t/T]``;
 * PPO (clipped ratio, GAE(gamma, lambda)) on the reward ``-log10(simple regret)``.
 
+Our configs train in two stages (``NAPModule(stage=...)``, ``init_from``): the likelihood head alone on many tasks,
+then PPO from it, with the policy starting as log EI of that head (``NAPNetwork(af_prior="log_ei")``) and a raised,
+normalised regret floor; the official single-stage recipe stays the default. :mod:`zoo.nap_diagnostics` measures
+whether a trained network uses its history.
+
 Every detail and default follows the official code (``huawei-noah/HEBO``, folder ``NAP/``: ``transformer.py``,
 ``nap.py``, ``bar_distribution.py``, ``ppo_nap.py``, ``ppo_batchrecorder_nap.py``, ``function_gym_nap.py`` and
 ``scripts/nap/train_nap_hpo.py``); where this port departs from it the docstring of the piece says so and why.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -122,9 +128,20 @@ def bar_ei(logits: torch.Tensor, borders: torch.Tensor, best_f: torch.Tensor) ->
     return (torch.softmax(logits, -1) * contrib).sum(-1)
 
 
-def neg_log10_regret(y_star: torch.Tensor, incumbent: torch.Tensor) -> torch.Tensor:
-    """NAP's reward ``-log10(max(1e-20, y* - max_l y_l))`` (``reward_transformation="neg_log10"``)."""
-    return -torch.log10((y_star - incumbent).clamp_min(REWARD_FLOOR))
+def neg_log10_regret(y_star: torch.Tensor, incumbent: torch.Tensor, floor: float = REWARD_FLOOR,
+                     normalise: bool = False) -> torch.Tensor:
+    """NAP's reward ``-log10(max(floor, y* - max_l y_l))`` (``reward_transformation="neg_log10"``, official floor
+    1e-20), divided by ``-log10(floor)`` when ``normalise`` so that it lies in ``[0, 1]``.
+
+    With the official floor a step taken after the optimum is found is worth 20 while a typical step before it is
+    worth about 1, so returns (and the value loss, ~1e4) mostly measure how early a task's optimum happens to be
+    hit; a raised floor (1e-3: a thousandth of the task's range, below what a 1,000-point pool resolves) and the
+    normalisation keep the returns on the scale of the regret the benchmark reports.
+    """
+    if not 0 < floor < 1:
+        raise ValueError(f"regret floor must be in (0, 1), got {floor}")
+    r = -torch.log10((y_star - incumbent).clamp_min(floor))
+    return r / -math.log10(floor) if normalise else r
 
 
 def dq_mask(size: int, n_ctx: int) -> torch.Tensor:
@@ -237,20 +254,34 @@ class NAPNetwork(nn.Module):
         joint_model_af_training: let policy gradients flow into the transformer through the bucket probabilities
             and the candidate embedding (official default ``True``); ``False`` detaches them ("Disjoint").
         temperature: policy logits are ``af / temperature`` (official 0.1).
+        af_prior: ``None`` (official: the acquisition is the MLP alone) or ``"log_ei"``: the MLP becomes a residual
+            on ``log EI`` computed from the buckets, ``af = log(EI + 1e-12) + MLP(...)``, with the MLP's output
+            layer initialised at zero. [INTERP] The official MLP starts from N(0, 0.01^2) weights, i.e. a flat
+            policy that PPO must shape from sparse regret rewards alone (the review of our first port found the
+            trained policy applying one fixed ranking of x whatever the history). Starting from ``log EI`` of a
+            likelihood head pre-trained on many tasks, the initial policy is the EI policy of that head (greedy
+            argmax equal to the "likelihood only (EI)" ablation) and PPO learns a correction to it. The log makes
+            the logits' scale independent of the task's regret scale (EI spans orders of magnitude as a run
+            progresses).
     """
 
     def __init__(self, input_dim: int, d_model: int = 512, n_layers: int = 6, n_heads: int = 4,
                  dim_feedforward: int = 1024, dropout: float = 0.0, n_buckets: int = 1000, y_low: float = -0.1,
                  y_high: float = 1.1, af_name: str = "mlp", af_hidden: int = 200,
-                 joint_model_af_training: bool = True, temperature: float = 0.1):
+                 joint_model_af_training: bool = True, temperature: float = 0.1, af_prior: str | None = None):
         super().__init__()
         # the architecture, stored beside the weights (zoo.bo.save_nap, registry entries, ZooModule.save_config)
         self.init_args = dict(input_dim=input_dim, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                               dim_feedforward=dim_feedforward, dropout=dropout, n_buckets=n_buckets, y_low=y_low,
                               y_high=y_high, af_name=af_name, af_hidden=af_hidden,
                               joint_model_af_training=joint_model_af_training, temperature=temperature)
+        if af_prior is not None:  # recorded only when set, so files written before the switch keep their args
+            self.init_args["af_prior"] = af_prior
         if af_name not in ("mlp", "ei", "ucb"):
             raise ValueError(f"af_name must be 'mlp', 'ei' or 'ucb', got {af_name!r}")
+        if af_prior not in (None, "log_ei"):
+            raise ValueError(f"af_prior must be None or 'log_ei', got {af_prior!r}")
+        self.af_prior = af_prior
         if input_dim < 1:
             raise ValueError(f"input_dim must be >= 1, got {input_dim}")
         self.input_dim, self.af_name, self.temperature = input_dim, af_name, temperature
@@ -268,6 +299,8 @@ class NAPNetwork(nn.Module):
                                         nn.Linear(af_hidden, 1))
         self.value_head = nn.Sequential(nn.Linear(2, d_model), nn.Tanh(), nn.Linear(d_model, 1))
         self.apply(self._init_weights)
+        if af_prior is not None:  # the policy starts as the prior exactly (see af_prior above)
+            nn.init.zeros_(self.af_decoder[-1].weight)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -312,6 +345,9 @@ class NAPNetwork(nn.Module):
                 probs, emb = probs.detach(), emb.detach()
             feats = features[:, None, :].expand(-1, cand_x.shape[1], -1)
             af = self.af_decoder(torch.cat([probs, emb, feats], -1)).squeeze(-1)
+            if self.af_prior == "log_ei":
+                prior_logits = logits if self.joint else logits.detach()
+                af = af + torch.log(bar_ei(prior_logits, self.borders, incumbent[:, None]) + 1e-12)
         elif af_name == "ei":
             af = bar_ei(logits, self.borders, incumbent[:, None])
         else:
@@ -407,6 +443,20 @@ class NAPModule(ZooModule):
         ppo_epochs, minibatch_size, grad_accumulation, grad_clip: official 1, 8, 4 (low-memory profile), 0.5.
         eval_budget: BO steps of a validation/test episode (the t/T feature uses T = eval_budget).
         eval_af: acquisition used at evaluation: ``"mlp"`` (the policy) or ``"ei"`` (likelihood head + EI).
+        stage: ``"ppo"`` (the official training: PPO + value + auxiliary NLL) or ``"likelihood"``: the
+            pre-training stage, in which each optimiser step is one NLL pass over the batch's tasks, each task
+            with its own i.i.d. random context (no rollout, no policy or value loss). [INTERP] The paper trains
+            both at once from scratch; on our CPU budget the jointly trained network never learned to condition
+            on its context (held-out NLL flat from 5 to 55 points), so the likelihood head is first trained on
+            >= 1e4 task draws with contexts up to the evaluation budget, then PPO starts from it (``init_from``).
+        nll_max_context: largest i.i.d. context of the NLL pass; ``None`` is the official ``n0 + horizon - 1``
+            (23 for training episodes of 24 steps), which never shows the model the 55-point histories of a
+            5 + 50 evaluation run.
+        regret_floor, normalise_rewards: the reward ``-log10(max(floor, regret))`` (official floor 1e-20, not
+            normalised), divided by ``-log10(floor)`` when normalised; see :func:`neg_log10_regret`.
+        init_from: a weights file (``zoo.bo.save_nap`` safetensors or a Lightning ``.ckpt``) whose network
+            weights are loaded when fitting starts (not when resuming): PPO fine-tuning from the pre-trained
+            likelihood stage. Only the network is loaded; optimiser and iteration count start afresh.
         seed: keys the rollout sampling and minibatch order (same seed, same training).
         optimizer: as in :class:`zoo.base.ZooModule` (official: Adam, lr 3e-5).
         scheduler: stepped once per PPO iteration (official: linear warm-up over 20 iterations then linear decay
@@ -418,7 +468,9 @@ class NAPModule(ZooModule):
                  value_coeff: float = 1.0, ce_coeff: float = 1.0, ent_coeff: float = 0.0,
                  normalize_advantages: bool = True, sl_iid: bool = True, ppo_epochs: int = 1,
                  minibatch_size: int = 8, grad_accumulation: int = 4, grad_clip: float = 0.5, eval_budget: int = 50,
-                 eval_af: str | None = None, seed: int = 0, optimizer: OptimizerCallable = torch.optim.Adam,
+                 eval_af: str | None = None, stage: str = "ppo", nll_max_context: int | None = None,
+                 regret_floor: float = REWARD_FLOOR, normalise_rewards: bool = False, init_from: str | None = None,
+                 seed: int = 0, optimizer: OptimizerCallable = torch.optim.Adam,
                  scheduler: LRSchedulerCallable | None = None):
         super().__init__(optimizer, scheduler)
         if not all(hasattr(network, a) for a in ("input_dim", "af_name", "borders")):
@@ -430,6 +482,12 @@ class NAPModule(ZooModule):
             raise ValueError("minibatch_size, grad_accumulation and ppo_epochs must be >= 1")
         if eval_af not in (None, "mlp", "ei", "ucb"):
             raise ValueError(f"eval_af must be None, 'mlp', 'ei' or 'ucb', got {eval_af!r}")
+        if stage not in ("ppo", "likelihood"):
+            raise ValueError(f"stage must be 'ppo' or 'likelihood', got {stage!r}")
+        if nll_max_context is not None and nll_max_context < 1:
+            raise ValueError(f"nll_max_context must be >= 1 or None, got {nll_max_context}")
+        if not 0 < regret_floor < 1:
+            raise ValueError(f"regret_floor must be in (0, 1), got {regret_floor}")
         self.automatic_optimization = False
         self.net = network  # the attribute name is the prefix of the shipped weights' keys ("net.")
         self._eval_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -470,7 +528,46 @@ class NAPModule(ZooModule):
 
     @property
     def rl_enabled(self) -> bool:
+        if self.hparams.get("stage", "ppo") == "likelihood":
+            return False
         return self.hparams.ppo_coeff != 0 or self.hparams.value_coeff != 0 or self.hparams.ent_coeff != 0
+
+    def on_fit_start(self) -> None:
+        path = self.hparams.get("init_from")
+        if path and self.iterations_done == 0:  # a resumed run keeps its own weights
+            self.load_network_weights(path)
+
+    def load_network_weights(self, path: str | Path) -> None:
+        """Loads the network (``net.*``) weights of a ``zoo.bo.save_nap`` safetensors file or a Lightning ``.ckpt``
+        (``weights_only``); the architectures must match except for the acquisition MLP's output layer, which an
+        ``af_prior`` network may take from a file that has one or not."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model.init_from={str(path)!r}: no such weights file (run the likelihood stage "
+                                    f"first, or give a .safetensors written by zoo.bo.save_nap or a .ckpt)")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        elif path.suffix == ".ckpt":
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        else:
+            raise ValueError(f"model.init_from={str(path)!r}: expected a .safetensors or .ckpt file")
+        net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+        if not net_state:
+            raise ValueError(f"model.init_from={str(path)!r} holds no 'net.*' weights of a NAP model")
+        mine = self.net.state_dict()
+        bad = [f"{k}: {tuple(v.shape)} vs {tuple(mine[k].shape)}" for k, v in net_state.items()
+               if k in mine and v.shape != mine[k].shape]
+        missing = sorted(set(mine) - set(net_state))
+        if bad or missing:
+            raise ValueError(f"model.init_from={str(path)!r} does not fit this network: "
+                             + "; ".join(bad + [f"missing {k}" for k in missing][:5]))
+        self.net.load_state_dict(net_state)
+        if self.net.af_prior is not None:
+            # the pre-trained head acted by EI; the residual MLP of the policy starts at zero on top of it
+            nn.init.zeros_(self.net.af_decoder[-1].weight)
+            nn.init.zeros_(self.net.af_decoder[-1].bias)
 
     # -- acting --------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -528,7 +625,8 @@ class NAPModule(ZooModule):
             observed.scatter_(1, action[:, None], True)
             incumbents[:, t + 1] = torch.maximum(incumbents[:, t], y.gather(1, action[:, None])[:, 0])
             out["actions"][:, t], out["logp"][:, t], out["values"][:, t] = action, logp, value
-            out["rewards"][:, t] = neg_log10_regret(y_star, incumbents[:, t + 1])
+            out["rewards"][:, t] = neg_log10_regret(y_star, incumbents[:, t + 1], self.hparams.get(
+                "regret_floor", REWARD_FLOOR), self.hparams.get("normalise_rewards", False))
             out["proba_mask"][:, t], out["features"][:, t] = pmask, feats
         out["hist_idx"], out["incumbents"] = hist_idx, incumbents
         out["regret"] = (y_star[:, None] - incumbents).clamp_min(0)
@@ -557,12 +655,13 @@ class NAPModule(ZooModule):
         return value, logp, entropy, logits
 
     def _iid_nll(self, batch: dict[str, torch.Tensor], b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The auxiliary loss on an i.i.d. random context (``SL_iid_fast``): context sizes ``U{1..n0+T-1}``,
-        context points drawn uniformly with replacement from the valid candidates, all candidates as targets."""
+        """The auxiliary loss on an i.i.d. random context (``SL_iid_fast``): context sizes ``U{1..n0+T-1}`` (or
+        ``U{1..nll_max_context}``), context points drawn uniformly with replacement from the valid candidates, all
+        candidates as targets."""
         hp = self.hparams
         x, y, valid = batch["x"][b], batch["y"][b], batch["valid"][b]
         m = b.numel()
-        max_ctx = max(1, batch["init"].shape[1] + hp.horizon - 1)
+        max_ctx = hp.get("nll_max_context") or max(1, batch["init"].shape[1] + hp.horizon - 1)
         n_ctx = torch.randint(1, max_ctx + 1, (m,), generator=generator).to(x.device) if max_ctx > 1 else \
             torch.ones(m, dtype=torch.long, device=x.device)
         width = int(n_ctx.max())
@@ -576,12 +675,31 @@ class NAPModule(ZooModule):
     def _traj_nll(self, batch: dict[str, torch.Tensor], b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return bar_nll(logits, batch["y"][b], self.borders, batch["valid"][b].float())
 
+    def _likelihood_step(self, batch: dict[str, torch.Tensor], g: torch.Generator) -> torch.Tensor:
+        """One optimiser step of the likelihood stage: the NLL of every task of the batch under its own random
+        context."""
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        loss = self._iid_nll(batch, torch.arange(batch["y"].shape[0], device=batch["y"].device), g)
+        opt.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        if sched is not None:
+            sched.step()
+        self.iterations_done += 1
+        bsz = batch["y"].shape[0]
+        self.log_dict({"train/loss": loss.detach(), "train/loss_nll": loss.detach()}, batch_size=bsz)
+        self.log("train/lr", float(opt.optimizer.param_groups[0]["lr"]), batch_size=bsz)
+        return loss.detach()
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hp = self.hparams
-        opt = self.optimizers()
-        sched = self.lr_schedulers()
         it = self.iterations_done
         g = key_generator(hp.seed, "nap-train", self.trainer.global_rank if self._trainer else 0, it)
+        if hp.get("stage", "ppo") == "likelihood":
+            return self._likelihood_step(batch, g)
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
         bsz = batch["y"].shape[0]
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("loss", "ppo", "value", "nll", "entropy")}
         if self.rl_enabled:
