@@ -81,11 +81,14 @@ def raml_wordnet(data: dict) -> str:
            "| setting | method | accuracy, % (95% CI) | per-seed means, % | majority share | learned (per seed) |",
            "|---|---|---|---|---|---|"]
     for key, e in data["summary"].items():
+        if " - " in key:  # paired differences: files written before claims existed
+            continue
         setting, method = key.split("/", 1)
         learned = "; ".join(f"{k} " + ", ".join(f"{v:.2f}" for v in vs) for k, vs in e.get("learned", {}).items())
+        share = (f"{e['majority_share']:.3f}{' (collapsed)' if e.get('collapsed') else ''}"
+                 if "majority_share" in e else "not recorded")
         out.append(f"| {setting} | {method} | {pct(e['mean'], e['ci95_over_episodes'])} | "
-                   + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"])
-                   + f" | {e['majority_share']:.3f}{' (collapsed)' if e.get('collapsed') else ''} | {learned} |")
+                   + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"]) + f" | {share} | {learned} |")
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
