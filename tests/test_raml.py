@@ -321,3 +321,37 @@ def test_cli_fits_and_tests_the_shipped_wordnet_config(tmp_path):
     run = next((tmp_path / "csv").iterdir())
     assert next((run / "checkpoints").glob("best-*.ckpt"))
     assert (run / "test_episodes.csv").is_file()
+
+
+# -- the benchmark's claims, on made-up runs (the real run embeds 36k passages: an hour of CPU) ---------------------
+
+def _benchmark_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("raml_wordnet", ROOT / "benchmarks" / "raml_wordnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_claims_pair_seed_averaged_episodes_by_hand():
+    bench = _benchmark_module()
+
+    def row(method, seed, acc, share):
+        return {"method": method, "shot": 1, "seed": seed, "per_episode": acc, "per_episode_majority_share": share,
+                "test_acc": sum(acc) / len(acc)}
+
+    rows = [row("raml", 0, [0.6, 0.8, 1.0], [0.2, 0.2, 0.2]), row("raml", 1, [0.8, 0.8, 1.0], [0.2, 0.4, 0.2]),
+            row("protonet-text", 0, [0.4, 0.8, 0.8], [0.2, 0.2, 0.2]),
+            row("protonet-text", 1, [0.6, 0.6, 0.8], [0.2, 0.2, 0.2]),
+            row("raml-no-passages", 0, [0.2, 0.2, 0.2], [1.0, 1.0, 0.8]),
+            row("raml-no-passages", 1, [0.2, 0.2, 0.4], [1.0, 0.8, 0.8])]
+    claims = {c["id"]: c for c in bench.claims_of(rows)}
+    # seed-averaged per episode: raml 0.7, 0.8, 1.0; protonet-text 0.5, 0.7, 0.8 -> differences 0.2, 0.1, 0.2
+    c = claims["raml-vs-protonet-text-5w1s"]
+    assert c["diff"] == pytest.approx(0.5 / 3) and c["n"] == 3 and c["holds"]
+    assert "RAML beats ProtoNet-text (cosine), WordNet 5-way 1-shot" == c["statement"]
+    assert "raml-retrieval-vs-none-5w1s" in claims and "raml-retrieval-vs-random-5w1s" not in claims  # not run
+    summary = bench.summarize(rows)
+    assert summary["5w1s/raml-no-passages"]["collapsed"] and not summary["5w1s/raml"]["collapsed"]
+    assert summary["5w1s/raml"]["majority_share"] == pytest.approx(1.4 / 6)
