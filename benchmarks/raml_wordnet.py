@@ -142,11 +142,12 @@ def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
 def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int, save_dir: str,
         train: bool = True, data: list[str] | None = None) -> dict[str, Any]:
     config, extra = METHODS[method]
-    if config == PROTO_CONFIG:  # ProtoNet has no index
-        data = [o for o in data or [] if not o.startswith(("--model.index_dir", "--data.corpus_path"))]
-    overrides = [*(data or []), f"--data.k_shot={shot}", f"--data.seed={seed}", "--data.eval_seed=0", f"--seed_everything={seed}",
-                 f"--trainer.max_epochs={epochs}", f"--data.train_episodes={episodes['train']}",
-                 f"--data.val_episodes={episodes['val']}", f"--data.test_episodes={episodes['test']}", *extra]
+    if config == PROTO_CONFIG:  # ProtoNet has no index (the corpus it is given goes unread)
+        data = [o for o in data or [] if not o.startswith("--model.index_dir")]
+    overrides = [*(data or []), f"--data.k_shot={shot}", f"--data.seed={seed}", "--data.eval_seed=0",
+                 f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
+                 f"--data.train_episodes={episodes['train']}", f"--data.val_episodes={episodes['val']}",
+                 f"--data.test_episodes={episodes['test']}", *extra]
     cli = build_cli(["fit", "--config", str(ROOT / config), "--config", CSV_LOGGER,
                      f"--trainer.logger.init_args.save_dir={save_dir}", "--trainer.enable_progress_bar=false",
                      "--trainer.enable_model_summary=false", *overrides], run=False)

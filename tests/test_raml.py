@@ -205,7 +205,8 @@ def test_random_passages_are_fixed_per_text_and_not_the_retrieved_ones(minilm, t
     model = raml(minilm, tmp_path, passage_source="random")
     model.attach_corpus(dm.passage_corpus())
     drawn = model.retrieve(list(episode.query_x))
-    assert torch.equal(torch.as_tensor(drawn), random_passage_ids(list(episode.query_x), 2, len(model.retriever.corpus)))
+    expected = random_passage_ids(list(episode.query_x), 2, len(model.retriever.corpus))
+    assert torch.equal(torch.as_tensor(drawn), expected)
     assert model(episode).shape == (6, 3)
 
 

@@ -38,9 +38,9 @@ no-retrieval ablation (one view: the query alone), which isolates what retrieval
   once and cached (the passages' are read back from the FAISS index), so a training episode costs milliseconds
   and thousands of episodes fit a CPU budget. What is [INTERP] and why: the paper's score has no metric term; we
   add one because a metric-learning baseline scored this way (ProtoNet, cosine) is what the fusion network must
-  beat, and a head that starts at chance spends its whole budget relearning it (the shipped ``published``
-  checkpoints put most of an episode's queries into one class). The enrichment by a mean of passage vectors is
-  our reading of "multi-view passages fusion" at the level of sentence vectors.
+  beat, and a head that starts at chance spends its whole budget relearning it (issue 11's review found the
+  shipped published-head 1-shot checkpoint putting ~80% of an episode's queries into one class). The enrichment
+  by a mean of passage vectors is our reading of "multi-view passages fusion" at the level of sentence vectors.
 
 ``passage_source="random"`` replaces the retrieved passages by passages drawn at random from the corpus (fixed per
 query text), the ablation that shows whether *relevant* passages matter or only extra vectors do.
@@ -180,8 +180,9 @@ class RAML(EpisodicModule):
         passage_source: ``"retrieved"`` (the top-P passages) or ``"random"`` (P passages drawn at random from the
             corpus, the same ones for the same query text: the random-passages ablation).
         random_seed: seeds ``passage_source="random"``.
-        proto_logit_weight: (``head="published"`` only) [INTERP, not in the official code] add this times the ProtoNet logits of each query
-            (its pooled embedding against the prototypes, ``zoo.losses.prototypical_logits``) to the fused scores.
+        proto_logit_weight: (``head="published"`` only) [INTERP, not in the official code] add this times the
+            ProtoNet logits of each query (its pooled embedding against the prototypes,
+            ``zoo.losses.prototypical_logits``) to the fused scores.
             0 (default) is RAML as published. With a *frozen* encoder the published score ``w^T u`` starts with
             no query-dependent signal (``u`` is dominated by the prototype itself, so every query gets the same
             class ranking: chance accuracy) and must learn matching from scratch; with a positive weight the
