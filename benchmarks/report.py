@@ -81,7 +81,7 @@ def raml_wordnet(data: dict) -> str:
            "| setting | method | accuracy, % (95% CI) | per-seed means, % | majority share | learned (per seed) |",
            "|---|---|---|---|---|---|"]
     for key, e in data["summary"].items():
-        if " - " in key:  # paired differences: files written before claims existed
+        if " - " in key:  # paired differences, below
             continue
         setting, method = key.split("/", 1)
         learned = "; ".join(f"{k} " + ", ".join(f"{v:.2f}" for v in vs) for k, vs in e.get("learned", {}).items())
@@ -89,6 +89,10 @@ def raml_wordnet(data: dict) -> str:
                  if "majority_share" in e else "not recorded")
         out.append(f"| {setting} | {method} | {pct(e['mean'], e['ci95_over_episodes'])} | "
                    + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"]) + f" | {share} | {learned} |")
+    diffs = [(k, e) for k, e in data["summary"].items() if " - " in k]  # files written before claims existed
+    if diffs:
+        out += ["", "Paired differences, points (95% CI): " + "; ".join(
+            f"{k.replace(' - ', ' minus ')} {100 * e['mean']:+.2f} ± {100 * e['ci95']:.2f}" for k, e in diffs) + "."]
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
