@@ -101,21 +101,26 @@ def raml_wordnet(data: dict) -> str:
     ep = st["episodes"]
     out = [f"Budget: {st['epochs']} epochs of {ep['train']} training episodes, {ep['val']} validation episodes per "
            f"epoch (best-on-validation checkpoint), {ep['test']} fixed test episodes (5-way, {st['q_query']} queries); "
-           f"seeds {', '.join(map(str, st['seeds']))}; encoder {st['encoder']}; RAML: {st['raml']}.", "",
-           "| setting | method | accuracy, % (95% CI) | per-seed means, % | vs ProtoNet-text, points (paired 95% CI) "
-           "| retrieval share of step time |", "|---|---|---|---|---|---|"]
-    summary = data["summary"]
-    for key, e in summary.items():
-        if " - " in key:
+           f"seeds {', '.join(map(str, st['seeds']))}; encoder {st['encoder']}; RAML: {st['raml']}. Accuracy: mean "
+           "over seeds, 95% CI over the test episodes of the seed-averaged accuracy. Majority share: the share of an "
+           "episode's queries put into its most frequent predicted class (0.2 is balanced; above 0.4 the head is "
+           "collapsed).", "",
+           "| setting | method | accuracy, % (95% CI) | per-seed means, % | majority share | learned (per seed) |",
+           "|---|---|---|---|---|---|"]
+    for key, e in data["summary"].items():
+        if " - " in key:  # paired differences, below
             continue
         setting, method = key.split("/", 1)
-        diff = summary.get(f"{key} - protonet-text")
-        share = e.get("retrieval_share_of_train_step")
+        learned = "; ".join(f"{k} " + ", ".join(f"{v:.2f}" for v in vs) for k, vs in e.get("learned", {}).items())
+        share = (f"{e['majority_share']:.3f}{' (collapsed)' if e.get('collapsed') else ''}"
+                 if "majority_share" in e else "not recorded")
         out.append(f"| {setting} | {method} | {pct(e['mean'], e['ci95_over_episodes'])} | "
-                   + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"]) + " | "
-                   + (f"{100 * diff['mean']:+.2f} ± {100 * diff['ci95']:.2f}" if diff else "") + " | "
-                   + (f"{100 * share:.0f}%" if share else "") + " |")
-    return "\n".join(out) + footer(data)
+                   + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"]) + f" | {share} | {learned} |")
+    diffs = [(k, e) for k, e in data["summary"].items() if " - " in k]  # files written before claims existed
+    if diffs:
+        out += ["", "Paired differences, points (95% CI): " + "; ".join(
+            f"{k.replace(' - ', ' minus ')} {100 * e['mean']:+.2f} ± {100 * e['ci95']:.2f}" for k, e in diffs) + "."]
+    return "\n".join(out) + claims_line(data) + footer(data)
 
 
 def gpam_wordnet_rel(data: dict) -> str:

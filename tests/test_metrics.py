@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from zoo.metrics import mean_ci95, paired_difference_ci95
+import torch
+
+from zoo.metrics import head_collapsed, majority_class_share, mean_ci95, paired_difference_ci95
 
 
 def test_mean_ci95_by_hand():
@@ -27,3 +29,18 @@ def test_paired_difference_removes_shared_episode_variance():
     assert diff == pytest.approx(0.1) and ci == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="shapes differ"):
         paired_difference_ci95([1.0, 2.0], [1.0])
+
+
+def test_majority_class_share_by_hand():
+    # episode 1: predictions 0,0,1,2 -> class 0 twice of 4 = 0.5; episode 2: all class 2 -> 1.0
+    pred = torch.tensor([[0, 0, 1, 2], [2, 2, 2, 2]])
+    assert majority_class_share(pred, 3).tolist() == [0.5, 1.0]
+    assert majority_class_share(torch.tensor([0, 1, 2]), 3).item() == pytest.approx(1 / 3)  # one balanced episode
+    with pytest.raises(ValueError, match="without queries"):
+        majority_class_share(torch.zeros(2, 0, dtype=torch.long), 3)
+
+
+def test_collapse_check_threshold_is_twice_uniform():
+    assert not head_collapsed([0.2, 0.4], 5)  # mean 0.3 <= 2/5
+    assert head_collapsed([0.4, 0.6], 5)  # mean 0.5 > 0.4
+    assert not head_collapsed([1.0], 2)  # 2-way: the bound is capped at 1, a share of 1 is not "more than" it

@@ -25,6 +25,22 @@ def test_logits_by_hand_with_identity_backbone():
     assert cos.shape == (1, 2) and torch.isclose(cos[0, 0], cos[0, 1])  # (1,1) is 45 degrees from both
 
 
+def test_learned_temperature_starts_at_its_scale_and_trains():
+    # support prototypes (1,0) and (0,1); query (1,0): cosines 1 and 0, times the scale 1/T = 10
+    ep = Episode(support_x=torch.tensor([[1.0, 0.0], [0.0, 1.0]]), support_y=torch.tensor([0, 1]),
+                 query_x=torch.tensor([[1.0, 0.0]]), query_y=torch.tensor([1]), classes=torch.tensor([3, 4]))
+    model = ProtoNet(nn.Identity(), distance="cosine", temperature=0.1, learn_temperature=True)
+    assert torch.allclose(model(ep), torch.tensor([[10.0, 0.0]]))
+    loss, _, _ = model.episode_loss(ep)
+    loss.backward()
+    assert model.log_scale.grad.item() > 0  # a wrong confident answer: the loss wants a smaller scale
+    fixed = ProtoNet(nn.Identity(), distance="cosine", temperature=0.1)
+    assert fixed.log_scale is None and "log_scale" not in fixed.state_dict()  # off: checkpoints keep their keys
+    assert torch.allclose(fixed(ep), torch.tensor([[10.0, 0.0]]))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ProtoNet(nn.Identity(), temperature=0.0)
+
+
 def test_backbone_output_dims():
     assert Conv4(1, 64, "flatten", 28).out_dim == 64 and Conv4(3, 64, "flatten", 84).out_dim == 1600
     assert Conv4(3, 64, "avg", 84)(torch.zeros(2, 3, 84, 84)).shape == (2, 64)

@@ -15,7 +15,8 @@ from datamodules.text import WordNetDataModule
 from fixtures.text.shared import load_encoder
 from support import ROOT
 from zoo.protonet import ProtoNet
-from zoo.raml import RAML, PrototypeCrossAttention, average_view_scores, build_views
+from zoo.metrics import head_collapsed, majority_class_share
+from zoo.raml import RAML, PrototypeCrossAttention, average_view_scores, build_views, random_passage_ids
 from zoo.text_encoder import TextEncoder, masked_mean
 
 WN_FIX = str(ROOT / "tests" / "fixtures" / "text" / "wordnet")
@@ -144,10 +145,10 @@ def _losses(model, episode, steps, lr=1e-3):
 
 @pytest.mark.parametrize("fusion, view_encoding", [("multiview", "joint"), ("fid", "joint"),
                                                    ("multiview", "separate")])
-def test_raml_loss_falls(minilm, tmp_path, fusion, view_encoding):
+def test_published_raml_loss_falls(minilm, tmp_path, fusion, view_encoding):
     torch.manual_seed(0)
     dm = wordnet_fixture(tmp_path)
-    model = raml(minilm, tmp_path, fusion=fusion, view_encoding=view_encoding)
+    model = raml(minilm, tmp_path, head="published", fusion=fusion, view_encoding=view_encoding)
     model.attach_corpus(dm.passage_corpus())
     episode = dm.dataset("train")[(0, 0)]
     ids = model.retrieve(list(episode.query_x))
@@ -161,6 +162,75 @@ def test_raml_loss_falls(minilm, tmp_path, fusion, view_encoding):
     assert not corpus_words & set(episode.query_x)
 
 
+def test_metric_head_loss_falls(tmp_path):
+    torch.manual_seed(0)
+    dm = wordnet_fixture(tmp_path)
+    model = raml(load_encoder(freeze=True, max_length=48, projection_dim=384), tmp_path)
+    model.attach_corpus(dm.passage_corpus())
+    episode = dm.dataset("train")[(0, 0)]
+    losses = _losses(model, episode, 8, lr=1e-2)
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert model.score.weight.abs().sum() > 0 and model.passage_weight.item() != 0.5  # the fusion and beta trained
+
+
+def test_metric_head_starts_as_cosine_protonet_on_the_enriched_query(minilm, tmp_path):
+    """At initialisation the fusion score is exactly 0: logits = 10 cos(z_c, n(q) + 0.5 mean_p n(p)), by hand."""
+    dm = wordnet_fixture(tmp_path)
+    episode = dm.dataset("val")[(0, 0)]
+    support, query = minilm(list(episode.support_x)), minilm(list(episode.query_x))
+    bare = raml(minilm, tmp_path, n_passages=0).eval()  # 1-shot: the prototypes are the support embeddings
+    assert torch.allclose(bare(episode), 10 * F.normalize(query, dim=-1) @ F.normalize(support, dim=-1).T, atol=1e-4)
+    model = raml(minilm, tmp_path).eval()
+    model.attach_corpus(dm.passage_corpus())
+    ids = model.retrieve(list(episode.query_x))
+    corpus = model.retriever.corpus
+    passages = minilm.encode([corpus.passage(int(j)) for j in ids.flatten()], normalize=True).view(*ids.shape, -1)
+    enriched = F.normalize(query, dim=-1) + 0.5 * F.normalize(passages, dim=-1).mean(1)
+    expected = 10 * F.normalize(enriched, dim=-1) @ F.normalize(support, dim=-1).T
+    assert torch.allclose(model(episode), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="head='published' only"):
+        raml(minilm, tmp_path, proto_logit_weight=1.0)
+    with pytest.raises(ValueError, match="head must be one of"):
+        raml(minilm, tmp_path, head="fusion")
+
+
+def test_random_passages_are_fixed_per_text_and_not_the_retrieved_ones(minilm, tmp_path):
+    ids = random_passage_ids(["a dog", "a cat", "a dog"], 4, 1000, seed=0)
+    assert ids.shape == (3, 4) and torch.equal(ids[0], ids[2]) and not torch.equal(ids[0], ids[1])
+    assert ids.min() >= 0 and ids.max() < 1000
+    assert torch.equal(random_passage_ids(["a dog"], 4, 1000, seed=0)[0], ids[0])  # same in every call
+    assert not torch.equal(random_passage_ids(["a dog"], 4, 1000, seed=1)[0], ids[0])
+    dm = wordnet_fixture(tmp_path)
+    episode = dm.dataset("val")[(0, 0)]
+    model = raml(minilm, tmp_path, passage_source="random")
+    model.attach_corpus(dm.passage_corpus())
+    drawn = model.retrieve(list(episode.query_x))
+    expected = random_passage_ids(list(episode.query_x), 2, len(model.retriever.corpus))
+    assert torch.equal(torch.as_tensor(drawn), expected)
+    assert model(episode).shape == (6, 3)
+
+
+def test_collapse_check_flags_the_published_head_and_passes_a_trained_metric_head(tmp_path):
+    """The published score starts with no query-dependent signal: at initialisation it sends (nearly) every query
+    of an episode to the same class, which the per-episode majority-class-share check catches; the metric head,
+    trained a few steps, passes it."""
+    torch.manual_seed(0)
+    dm = wordnet_fixture(tmp_path, val_episodes=12)
+    encoder = load_encoder(freeze=True, max_length=48, projection_dim=384)
+
+    def shares(model):
+        model.eval()
+        with torch.no_grad():
+            return [float(majority_class_share(model(e).argmax(-1), e.n_way))
+                    for e in (dm.dataset("val")[(0, i)] for i in range(12))]
+
+    published = raml(encoder, tmp_path, head="published", n_passages=0)
+    assert head_collapsed(shares(published), 3), shares(published)
+    metric = raml(encoder, tmp_path, n_passages=0)
+    _losses(metric, dm.dataset("train")[(0, 0)], 5, lr=1e-2)
+    assert not head_collapsed(shares(metric), 3), shares(metric)
+
+
 def test_raml_without_retrieval_is_the_same_architecture(minilm, tmp_path):
     dm = wordnet_fixture(tmp_path)
     model = raml(minilm, tmp_path, n_passages=0)
@@ -170,13 +240,13 @@ def test_raml_without_retrieval_is_the_same_architecture(minilm, tmp_path):
 
 def test_proto_logit_residual_starts_exactly_at_protonet(minilm, tmp_path):
     dm = wordnet_fixture(tmp_path)
-    model = raml(minilm, tmp_path, n_passages=0, proto_logit_weight=1.0).eval()
+    model = raml(minilm, tmp_path, head="published", n_passages=0, proto_logit_weight=1.0).eval()
     episode = dm.dataset("val")[(0, 0)]
     support, query = minilm(list(episode.support_x)), minilm(list(episode.query_x))
     expected = -torch.cdist(query, support) ** 2  # 1-shot: the prototypes are the support embeddings
     assert torch.allclose(model(episode), expected, atol=1e-3)
     with pytest.raises(ValueError, match="proto_distance"):
-        raml(minilm, tmp_path, proto_distance="manhattan")
+        raml(minilm, tmp_path, head="published", proto_distance="manhattan")
 
 
 def test_protonet_text_loss_falls(tmp_path):
@@ -252,3 +322,37 @@ def test_cli_fits_and_tests_the_shipped_wordnet_config(tmp_path):
     run = next((tmp_path / "csv").iterdir())
     assert next((run / "checkpoints").glob("best-*.ckpt"))
     assert (run / "test_episodes.csv").is_file()
+
+
+# -- the benchmark's claims, on made-up runs (the real run embeds 36k passages: an hour of CPU) ---------------------
+
+def _benchmark_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("raml_wordnet", ROOT / "benchmarks" / "raml_wordnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_claims_pair_seed_averaged_episodes_by_hand():
+    bench = _benchmark_module()
+
+    def row(method, seed, acc, share):
+        return {"method": method, "shot": 1, "seed": seed, "per_episode": acc, "per_episode_majority_share": share,
+                "test_acc": sum(acc) / len(acc)}
+
+    rows = [row("raml", 0, [0.6, 0.8, 1.0], [0.2, 0.2, 0.2]), row("raml", 1, [0.8, 0.8, 1.0], [0.2, 0.4, 0.2]),
+            row("protonet-text", 0, [0.4, 0.8, 0.8], [0.2, 0.2, 0.2]),
+            row("protonet-text", 1, [0.6, 0.6, 0.8], [0.2, 0.2, 0.2]),
+            row("raml-no-passages", 0, [0.2, 0.2, 0.2], [1.0, 1.0, 0.8]),
+            row("raml-no-passages", 1, [0.2, 0.2, 0.4], [1.0, 0.8, 0.8])]
+    claims = {c["id"]: c for c in bench.claims_of(rows)}
+    # seed-averaged per episode: raml 0.7, 0.8, 1.0; protonet-text 0.5, 0.7, 0.8 -> differences 0.2, 0.1, 0.2
+    c = claims["raml-vs-protonet-text-5w1s"]
+    assert c["diff"] == pytest.approx(0.5 / 3) and c["n"] == 3 and c["holds"]
+    assert "RAML beats ProtoNet-text (cosine), WordNet 5-way 1-shot" == c["statement"]
+    assert "raml-retrieval-vs-none-5w1s" in claims and "raml-retrieval-vs-random-5w1s" not in claims  # not run
+    summary = bench.summarize(rows)
+    assert summary["5w1s/raml-no-passages"]["collapsed"] and not summary["5w1s/raml"]["collapsed"]
+    assert summary["5w1s/raml"]["majority_share"] == pytest.approx(1.4 / 6)

@@ -140,6 +140,24 @@ def test_retriever_rebuilds_stale_index_and_caches_per_text(tmp_path):
     assert json.loads((tmp_path / "idx" / "meta.json").read_text())["encoder"] == "hash-encoderx"
 
 
+def test_retriever_accepts_the_callers_query_vectors_and_returns_stored_passage_vectors(tmp_path):
+    corpus, enc = corpus_of(30), HashEncoder()
+    r = Retriever(enc, corpus, IndexSpec("flat"), tmp_path / "idx", threads=1, share_results=False)
+    texts = ["guitar song music", "river boat"]
+    mine = Retriever(enc, corpus, IndexSpec("flat"), tmp_path / "idx", threads=1, share_results=False)
+    ids, scores = r.retrieve(texts, 4)
+    calls = enc.calls
+    given, given_scores = mine.retrieve(texts, 4, vectors=enc.encode(texts, normalize=False))
+    assert np.array_equal(given, ids) and np.allclose(given_scores, scores)
+    assert enc.calls == calls + 1  # only the vectors passed in: the retriever embedded nothing itself
+    stored = r.passage_vectors(ids)
+    assert stored.shape == (2, 4, HashEncoder.out_dim)
+    expected = enc.encode([corpus.passage(int(j)) for j in ids.flatten()], normalize=True).view(2, 4, -1)
+    assert torch.allclose(stored, expected, atol=1e-6)  # the indexed (normalised) vectors, read back
+    with pytest.raises(ValueError, match="2 vectors for 1 texts"):
+        mine.retrieve(["x"], 2, vectors=torch.zeros(2, HashEncoder.out_dim))
+
+
 def test_retriever_drops_the_query_itself():
     corpus = corpus_of(20)
     query = corpus.texts[3]

@@ -16,15 +16,17 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from datamodules.episodes import Episode
 from zoo.base import ZooModule
+from zoo.metrics import majority_class_share
 
 
 class EpisodicModule(ZooModule):
     """Base class: subclasses implement ``forward(episode) -> logits [num_query, n_way]``.
 
-    Logged keys: ``train/loss``, ``train/acc`` per step; ``val/acc``, ``val/acc_ci95``, ``val/loss`` and the same
-    for ``test/`` once per evaluation, over the whole fixed episode set (gathered across ranks).
-    After an evaluation, ``episode_records[stage]`` holds one row per episode (index, accuracy, loss) for the
-    per-episode table written by ``callbacks.EpisodeTable``.
+    Logged keys: ``train/loss``, ``train/acc`` per step; ``val/acc``, ``val/acc_ci95``, ``val/loss``,
+    ``val/majority_share`` (``zoo.metrics.majority_class_share``, the collapse diagnostic) and the same for
+    ``test/`` once per evaluation, over the whole fixed episode set (gathered across ranks).
+    After an evaluation, ``episode_records[stage]`` holds one row per episode (index, accuracy, loss, majority
+    share) for the per-episode table written by ``callbacks.EpisodeTable``.
 
     Args:
         optimizer: a callable building the optimiser from the parameters (LightningCLI ``OptimizerCallable``).
@@ -64,9 +66,11 @@ class EpisodicModule(ZooModule):
     # -- evaluation ----------------------------------------------------------------------------------------------
     def _eval_step(self, episode: Episode) -> None:
         loss, logits, _ = self.episode_loss(episode)
-        acc = (logits.argmax(-1) == episode.query_y).float().mean()
+        pred = logits.argmax(-1)
+        acc = (pred == episode.query_y).float().mean()
+        share = majority_class_share(pred, logits.shape[-1]).float().mean().to(acc.device)  # collapse diagnostic
         self._eval_outputs.append(torch.stack([torch.tensor(float(episode.index), device=acc.device),
-                                               acc.detach(), loss.detach().float()]))
+                                               acc.detach(), loss.detach().float(), share]))
 
     def validation_step(self, episode: Episode, batch_idx: int) -> None:
         self._eval_step(episode)
@@ -79,10 +83,12 @@ class EpisodicModule(ZooModule):
             return
         rows = torch.stack(self._eval_outputs)
         self._eval_outputs = []
-        index, rows = self.report_items(stage, rows[:, 0].long(), {"acc": rows[:, 1], "loss": rows[:, 2]},
-                                        ci=("acc",), count_name="episodes", prog_bar=stage == "val")
-        self.episode_records[stage] = [{"episode": int(i), "acc": float(a), "loss": float(l)}
-                                       for i, a, l in zip(index, rows["acc"], rows["loss"])]
+        values = {"acc": rows[:, 1], "loss": rows[:, 2], "majority_share": rows[:, 3]}
+        index, rows = self.report_items(stage, rows[:, 0].long(), values, ci=("acc",), count_name="episodes",
+                                        prog_bar=stage == "val")
+        self.episode_records[stage] = [
+            {"episode": int(i), "acc": float(a), "loss": float(l), "majority_share": float(m)}
+            for i, a, l, m in zip(index, rows["acc"], rows["loss"], rows["majority_share"])]
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

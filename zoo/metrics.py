@@ -24,6 +24,27 @@ def mean_ci95(values: torch.Tensor | list[float]) -> tuple[float, float]:
     return float(x.mean()), float(Z95 * x.std(unbiased=True) / math.sqrt(x.numel()))
 
 
+def majority_class_share(pred: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Share of an episode's queries predicted as its most frequent predicted class: ``[..., Q]`` labels -> ``[...]``.
+
+    A collapse diagnostic: on balanced episodes a good classifier gives about ``1 / n_way`` (0.2 in 5-way), one
+    that puts every query into the same class gives 1, whatever its accuracy happens to be.
+    """
+    if pred.shape[-1] == 0:
+        raise ValueError("majority_class_share: an episode without queries")
+    counts = torch.nn.functional.one_hot(pred.long(), n_way).sum(-2)  # [..., n_way]
+    return counts.max(-1).values.to(torch.float64) / pred.shape[-1]
+
+
+def head_collapsed(shares: torch.Tensor | list[float], n_way: int, factor: float = 2.0) -> bool:
+    """The collapse check: the mean per-episode majority-class share exceeds ``factor / n_way`` (0.4 in 5-way).
+
+    Balanced 5-way 5-query episodes give about 0.2 for an accurate model and about 0.36 for uniformly random
+    guesses; a head that sends most queries to one class lands near 1.
+    """
+    return float(torch.as_tensor(shares, dtype=torch.float64).mean()) > min(1.0, factor / n_way)
+
+
 def paired_difference_ci95(a: torch.Tensor | list[float], b: torch.Tensor | list[float]) -> tuple[float, float]:
     """Mean of ``a - b`` and its 95% half-width, for two methods scored on the *same* episodes.
 

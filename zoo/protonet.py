@@ -6,6 +6,7 @@ change only how an episode's embeddings become a loss, so they are a config choi
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -37,7 +38,8 @@ class ProtoNet(EpisodicModule):
     Args:
         backbone: any module mapping a batch of inputs to ``[B, d]`` (``zoo.backbones``, ``zoo.text_encoder``).
         distance: ``"euclidean"`` (squared, as Snell et al.) or ``"cosine"``.
-        temperature: logits are divided by it (1 in the paper and the official SuSana Distancia code).
+        temperature: logits are divided by it (1 in the paper and the official SuSana Distancia code); with
+            ``learn_temperature`` its initial value.
         loss_terms: names from ``zoo.losses.LOSS_TERMS`` (``cross``, ``prototriplet``, ``fullicnn``, ``suppicnn``,
             ``queryicnn``); a misspelt name is an error, not a silently dropped term.
         margin: Proto-Triplet hinge margin (0.5 in the official code).
@@ -45,11 +47,16 @@ class ProtoNet(EpisodicModule):
         query_protos: ``queryicnn`` scores queries against the prototypes instead of the support (tags 5 and 6).
         official_drop_first: reproduce the official code's quirk of dropping the first neighbour even when the
             targets are not the scored points (off: only a point's own self-match is dropped).
+        learn_temperature: learn the logit scale ``1 / T`` as ``exp(log_scale)`` (the learned metric scaling of
+            Oreshkin et al., TADAM, NeurIPS 2018, sec. 2.1). Cosine logits lie in [-1, 1], so a fixed T = 1 gives a
+            nearly flat softmax and a T picked by hand is one more hyper-parameter; a log-parameter keeps the scale
+            positive. Off by default (no extra parameter: the image checkpoints are unchanged); the text configs
+            turn it on with T = 0.1 (scale 10) and cosine distance.
     """
 
     def __init__(self, backbone: nn.Module, distance: str = "euclidean", temperature: float = 1.0,
                  loss_terms: list[str] | None = None, margin: float = 0.5, icnn_k: int = 4,
-                 query_protos: bool = False, official_drop_first: bool = False,
+                 query_protos: bool = False, official_drop_first: bool = False, learn_temperature: bool = False,
                  optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
         super().__init__(optimizer, scheduler)
         if distance not in ("euclidean", "cosine"):
@@ -57,9 +64,17 @@ class ProtoNet(EpisodicModule):
         self.loss_terms = validate_loss_terms(loss_terms or ["cross"])
         self.save_config()
         self.backbone = backbone
+        if not temperature > 0:
+            raise ValueError(f"ProtoNet temperature must be > 0, got {temperature!r}")
         self.distance, self.temperature = distance, temperature
+        # the parameter exists only when learned, so checkpoints of fixed-temperature models keep their keys
+        self.log_scale = nn.Parameter(torch.tensor(-math.log(temperature))) if learn_temperature else None
         self.margin, self.icnn_k = margin, icnn_k
         self.query_protos, self.official_drop_first = query_protos, official_drop_first
+
+    def logit_temperature(self) -> float | torch.Tensor:
+        """The temperature the logits are divided by: fixed, or ``exp(-log_scale)`` when learned."""
+        return self.temperature if self.log_scale is None else torch.exp(-self.log_scale)
 
     def embed_episode(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """Support and query embeddings from one backbone pass."""
@@ -71,7 +86,7 @@ class ProtoNet(EpisodicModule):
         """Support embeddings, query embeddings and the query logits against the class prototypes."""
         support, query = self.embed_episode(episode)
         protos = prototypes(support, episode.support_y, episode.n_way)
-        return support, query, prototypical_logits(query, protos, self.distance, self.temperature)
+        return support, query, prototypical_logits(query, protos, self.distance, self.logit_temperature())
 
     def forward(self, episode: Episode) -> torch.Tensor:
         return self.embed_and_score(episode)[2]
@@ -102,11 +117,11 @@ class ProtoNet(EpisodicModule):
                              episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Loss, logits and terms of one episode from its support and query embeddings."""
         protos = prototypes(support, episode.support_y, episode.n_way)
-        logits = prototypical_logits(query, protos, self.distance, self.temperature)
+        logits = prototypical_logits(query, protos, self.distance, self.logit_temperature())
         if self.loss_terms == ["cross"]:
             return torch.nn.functional.cross_entropy(logits, episode.query_y), logits, {}
         terms = episode_loss_terms(support, episode.support_y, query, episode.query_y, episode.n_way,
                                    self.loss_terms, self.margin, self.icnn_k, query_protos=self.query_protos,
                                    official_drop_first=self.official_drop_first, logits=logits,
-                                   distance=self.distance, temperature=self.temperature)
+                                   distance=self.distance, temperature=self.logit_temperature())
         return combine_loss_terms(terms, self.loss_terms), logits, terms

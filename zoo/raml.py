@@ -19,6 +19,32 @@ second ``Fewshot`` class, "average possibility"):
 concatenated into one key/value sequence, Fusion-in-Decoder style, and scored once. ``n_passages=0`` is the
 no-retrieval ablation (one view: the query alone), which isolates what retrieval adds to the same architecture.
 
+**Two class scores** (``head``):
+
+* ``head="published"``: steps 3-5 as above, ``s_{c,q} = (1/P) sum_p w^T u_{c,q,p} + b``. With a *frozen* encoder
+  and a short CPU budget this score starts with no query-dependent signal (``u`` is dominated by the prototype,
+  so every query gets the same class ranking) and must learn matching from nothing; the official code trains
+  10,000 episodes and fine-tunes ALBERT.
+* ``head="metric"`` (default, [INTERP]): the score starts from a metric and the fusion network learns a
+  correction to it::
+
+      e_q     = n(f(q)) + beta * (1/P) sum_p n(f(p_{q,p}))          # the query enriched by its passages
+      s_{c,q} = exp(log_scale) * cos(z_c, e_q)                       # starts as cosine ProtoNet + passages
+              + (1/P) sum_p w^T LayerNorm(z_c + W_o MHA(z_c, [n(f(q)); n(f(p_{q,p}))])) + b   # w, b start at 0
+
+  with ``f`` the encoder (frozen MiniLM plus a trainable linear map that starts as the identity), ``n`` the L2
+  normalisation, ``beta`` (``passage_weight``) and ``log_scale`` learned. Each view is the pair (query, passage)
+  as two *pooled* vectors rather than their joint token states: with a frozen encoder every vector is computed
+  once and cached (the passages' are read back from the FAISS index), so a training episode costs milliseconds
+  and thousands of episodes fit a CPU budget. What is [INTERP] and why: the paper's score has no metric term; we
+  add one because a metric-learning baseline scored this way (ProtoNet, cosine) is what the fusion network must
+  beat, and a head that starts at chance spends its whole budget relearning it (issue 11's review found the
+  shipped published-head 1-shot checkpoint putting ~80% of an episode's queries into one class). The enrichment
+  by a mean of passage vectors is our reading of "multi-view passages fusion" at the level of sentence vectors.
+
+``passage_source="random"`` replaces the retrieved passages by passages drawn at random from the corpus (fixed per
+query text), the ablation that shows whether *relevant* passages matter or only extra vectors do.
+
 Departures from the official code, each a switch: the encoder is any Hugging Face model (ALBERT-base there,
 MiniLM by default here); a validation split selects the checkpoint (the code evaluated on the test split while
 training); the fusion block's learning rate is ``fusion_lr_scale`` times the encoder's (2 in the code).
@@ -26,6 +52,8 @@ training); the fusion block's learning rate is ``fusion_lr_scale`` times the enc
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from typing import Any
 
@@ -43,6 +71,8 @@ from zoo.retrieval import IndexSpec, Retriever
 from zoo.text_encoder import TextEncoder
 
 FUSIONS = ("multiview", "fid")
+HEADS = ("metric", "published")
+PASSAGE_SOURCES = ("retrieved", "random")
 
 
 class PrototypeCrossAttention(nn.Module):
@@ -141,8 +171,18 @@ class RAML(EpisodicModule):
         init_from_encoder_layer: copy the cross-attention weights from this encoder layer's attention (0 in
             RAML); None for a random initialisation.
         fusion_lr_scale: learning rate of the fusion block relative to the encoder's (2 in RAML).
-        proto_logit_weight: [INTERP, not in the official code] add this times the ProtoNet logits of each query
-            (its pooled embedding against the prototypes, ``zoo.losses.prototypical_logits``) to the fused scores.
+        head: ``"metric"`` (default, [INTERP]: cosine to the passage-enriched query plus the fusion score, which
+            starts at zero) or ``"published"`` (the fusion score alone, as the official code); see the module
+            docstring.
+        passage_weight: initial ``beta`` of the metric head, the weight of the mean passage vector added to the
+            query's (learned).
+        scale: initial logit scale of the metric head's cosine (learned as ``log_scale``; 10 as ProtoNet-text).
+        passage_source: ``"retrieved"`` (the top-P passages) or ``"random"`` (P passages drawn at random from the
+            corpus, the same ones for the same query text: the random-passages ablation).
+        random_seed: seeds ``passage_source="random"``.
+        proto_logit_weight: (``head="published"`` only) [INTERP, not in the official code] add this times the
+            ProtoNet logits of each query (its pooled embedding against the prototypes,
+            ``zoo.losses.prototypical_logits``) to the fused scores.
             0 (default) is RAML as published. With a *frozen* encoder the published score ``w^T u`` starts with
             no query-dependent signal (``u`` is dominated by the prototype itself, so every query gets the same
             class ranking: chance accuracy) and must learn matching from scratch; with a positive weight the
@@ -163,6 +203,8 @@ class RAML(EpisodicModule):
                  fusion: str = "multiview", view_template: str = "{query} title: {title} context: {text}",
                  view_max_length: int = 170, view_encoding: str = "joint", n_heads: int | None = None,
                  dropout: float = 0.1, init_from_encoder_layer: int | None = 0, fusion_lr_scale: float = 2.0,
+                 head: str = "metric", passage_weight: float = 0.5, scale: float = 10.0,
+                 passage_source: str = "retrieved", random_seed: int = 0,
                  proto_logit_weight: float = 0.0, proto_distance: str = "euclidean",
                  corpus_path: str | None = None, max_passages: int | None = None, index_kind: str = "flat",
                  metric: str = "cosine", hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128,
@@ -174,6 +216,15 @@ class RAML(EpisodicModule):
             raise ValueError(f"RAML fusion must be one of {FUSIONS}, got {fusion!r}")
         if view_encoding not in ("joint", "separate"):
             raise ValueError(f"RAML view_encoding must be 'joint' or 'separate', got {view_encoding!r}")
+        if head not in HEADS:
+            raise ValueError(f"RAML head must be one of {HEADS}, got {head!r}")
+        if passage_source not in PASSAGE_SOURCES:
+            raise ValueError(f"RAML passage_source must be one of {PASSAGE_SOURCES}, got {passage_source!r}")
+        if not scale > 0:
+            raise ValueError(f"RAML scale must be > 0, got {scale!r}")
+        if head == "metric" and proto_logit_weight:
+            raise ValueError("RAML proto_logit_weight applies to head='published' only: the metric head already "
+                             "starts from the cosine ProtoNet score")
         if n_passages < 0:
             raise ValueError(f"RAML n_passages must be >= 0, got {n_passages}")
         if not all(f in view_template for f in ("{query}", "{text}")):
@@ -204,7 +255,10 @@ class RAML(EpisodicModule):
         self.faiss_threads = faiss_threads
         config = getattr(getattr(encoder, "model", None), "config", None)
         heads = n_heads or int(getattr(config, "num_attention_heads", 1))
-        self.cross = PrototypeCrossAttention(encoder.out_dim, encoder.hidden_dim, heads, dropout)
+        self.head, self.passage_source, self.random_seed = head, passage_source, random_seed
+        # the metric head's views are pooled, projected vectors; the published head's are token states
+        kv_dim = encoder.out_dim if head == "metric" else encoder.hidden_dim
+        self.cross = PrototypeCrossAttention(encoder.out_dim, kv_dim, heads, dropout)
         self.initialised_from_encoder = False
         if init_from_encoder_layer is not None:
             layer = _bert_attention(encoder, init_from_encoder_layer)
@@ -213,9 +267,12 @@ class RAML(EpisodicModule):
         if proto_distance not in ("euclidean", "cosine"):
             raise ValueError(f"RAML proto_distance must be 'euclidean' or 'cosine', got {proto_distance!r}")
         self.proto_logit_weight, self.proto_distance = proto_logit_weight, proto_distance
-        if proto_logit_weight:
-            nn.init.zeros_(self.score.weight)  # start exactly at ProtoNet; the fusion learns a correction
+        if proto_logit_weight or head == "metric":
+            nn.init.zeros_(self.score.weight)  # start exactly at the metric; the fusion learns a correction
             nn.init.zeros_(self.score.bias)
+        if head == "metric":
+            self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+            self.passage_weight = nn.Parameter(torch.tensor(float(passage_weight)))
         self.retriever: Retriever | None = None
         self._given_corpus: PassageCorpus | None = None
         # wall time spent retrieving (query embedding + FAISS search), in training and in evaluation forwards
@@ -267,16 +324,63 @@ class RAML(EpisodicModule):
         if self.retriever is None:
             self.setup("predict")
         start = time.perf_counter()
-        ids, _ = self.retriever.retrieve(queries, self.n_passages)
+        if self.passage_source == "random":
+            ids = random_passage_ids(queries, self.n_passages, len(self.retriever.corpus), self.random_seed)
+        else:
+            ids, _ = self.retriever.retrieve(queries, self.n_passages, vectors=self._cached_vectors(queries))
         spent = time.perf_counter() - start
         self.timing["retrieval_s"] += spent
         self.timing["train_retrieval_s" if self.training else "eval_retrieval_s"] += spent
         return ids
 
+    def _cached_vectors(self, texts: list[str]) -> torch.Tensor | None:
+        """The retrieval encoder's embeddings of ``texts`` from the frozen encoders' shared cache (None: let the
+        retriever embed them). A frozen copy of the same weights shares the cache, so a text is encoded once."""
+        enc = self.retriever.encoder
+        if getattr(enc, "freeze", False) and getattr(enc, "projection", None) is None and hasattr(enc, "pooled"):
+            return enc.pooled(texts)
+        return None
+
     # -- the model -----------------------------------------------------------------------------------------------
     def forward(self, episode: Episode) -> torch.Tensor:
+        if self.head == "metric":
+            return self._timed(self._metric_logits, episode)
+        return self._timed(self._published_logits, episode)
+
+    def _timed(self, fn: Any, episode: Episode) -> torch.Tensor:
         start = time.perf_counter()
         retrieval_before = self.timing["retrieval_s"]
+        logits = fn(episode)
+        self.timing["forward_s"] += time.perf_counter() - start
+        self.timing["episodes"] += 1
+        if self._trainer is not None and self.training:
+            self.log("train/retrieval_ms", 1000 * (self.timing["retrieval_s"] - retrieval_before), on_step=True,
+                     on_epoch=False, batch_size=1)
+        return logits
+
+    def _metric_logits(self, episode: Episode) -> torch.Tensor:
+        """``head="metric"``: scaled cosine to the passage-enriched query plus the fusion correction."""
+        support = self.encoder(list(episode.support_x))
+        protos = prototypes(support, episode.support_y, episode.n_way)  # [N, d]
+        queries = list(episode.query_x)
+        q = F.normalize(self.encoder(queries), dim=-1)  # [Q, d]
+        ids = self.retrieve(queries)
+        if ids is None:
+            enriched, views = q, q.unsqueeze(1)  # one view: the query alone
+        else:
+            stored = self.retriever.passage_vectors(ids).to(q.device)  # [Q, P, h], frozen
+            proj = self.encoder.projection
+            p = F.normalize(proj(stored) if proj is not None else stored, dim=-1)  # [Q, P, d]
+            enriched = q + self.passage_weight * p.mean(1)
+            views = torch.stack([q.unsqueeze(1).expand_as(p), p], dim=2).flatten(0, 1)  # [Q*P, 2, d]
+        metric = self.log_scale.exp() * (F.normalize(enriched, dim=-1) @ F.normalize(protos, dim=-1).T)
+        n_views = views.shape[0] // len(queries)
+        mask = torch.ones(views.shape[:2], dtype=torch.bool, device=views.device)
+        u = self.cross(protos.unsqueeze(0).expand(views.shape[0], -1, -1), views, mask)  # [Q*P, N, d]
+        return metric + average_view_scores(self.score(u).squeeze(-1), len(queries), n_views)
+
+    def _published_logits(self, episode: Episode) -> torch.Tensor:
+        """``head="published"``: the official multi-view passages fusion score (steps 1-5 of the module docstring)."""
         n_way = episode.n_way
         support = self.encoder(list(episode.support_x))
         protos = prototypes(support, episode.support_y, n_way)  # [N, d]
@@ -300,11 +404,6 @@ class RAML(EpisodicModule):
         if self.proto_logit_weight:
             logits = logits + self.proto_logit_weight * prototypical_logits(self.encoder(queries), protos,
                                                                             self.proto_distance)
-        self.timing["forward_s"] += time.perf_counter() - start
-        self.timing["episodes"] += 1
-        if self._trainer is not None and self.training:
-            self.log("train/retrieval_ms", 1000 * (self.timing["retrieval_s"] - retrieval_before), on_step=True,
-                     on_epoch=False, batch_size=1)
         return logits
 
     def _separate_views(self, queries: list[str], ids: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,6 +439,17 @@ class RAML(EpisodicModule):
         return [{"params": enc, "lr_scale": 1.0}, {"params": head, "lr_scale": self.fusion_lr_scale}]
 
 
+def random_passage_ids(texts: list[str], k: int, n_passages: int, seed: int = 0) -> torch.Tensor:
+    """``[len(texts), k]`` passage ids drawn uniformly from ``range(n_passages)``, the same for the same text and
+    seed in every process (seeded by a sha256 of the text, not Python's salted ``hash``)."""
+    rows = []
+    for t in texts:
+        digest = hashlib.sha256(f"{seed}\x1f{t}".encode()).digest()
+        g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        rows.append(torch.randint(n_passages, (k,), generator=g))
+    return torch.stack(rows) if rows else torch.zeros(0, k, dtype=torch.long)
+
+
 def _bert_attention(encoder: nn.Module, layer: int) -> nn.Module | None:
     """Layer ``layer``'s attention block of a BERT-like Hugging Face encoder, or None."""
     model = getattr(encoder, "model", None)
@@ -357,4 +467,5 @@ def count_trainable(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["RAML", "PrototypeCrossAttention", "average_view_scores", "build_views", "count_trainable"]
+__all__ = ["RAML", "PrototypeCrossAttention", "average_view_scores", "build_views", "count_trainable",
+           "random_passage_ids"]

@@ -205,6 +205,8 @@ class PassageIndex:
         except ValueError as err:
             raise StaleIndexError(f"{d}/meta.json is unreadable ({err})") from None
         for key, want in expected.items():
+            if key == "corpus":  # a display name: the same passages read from a file take the file's name, and
+                continue  # the checksum already identifies the content
             if meta.get(key) != want:
                 raise StaleIndexError(f"{d}: index {key} is {meta.get(key)!r}, expected {want!r}")
         index = _faiss().read_index(str(d / "index.faiss"))
@@ -259,6 +261,7 @@ class Retriever:
         self.exclude_query_text = exclude_query_text
         self._index: PassageIndex | None = None
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._vectors: dict[int, torch.Tensor] = {}  # passage id -> stored vector (passage_vectors)
         self.share_results = share_results
         self.stats = {"searched": 0, "cache_hits": 0, "search_seconds": 0.0, "encode_seconds": 0.0,
                       "build_seconds": 0.0, "built": False}
@@ -290,6 +293,7 @@ class Retriever:
                 return self._index
             except StaleIndexError:
                 pass  # missing or stale: rebuild below
+        self._vectors = {}
         start = time.perf_counter()
         vectors = self.encoder.encode([self.corpus.passage(i) for i in range(len(self.corpus))],
                                       normalize=self.spec.metric == "cosine")
@@ -300,8 +304,15 @@ class Retriever:
             self._index.save(self.index_dir)
         return self._index
 
-    def retrieve(self, texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` passage indices and scores for each text, ``[len(texts), k]`` each (cached per text)."""
+    def retrieve(self, texts: list[str], k: int, vectors: torch.Tensor | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` passage indices and scores for each text, ``[len(texts), k]`` each (cached per text).
+
+        ``vectors`` (``[len(texts), d]``): the texts' embeddings by the retrieval encoder when the caller already
+        holds them (a frozen encoder's cached vectors), so a text is not embedded a second time.
+        """
+        if vectors is not None and len(vectors) != len(texts):
+            raise ValueError(f"Retriever.retrieve: {len(vectors)} vectors for {len(texts)} texts")
         if torch.utils.data.get_worker_info() is not None:
             raise RuntimeError("Retriever.retrieve was called inside a DataLoader worker; retrieval runs in the "
                                "main process (the LightningModule), never in forked workers")
@@ -312,7 +323,11 @@ class Retriever:
         self.stats["cache_hits"] += len(texts) - len(todo)
         if todo:
             t0 = time.perf_counter()
-            q = self.encoder.encode(todo, normalize=self.spec.metric == "cosine")
+            if vectors is not None:
+                row = {t: i for i, t in enumerate(texts)}
+                q = vectors[[row[t] for t in todo]].detach().float().cpu()
+            else:
+                q = self.encoder.encode(todo, normalize=self.spec.metric == "cosine")
             t1 = time.perf_counter()
             extra = 4 if self.exclude_query_text else 0
             scores, ids = index.search(q, min(k + extra, len(self.corpus)))
@@ -333,6 +348,26 @@ class Retriever:
         ids = np.stack([self._cache[t][0][:k] for t in texts])
         scores = np.stack([self._cache[t][1][:k] for t in texts])
         return ids, scores
+
+    def passage_vectors(self, ids: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The stored (indexed) vectors of passages ``ids`` (any shape), ``[*ids.shape, d]``, float32 on the CPU.
+
+        These are the retrieval encoder's embeddings of the passages, L2-normalised for the cosine metric; reading
+        them back from the index costs no encoder pass (flat and HNSW indexes store them; IVF gets a direct map).
+        """
+        index = self.index.index
+        ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        flat = ids_t.reshape(-1)
+        if self.spec.kind == "ivf":
+            _faiss().extract_index_ivf(index).make_direct_map()
+        cache = self._vectors
+        missing = sorted({int(i) for i in flat.tolist()} - cache.keys())
+        if missing:
+            rows = index.reconstruct_batch(np.asarray(missing, dtype=np.int64))
+            for i, v in zip(missing, rows):
+                cache[i] = torch.from_numpy(np.array(v, dtype=np.float32))
+        out = torch.stack([cache[int(i)] for i in flat.tolist()]) if len(flat) else torch.zeros(0, index.d)
+        return out.reshape(*ids_t.shape, index.d)
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
