@@ -90,6 +90,20 @@ def test_cross_attention_starts_from_encoder_layer_zero(minilm, tmp_path):
 
 # -- the text encoder ----------------------------------------------------------------------------------------------
 
+def test_frozen_encoder_first_called_inside_torch_func_grad_caches_plain_tensors(minilm):
+    """An inner loop (Meta-RTL's head adaptation) may be the first to encode a text: the cache must not keep the
+    transform's wrapper, or every later reader of the process-wide cache fails after the transform has ended."""
+    from torch._C._functorch import is_functorch_wrapped_tensor
+
+    texts = ["a text first encoded inside torch.func.grad", "and its neighbour in the same batch"]
+    w = torch.ones(minilm.out_dim)
+    torch.func.grad(lambda w: (minilm(texts) @ w).sum())(w)
+    states, _ = torch.func.grad_and_value(lambda w: (minilm.token_states(texts)[0].sum(1) @ w).sum())(w)
+    assert not any(is_functorch_wrapped_tensor(minilm._cache[t]) for t in texts)
+    assert not any(is_functorch_wrapped_tensor(v) for v in minilm._token_cache.values())
+    assert torch.allclose(minilm(texts), minilm.encode(texts, normalize=False), atol=1e-5)
+
+
 def test_frozen_encoder_caches_and_matches_fresh_encoding(minilm):
     texts = ["a breed of small hound", "a stringed instrument", "a breed of small hound"]
     hits = minilm.cache_hits

@@ -43,6 +43,24 @@ def default_model_dir() -> str:
     return str(path)
 
 
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without torch.func's gradient-tracking wrappers, for the process-wide embedding caches.
+
+    A frozen encoder first called inside ``torch.func.grad`` (an inner loop that adapts a head on top of it) returns
+    its no-grad embeddings wrapped at the transform's level; cached as they are, they outlive the transform and break
+    every later reader of the cache (``Cannot access storage of TensorWrapper``). The values are constants of the
+    transform, so the unwrapped tensor is the same embedding.
+    """
+    from torch._C import _functorch
+
+    while _functorch.is_gradtrackingtensor(t):
+        t = _functorch.get_unwrapped(t)
+    if _functorch.is_functorch_wrapped_tensor(t):
+        raise RuntimeError("TextEncoder: a frozen encoder's embedding came back batched by torch.func.vmap; encode "
+                           "texts outside vmap")
+    return t
+
+
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of the token states where ``mask`` is 1: ``sum_t m_t h_t / sum_t m_t`` ([B, L, d], [B, L] -> [B, d]).
 
@@ -222,7 +240,7 @@ class TextEncoder(nn.Module):
             with torch.no_grad():
                 fresh = self._pooled_uncached(missing).cpu()
             for t, v in zip(missing, fresh):
-                self._cache[t] = v
+                self._cache[t] = plain_tensor(v)  # the last op: anything after it re-wraps
         rows = []
         for t in texts:
             self._cache.move_to_end(t)
@@ -272,7 +290,7 @@ class TextEncoder(nn.Module):
             if size > self.token_cache_bytes:
                 continue
             if k not in self._token_cache:
-                self._token_cache[k] = v
+                self._token_cache[k] = plain_tensor(v)
                 self._caches.token_bytes += size
         while self._caches.token_bytes > self.token_cache_bytes and self._token_cache:
             _, old = self._token_cache.popitem(last=False)
