@@ -148,6 +148,19 @@ def gpam_wordnet_rel(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def raml_passage_sweep(data: dict) -> str:
+    out = ["| setting | enriched | " + " | ".join(f"beta = {b:g}" for b in data["betas"]) + " | best beta on validation |",
+           "|---|---|" + "---|" * (len(data["betas"]) + 1)]
+    for key, s in data["settings"].items():
+        for mode in ("query", "both"):
+            cells = [pct(s["table"][f"{mode}/beta={b:g}"]["test"]["mean"], s["table"][f"{mode}/beta={b:g}"]["test"]["ci95"])
+                     for b in data["betas"]]
+            out.append(f"| {key} | {'query' if mode == 'query' else 'query and supports'} | " + " | ".join(cells)
+                       + f" | {s['best_beta_on_val'][mode]:g} |")
+    return ("Test accuracy, % (95% CI over the fixed test episodes), frozen MiniLM, nothing trained.\n\n"
+            + "\n".join(out) + claims_line(data) + footer(data))
+
+
 def faiss_bench(data: dict) -> str:
     st = data["setting"]
     out = [f"{st['passages']:,} passages ({st['corpus']}), {st['queries']:,} queries, {st['dim']}-d {st['encoder']}, "
@@ -308,7 +321,7 @@ def meta_dmoe_glyphs_domains(data: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
-    "raml_wordnet": raml_wordnet, "faiss_bench": faiss_bench, "nap": nap, "demo_phases": demo_phases,
+    "raml_wordnet": raml_wordnet, "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap, "demo_phases": demo_phases,
     "gpam_wordnet_rel": gpam_wordnet_rel,
     "meta_rtl_wordnet_qa": meta_rtl_wordnet_qa,
     "meta_dmoe_glyphs_domains": meta_dmoe_glyphs_domains,

@@ -182,26 +182,33 @@ def test_metric_head_loss_falls(tmp_path):
     model = raml(load_encoder(freeze=True, max_length=48, projection_dim=384), tmp_path)
     model.attach_corpus(dm.passage_corpus())
     episode = dm.dataset("train")[(0, 0)]
+    before = copy.deepcopy(model.encoder.projection.state_dict())
     losses = _losses(model, episode, 8, lr=1e-2)
+    model.encoder.projection.load_state_dict(before)  # the shared encoder goes back as it was
     assert losses[-1] < 0.7 * losses[0], losses
     assert model.score.weight.abs().sum() > 0 and model.passage_weight.item() != 0.5  # the fusion and beta trained
 
 
 def test_metric_head_starts_as_cosine_protonet_on_the_enriched_query(minilm, tmp_path):
-    """At initialisation the fusion score is exactly 0: logits = 10 cos(z_c, n(q) + 0.5 mean_p n(p)), by hand."""
+    """At initialisation the fusion score is exactly 0: logits = 10 cos(z_c, n(q) + 0.5 mean_p n(p)), by hand, with
+    z_c the support embedding (1-shot) or, with enrich_support, the support enriched the same way."""
     dm = wordnet_fixture(tmp_path)
     episode = dm.dataset("val")[(0, 0)]
     support, query = minilm(list(episode.support_x)), minilm(list(episode.query_x))
     bare = raml(minilm, tmp_path, n_passages=0).eval()  # 1-shot: the prototypes are the support embeddings
     assert torch.allclose(bare(episode), 10 * F.normalize(query, dim=-1) @ F.normalize(support, dim=-1).T, atol=1e-4)
-    model = raml(minilm, tmp_path).eval()
-    model.attach_corpus(dm.passage_corpus())
-    ids = model.retrieve(list(episode.query_x))
-    corpus = model.retriever.corpus
-    passages = minilm.encode([corpus.passage(int(j)) for j in ids.flatten()], normalize=True).view(*ids.shape, -1)
-    enriched = F.normalize(query, dim=-1) + 0.5 * F.normalize(passages, dim=-1).mean(1)
-    expected = 10 * F.normalize(enriched, dim=-1) @ F.normalize(support, dim=-1).T
-    assert torch.allclose(model(episode), expected, atol=1e-4)
+    def enrich(model, texts, z):
+        ids = model.retrieve(list(texts))
+        corpus = model.retriever.corpus
+        passages = minilm.encode([corpus.passage(int(j)) for j in ids.flatten()], normalize=True).view(*ids.shape, -1)
+        return F.normalize(z, dim=-1) + 0.5 * F.normalize(passages, dim=-1).mean(1)
+
+    for enrich_support in (False, True):
+        model = raml(minilm, tmp_path, enrich_support=enrich_support).eval()
+        model.attach_corpus(dm.passage_corpus())
+        protos = enrich(model, episode.support_x, support) if enrich_support else support
+        expected = 10 * F.normalize(enrich(model, episode.query_x, query), dim=-1) @ F.normalize(protos, dim=-1).T
+        assert torch.allclose(model(episode), expected, atol=1e-4), enrich_support
     with pytest.raises(ValueError, match="head='published' only"):
         raml(minilm, tmp_path, proto_logit_weight=1.0)
     with pytest.raises(ValueError, match="head must be one of"):
@@ -269,6 +276,9 @@ def test_protonet_text_loss_falls(tmp_path):
     model = ProtoNet(load_encoder(freeze=True, max_length=48, projection_dim=384), distance="euclidean")
     episode = dm.dataset("train")[(0, 0)]
     before = copy.deepcopy(model.backbone.projection.state_dict())
+    with torch.no_grad():  # start from the identity whatever other tests did to the shared encoder
+        torch.nn.init.eye_(model.backbone.projection.weight)
+        model.backbone.projection.bias.zero_()
     losses = _losses(model, episode, 6, lr=1e-3)
     model.backbone.projection.load_state_dict(before)  # the shared encoder goes back as it was
     assert losses[-1] < 0.7 * losses[0], losses

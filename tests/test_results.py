@@ -14,11 +14,7 @@ from support import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
 FIELDS = {"id": str, "statement": str, "diff": float, "ci95": float, "n": int, "holds": bool}
-#: results files whose claims come from another work package of issue 11 (RAML, NAP); remove once merged
-PENDING = {"raml_wordnet", "nap"}
-SHIPPED = [pytest.param(p, marks=pytest.mark.xfail(reason="claims owned by the RAML / NAP work of issue 11"))
-           if p.stem in PENDING and "claims" not in json.loads(p.read_text()) else p
-           for p in sorted(RESULTS.glob("*.json")) if not p.stem.endswith("_quick")]
+SHIPPED = [p for p in sorted(RESULTS.glob("*.json")) if not p.stem.endswith("_quick")]
 
 
 def load_benchmark_module(name: str):

@@ -28,7 +28,8 @@ no-retrieval ablation (one view: the query alone), which isolates what retrieval
 * ``head="metric"`` (default, [INTERP]): the score starts from a metric and the fusion network learns a
   correction to it::
 
-      e_q     = n(f(q)) + beta * (1/P) sum_p n(f(p_{q,p}))          # the query enriched by its passages
+      e_x     = n(f(x)) + beta * (1/P) sum_p n(f(p_{x,p}))          # a text enriched by its passages
+      z_c     = mean of e_s over the support items s of class c     # (enrich_support; else mean of f(s))
       s_{c,q} = exp(log_scale) * cos(z_c, e_q)                       # starts as cosine ProtoNet + passages
               + (1/P) sum_p w^T LayerNorm(z_c + W_o MHA(z_c, [n(f(q)); n(f(p_{q,p}))])) + b   # w, b start at 0
 
@@ -41,6 +42,9 @@ no-retrieval ablation (one view: the query alone), which isolates what retrieval
   beat, and a head that starts at chance spends its whole budget relearning it (issue 11's review found the
   shipped published-head 1-shot checkpoint putting ~80% of an episode's queries into one class). The enrichment
   by a mean of passage vectors is our reading of "multi-view passages fusion" at the level of sentence vectors.
+  ``enrich_support`` (default true, [INTERP]) enriches the support items as the queries, so prototype and query
+  live in the same space: with nothing trained, enriching the query alone never beat beta = 0 on WordNet, while
+  enriching both did in 1-shot (``benchmarks/raml_passage_sweep.py``); ``false`` is the query-only reading.
 
 ``passage_source="random"`` replaces the retrieved passages by passages drawn at random from the corpus (fixed per
 query text), the ablation that shows whether *relevant* passages matter or only extra vectors do.
@@ -176,6 +180,8 @@ class RAML(EpisodicModule):
             docstring.
         passage_weight: initial ``beta`` of the metric head, the weight of the mean passage vector added to the
             query's (learned).
+        enrich_support: (metric head) enrich the support items with their passages too, so prototypes are means of
+            enriched vectors (default; see the module docstring); ``false`` enriches the query only.
         scale: initial logit scale of the metric head's cosine (learned as ``log_scale``; 10 as ProtoNet-text).
         passage_source: ``"retrieved"`` (the top-P passages) or ``"random"`` (P passages drawn at random from the
             corpus, the same ones for the same query text: the random-passages ablation).
@@ -203,7 +209,7 @@ class RAML(EpisodicModule):
                  fusion: str = "multiview", view_template: str = "{query} title: {title} context: {text}",
                  view_max_length: int = 170, view_encoding: str = "joint", n_heads: int | None = None,
                  dropout: float = 0.1, init_from_encoder_layer: int | None = 0, fusion_lr_scale: float = 2.0,
-                 head: str = "metric", passage_weight: float = 0.5, scale: float = 10.0,
+                 head: str = "metric", passage_weight: float = 0.5, enrich_support: bool = True, scale: float = 10.0,
                  passage_source: str = "retrieved", random_seed: int = 0,
                  proto_logit_weight: float = 0.0, proto_distance: str = "euclidean",
                  corpus_path: str | None = None, max_passages: int | None = None, index_kind: str = "flat",
@@ -256,6 +262,7 @@ class RAML(EpisodicModule):
         config = getattr(getattr(encoder, "model", None), "config", None)
         heads = n_heads or int(getattr(config, "num_attention_heads", 1))
         self.head, self.passage_source, self.random_seed = head, passage_source, random_seed
+        self.enrich_support = enrich_support
         # the metric head's views are pooled, projected vectors; the published head's are token states
         kv_dim = encoder.out_dim if head == "metric" else encoder.hidden_dim
         self.cross = PrototypeCrossAttention(encoder.out_dim, kv_dim, heads, dropout)
@@ -361,23 +368,31 @@ class RAML(EpisodicModule):
     def _metric_logits(self, episode: Episode) -> torch.Tensor:
         """``head="metric"``: scaled cosine to the passage-enriched query plus the fusion correction."""
         support = self.encoder(list(episode.support_x))
-        protos = prototypes(support, episode.support_y, episode.n_way)  # [N, d]
         queries = list(episode.query_x)
         q = F.normalize(self.encoder(queries), dim=-1)  # [Q, d]
         ids = self.retrieve(queries)
         if ids is None:
+            protos = prototypes(support, episode.support_y, episode.n_way)  # [N, d]
             enriched, views = q, q.unsqueeze(1)  # one view: the query alone
         else:
-            stored = self.retriever.passage_vectors(ids).to(q.device)  # [Q, P, h], frozen
-            proj = self.encoder.projection
-            p = F.normalize(proj(stored) if proj is not None else stored, dim=-1)  # [Q, P, d]
+            p = self._passage_vectors(ids, q.device)  # [Q, P, d]
             enriched = q + self.passage_weight * p.mean(1)
+            if self.enrich_support:
+                sp = self._passage_vectors(self.retrieve(list(episode.support_x)), q.device)
+                support = F.normalize(support, dim=-1) + self.passage_weight * sp.mean(1)
+            protos = prototypes(support, episode.support_y, episode.n_way)  # [N, d]
             views = torch.stack([q.unsqueeze(1).expand_as(p), p], dim=2).flatten(0, 1)  # [Q*P, 2, d]
         metric = self.log_scale.exp() * (F.normalize(enriched, dim=-1) @ F.normalize(protos, dim=-1).T)
         n_views = views.shape[0] // len(queries)
         mask = torch.ones(views.shape[:2], dtype=torch.bool, device=views.device)
         u = self.cross(protos.unsqueeze(0).expand(views.shape[0], -1, -1), views, mask)  # [Q*P, N, d]
         return metric + average_view_scores(self.score(u).squeeze(-1), len(queries), n_views)
+
+    def _passage_vectors(self, ids: Any, device: torch.device) -> torch.Tensor:
+        """``[n, P, d]`` normalised, projected vectors of the passages ``ids`` (stored in the index, frozen)."""
+        stored = self.retriever.passage_vectors(ids).to(device)
+        proj = self.encoder.projection
+        return F.normalize(proj(stored) if proj is not None else stored, dim=-1)
 
     def _published_logits(self, episode: Episode) -> torch.Tensor:
         """``head="published"``: the official multi-view passages fusion score (steps 1-5 of the module docstring)."""
