@@ -30,18 +30,27 @@ def machine() -> dict[str, Any]:
                                   text=True).stdout.strip()}
 
 
+def fit_then_test_best(config: str | Path, overrides: list[str], save_dir: str | Path) -> tuple[Any, float]:
+    """``zoo fit`` of ``config`` + ``overrides`` in this process (CSV log under ``save_dir``, no progress bar), then
+    test of its best-on-validation checkpoint. Returns the CLI (the model holds the best weights) and the training
+    wall time in seconds; each benchmark reads what it reports from ``cli.trainer.callback_metrics``."""
+    cli = build_cli(["fit", "--config", str(config), "--config", CSV_LOGGER, f"--trainer.logger.init_args.save_dir={save_dir}",
+                     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides],
+                    run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    train_seconds = time.perf_counter() - start
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    return cli, train_seconds
+
+
 def fit_and_test(config: str, overrides: list[str], save_dir: str | Path) -> dict[str, Any]:
     """``zoo fit`` then test of the best-on-validation checkpoint, in this process, logging to CSV.
 
     Returns wall-clock training time, the test mean +- 95% CI, the per-episode accuracies (for paired
     comparisons) and the trained CLI objects (the model holds the best weights afterwards).
     """
-    cli = build_cli(["fit", "--config", config, "--config", CSV_LOGGER, f"--trainer.logger.init_args.save_dir={save_dir}",
-                     "--trainer.enable_progress_bar=false", *overrides], run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    train_seconds = time.perf_counter() - start
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
+    cli, train_seconds = fit_then_test_best(config, overrides, save_dir)
     metrics = cli.trainer.callback_metrics
     return {"train_seconds": train_seconds, "epochs": cli.trainer.current_epoch,
             "test_acc": float(metrics["test/acc"]), "test_ci95": float(metrics["test/acc_ci95"]),

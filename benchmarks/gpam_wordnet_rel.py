@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import CSV_LOGGER, claim, export_and_register, write_results
+from common import CSV_LOGGER, claim, export_and_register, fit_then_test_best, write_results
 
 from zoo.cli import build_cli
 from zoo.metrics import mean_ci95
@@ -67,13 +67,7 @@ def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int
     overrides = [*data_args, f"--data.k_shot={shot}", f"--data.seed={seed}", "--data.eval_seed=0", f"--seed_everything={seed}",
                  f"--trainer.max_epochs={epochs}", f"--data.train_episodes={episodes['train']}",
                  f"--data.val_episodes={episodes['val']}", f"--data.test_episodes={episodes['test']}", *extra]
-    cli = build_cli(["fit", "--config", str(ROOT / config), "--config", CSV_LOGGER,
-                     f"--trainer.logger.init_args.save_dir={save_dir}", "--trainer.enable_progress_bar=false",
-                     "--trainer.enable_model_summary=false", *overrides], run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    train_seconds = time.perf_counter() - start
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    cli, train_seconds = fit_then_test_best(ROOT / config, overrides, save_dir)
     m = cli.trainer.callback_metrics
     out: dict[str, Any] = {"method": method, "shot": shot, "seed": seed, "train_seconds": round(train_seconds, 1),
                            "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score), "rates": {}}

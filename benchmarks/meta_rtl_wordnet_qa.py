@@ -41,11 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import CSV_LOGGER, claim, export_and_register, write_results
+from common import claim, export_and_register, fit_then_test_best, write_results
 
 from datamodules.cache import data_root
 from datamodules.qa.wordnet_qa import TASKS, load_or_build
-from zoo.cli import build_cli
 from zoo.meta_rtl import load_embedding_cache, save_embedding_cache
 from zoo.metrics import mean_ci95, paired_difference_ci95
 from zoo.text_encoder import TextEncoder
@@ -106,13 +105,7 @@ def run(method: str, target: str, size: int, seed: int, args: argparse.Namespace
                  f"--model.sources={sources}", f"--model.strategy={method}",
                  f"--model.meta_iterations={args.meta_iterations}", f"--trainer.max_epochs={args.epochs}",
                  f"--data.iterations_per_epoch={args.iterations_per_epoch}"]
-    cli = build_cli(["fit", "--config", str(ROOT / CONFIG), "--config", CSV_LOGGER,
-                     f"--trainer.logger.init_args.save_dir={save_dir}", "--trainer.enable_progress_bar=false",
-                     "--trainer.enable_model_summary=false", *overrides], run=False)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    train_seconds = time.perf_counter() - start
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    cli, train_seconds = fit_then_test_best(ROOT / CONFIG, overrides, save_dir)
     m = cli.trainer.callback_metrics
     records = cli.model.item_records["test"]
     out = {"method": method, "target": target, "size": size, "seed": seed, "test_acc": float(m["test/acc"]),
