@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         print(name, rows[name]["median_episodes_per_s"], rows[name]["speedup_vs_b1"], flush=True)
     claims = [claim(f"batched-b{b}-vs-b1-{name.lower()}-cpu",
                     f"{name} trains more episodes/s with {b} episodes per step than with 1 ({args.device}, "
-                    f"paired over repeats)", r[str(b)], r[str(args.batches[0])])
+                    f"paired over repeats)", r[str(b)], r[str(args.batches[0])], seeds=1, trained=False)
               for name, row in rows.items() for r in [row["episodes_per_s"]] for b in args.batches[1:]]
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     print(f"wrote {write_results('batched_episodes' + ('_quick' if args.quick else ''), {'command': command, 'device': args.device, 'systems': rows, 'claims': claims})}")

@@ -19,6 +19,7 @@ from zoo.pretrained import ROOT, Entry, export_weights, register
 
 RESULTS = ROOT / "benchmarks" / "results"
 CSV_LOGGER = str(ROOT / "configs" / "logger" / "csv.yaml")
+MIN_SEEDS = 5  # independent training runs behind a claim between trained methods (the protocol)
 
 
 def machine() -> dict[str, Any]:
@@ -55,7 +56,7 @@ def fit_and_test(config: str, overrides: list[str], save_dir: str | Path) -> dic
     return {"train_seconds": train_seconds, "epochs": cli.trainer.current_epoch,
             "test_acc": float(metrics["test/acc"]), "test_ci95": float(metrics["test/acc_ci95"]),
             "test_episodes": int(metrics["test/episodes"]),
-            "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score),
+            "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score), "selected_epoch": selected_epoch(cli),
             "per_episode": [r["acc"] for r in cli.model.episode_records["test"]], "cli": cli}
 
 
@@ -96,11 +97,54 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return target
 
 
-def claim(claim_id: str, statement: str, a: list[float], b: list[float]) -> dict[str, Any]:
-    """One entry of a results file's ``claims``: ``statement`` says that ``a`` exceeds ``b`` (paired samples:
-    episodes, runs or repeats); ``holds`` when the 95% interval of the mean paired difference excludes zero above."""
+def claim(claim_id: str, statement: str, a: list[float], b: list[float], *, seeds: int,
+          trained: bool) -> dict[str, Any]:
+    """A claim over items (episodes, domains, tasks, timing repeats): ``statement`` says that ``a`` exceeds ``b``,
+    paired item by item; ``holds`` when the 95% interval of the mean paired difference excludes zero above.
+
+    The unit is the item, so the interval holds the items' variance only. That is the right unit for fixed things -
+    two shipped checkpoints, an untrained scorer, repeated timings (``trained=False``, ``seeds=1``). Between methods
+    that the benchmark trains (``trained=True``) it leaves run-to-run variance out: such a claim is reported with
+    :func:`seed_claim` (the protocol), and ``tests/test_results.py`` only lets a fixed list of pre-protocol claims
+    stand on items, each rendered as such in the README.
+    """
     from zoo.metrics import paired_difference_ci95
 
     diff, ci95 = paired_difference_ci95(a, b)
     return {"id": claim_id, "statement": statement, "diff": diff, "ci95": ci95, "n": len(a),
-            "holds": diff - ci95 > 0}
+            "holds": diff - ci95 > 0, "seeds": seeds, "unit": "items", "trained": trained}
+
+
+def seed_claim(claim_id: str, statement: str, a_by_seed: list[list[float]], b_by_seed: list[list[float]], *,
+               seeds_reason: str | None = None) -> dict[str, Any]:
+    """A claim between trained methods under the comparison protocol (README, "Evaluation protocol").
+
+    ``a_by_seed[s]`` / ``b_by_seed[s]``: each method's per-item scores on the test items that training seed ``s``
+    shares between them. The interval is over seeds of the paired difference (each seed's mean over its shared
+    items, then a t-interval: :func:`zoo.metrics.seed_paired_difference_ci95`), ``holds`` when it excludes 0
+    above; the per-item interval of all items pooled stays as the second field ``items_ci95``. The protocol asks
+    for at least 5 seeds; fewer need ``seeds_reason`` (why a run costs more than the CPU allows).
+    """
+    from zoo.metrics import paired_difference_ci95, seed_paired_difference_ci95
+
+    diff, ci95 = seed_paired_difference_ci95(a_by_seed, b_by_seed)
+    pooled_a = [x for run in a_by_seed for x in run]
+    pooled_b = [x for run in b_by_seed for x in run]
+    out = {"id": claim_id, "statement": statement, "diff": diff, "ci95": ci95, "n": len(a_by_seed),
+           "holds": diff - ci95 > 0, "seeds": len(a_by_seed), "unit": "seeds", "trained": True,
+           "items": len(pooled_a), "items_ci95": paired_difference_ci95(pooled_a, pooled_b)[1]}
+    if len(a_by_seed) < MIN_SEEDS and not seeds_reason:
+        raise ValueError(f"claim {claim_id!r}: {len(a_by_seed)} seeds; the protocol asks for at least {MIN_SEEDS} "
+                         "(or a seeds_reason saying why a run does not fit)")
+    if seeds_reason:
+        out["seeds_reason"] = seeds_reason
+    return out
+
+
+def selected_epoch(cli: Any) -> int | None:
+    """The epoch of the checkpoint that model selection picked (the best on validation), which every run records:
+    two methods are selected alike only if their candidates are the same epochs and the rule is the same."""
+    from zoo.checkpoint_io import load_checkpoint
+
+    path = cli.trainer.checkpoint_callback.best_model_path
+    return int(load_checkpoint(path)["epoch"]) if path else None

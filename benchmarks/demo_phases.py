@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                               "with_trainer_demo_yaml": {**demo_phases, "total": sum(demo_phases.values())}},
         "claims": [claim("demo-within-budget", f"`make demo` (configs/trainer/demo.yaml) is estimated to finish "
                          f"within {args.budget_minutes:g} minutes on this machine (one-sample over the timed training "
-                         "steps)", [budget_s] * len(per_step_totals), per_step_totals)],
+                         "steps)", [budget_s] * len(per_step_totals), per_step_totals, seeds=1, trained=False)],
     }
     path = write_results("demo_phases_quick" if args.quick else "demo_phases", payload)
     for name, est in payload["estimated_seconds"].items():

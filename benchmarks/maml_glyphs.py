@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                     raise RuntimeError(f"{system} {key}: test episodes differ from ProtoNet's; the pairing is void")
                 c = claim(f"{system}-vs-protonet-glyphs-{key}",
                           f"{system.upper()} is more accurate than ProtoNet on Glyphs {setting}",
-                          result["per_episode"], proto["per_episode"])
+                          result["per_episode"], proto["per_episode"], seeds=1, trained=True)
                 claims.append(c)
                 diff, diff_ci = c["diff"], c["ci95"]
                 rows[system] = {k: v for k, v in result.items() if k not in ("cli", "per_episode")}

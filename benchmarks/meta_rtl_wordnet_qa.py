@@ -165,7 +165,8 @@ def summarize(rows: list[dict[str, Any]], sizes: list[int], targets: list[str]) 
                 claims.append(claim(f"meta-rtl-vs-{label}-wordnet-qa{suffix}",
                                     f"Meta-RTL beats {base.replace('_', '-')} on WordNet-QA targets "
                                     f"({', '.join(targets)}) with {size} target items (test accuracy, paired over "
-                                    f"test items, seed-averaged)", rtl.tolist(), other.tolist()))
+                                    f"test items, seed-averaged)", rtl.tolist(), other.tolist(),
+                                    seeds=len({r["seed"] for r in rows}), trained=True))
     return {"per_target": table, "pooled_over_targets": pooled}, claims
 
 

@@ -340,13 +340,13 @@ def family_claims(fam: str, runs: dict[str, Any], budget: int, nap_times: list[f
     text = FAMILY_SHORT.get(fam, fam)
     nap = runs["nap"]["regret"][:, budget].tolist()
     out = [claim(f"nap-vs-random-{fam}", f"NAP regret below random search at {budget} trials, {text}",
-                 runs["random"]["regret"][:, budget].tolist(), nap),
+                 runs["random"]["regret"][:, budget].tolist(), nap, seeds=1, trained=True),
            claim(f"nap-vs-gp-ei-{fam}", f"NAP regret below GP-EI at {budget} trials, {text}",
-                 runs["gp-ei"]["regret"][:, budget].tolist(), nap)]
+                 runs["gp-ei"]["regret"][:, budget].tolist(), nap, seeds=1, trained=True)]
     speed_id = "nap-decision-speedup-vs-gp-ei" + ("" if fam == "gp-prior-d4" else f"-{fam}")
     out.append(claim(speed_id, f"NAP decides >= 10x faster than GP-EI, {text} (diff: mean log10(GP-EI s / NAP s) "
                                f"- 1 over runs, one task at a time)",
-                     [math.log10(t) for t in gp_times], [math.log10(t) + 1 for t in nap_times]))
+                     [math.log10(t) for t in gp_times], [math.log10(t) + 1 for t in nap_times], seeds=1, trained=False))
     return out
 
 

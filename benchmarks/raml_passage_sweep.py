@@ -81,7 +81,7 @@ def sweep(shot: int, val_episodes: int, test_episodes: int, save_dir: str) -> di
                     f"Frozen MiniLM, no training: enriching the {'query' if mode == 'query' else 'query and supports'} "
                     f"with its retrieved passages (beta={best[mode]:g}, best on validation) beats plain cosine "
                     f"ProtoNet (beta=0), WordNet 5-way {shot}-shot",
-                    per["test"][(mode, best[mode])], per["test"][(mode, 0.0)]) for mode in MODES]
+                    per["test"][(mode, best[mode])], per["test"][(mode, 0.0)], seeds=1, trained=False) for mode in MODES]
     return {"table": table, "best_beta_on_val": best, "claims": claims,
             "episodes": {"val": val_episodes, "test": test_episodes}}
 

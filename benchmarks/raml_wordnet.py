@@ -222,7 +222,8 @@ def claims_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for stem, statement, a, b in CLAIMS:
             if a in have and b in have:
                 out.append(claim(f"{stem}-5w{shot}s", statement.format(k=shot), seed_averaged(rows, shot, a).tolist(),
-                                 seed_averaged(rows, shot, b).tolist()))
+                                 seed_averaged(rows, shot, b).tolist(),
+                                 seeds=len({r["seed"] for r in rows}), trained=True))
     return out
 
 

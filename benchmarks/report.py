@@ -234,14 +234,25 @@ def maml_glyphs(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def claim_basis(c: dict) -> str:
+    """On what a claim's interval stands: training seeds (the protocol), or items - of fixed things, or, between
+    trained methods measured before the protocol, items pooled from a few seeds (marked pre-protocol)."""
+    if c.get("unit") == "seeds":
+        reason = f"; {c['seeds_reason']}" if c.get("seeds_reason") else ""
+        return f"over {c['seeds']} seeds, {c.get('items', '?')} items{reason}"
+    if c.get("trained"):
+        return f"n = {c['n']} items of {c.get('seeds', '?')} seed(s), pre-protocol"
+    return f"n = {c['n']}"
+
+
 def claims_line(data: dict) -> str:
-    """The results file's claims, one clause each: id, paired difference +- 95% CI, n, and whether it holds."""
+    """The results file's claims, one clause each: id, paired difference +- 95% CI, its basis, and whether it holds."""
     claims = data.get("claims") or []
     if not claims:
         return ""
     return "\n\nClaims: " + "; ".join(
-        f"`{c['id']}` ({c['diff']:+.4g} ± {c['ci95']:.3g}, n = {c['n']}): {'holds' if c['holds'] else 'does not hold'}"
-        for c in claims) + "."
+        f"`{c['id']}` ({c['diff']:+.4g} ± {c['ci95']:.3g}, {claim_basis(c)}): "
+        f"{'holds' if c['holds'] else 'does not hold'}" for c in claims) + "."
 
 
 def demo_phases(data: dict) -> str:

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 vs_ce = claim(f"susana-{loss.replace('prototriplet', 'pt')}-vs-ce-{key}",
                               f"{LOSSES[loss]} is more accurate than CE alone on Glyphs {way}-way {shot}-shot "
                               "(paired over the fixed test episodes, seed-averaged)",
-                              episode_acc[loss], episode_acc["ce"])
+                              episode_acc[loss], episode_acc["ce"], seeds=len(args.seeds), trained=True)
                 if loss == "prototriplet-icnn":
                     claims.append(vs_ce)
                 rows[loss] = {"name": LOSSES[loss], "test_acc": mean, "test_ci95": ci, "diff_vs_ce": vs_ce["diff"],

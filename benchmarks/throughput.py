@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     claims = [claim("sampler-over-1000-episodes-per-s", "The episode sampler + collate draws more than 1,000 5-way "
                     "5-shot 15-query Glyphs episodes/s (one-sample over timed chunks)", chunk_rates,
-                    [1000.0] * len(chunk_rates)),
+                    [1000.0] * len(chunk_rates), seeds=1, trained=False),
               claim("zoo-fit-within-10pct-of-plain-loop", "`zoo fit` trains at least 90% as many episodes/s as a "
                     "plain PyTorch loop on the same model and episodes (paired over alternating repeats)",
-                    light, [0.9 * p_ for p_ in plain])]
+                    light, [0.9 * p_ for p_ in plain], seeds=1, trained=False)]
     path = write_results("throughput_quick" if args.quick else "throughput", {
         "command": command,
         "sampler": {"setting": "5-way 5-shot 15-query, Glyphs 28x28 in memory", "episodes_per_s": round(sampler, 1),

@@ -57,6 +57,26 @@ def paired_difference_ci95(a: torch.Tensor | list[float], b: torch.Tensor | list
     return mean_ci95(a_t - b_t)
 
 
+def seed_paired_difference_ci95(a_by_seed: list, b_by_seed: list) -> tuple[float, float]:
+    """Mean paired difference over independent training runs and its 95% half-width, t-distributed over seeds.
+
+    ``a_by_seed[s]`` and ``b_by_seed[s]`` are two methods' per-item scores on the items seed ``s`` shares between
+    them (its fixed test episodes). Each seed contributes one number, ``mean(a_s - b_s)``; the interval is
+    ``t_{0.975, S-1} * std / sqrt(S)`` over those ``S`` numbers, so run-to-run variance (initialisation, episode
+    order) is inside it - pooling the items of a few seeds would leave it out. Needs at least two seeds.
+    """
+    from scipy.stats import t
+
+    if len(a_by_seed) != len(b_by_seed):
+        raise ValueError(f"seed_paired_difference_ci95: {len(a_by_seed)} seeds for a, {len(b_by_seed)} for b")
+    if len(a_by_seed) < 2:
+        raise ValueError("seed_paired_difference_ci95 needs at least 2 seeds (an interval over 1 run is undefined)")
+    per_seed = torch.stack([paired_difference_ci95(a, b)[0] * torch.ones((), dtype=torch.float64)
+                            for a, b in zip(a_by_seed, b_by_seed)])
+    n = per_seed.numel()
+    return float(per_seed.mean()), float(t.ppf(0.975, n - 1) * per_seed.std(unbiased=True) / math.sqrt(n))
+
+
 def macro_f1(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
     """Macro-averaged F1 over the classes present in ``target`` or ``pred`` (iWildCam's WILDS metric).
 
