@@ -38,7 +38,8 @@ def _batch_items(batch: Any) -> int:
 class EpochProgress(pl.Callback):
     """Prints, on rank 0, one line per training epoch and one when a test ends, for logs that are not a terminal.
 
-    Epoch line: epoch / max epochs, mean training loss of the epoch (the steps' returned losses), the validation
+    Epoch line: epoch / max epochs, mean training loss of the epoch (the steps' returned losses; ``nan`` and the
+    count of such steps when any was not finite), the validation
     metric +- its 95% CI when validation ran that epoch, training episodes per second (training steps only,
     validation excluded), time elapsed since the fit started and the estimated time remaining (mean epoch time,
     validation included, x epochs left; or the time ``max_time`` leaves, if sooner). Test line: the test metric
@@ -55,6 +56,7 @@ class EpochProgress(pl.Callback):
         self.metric, self.stream = metric, stream
         self._fit_start = self._epoch_start = self._test_start = 0.0
         self._train_seconds, self._items, self._loss_sum, self._loss_n = 0.0, 0, 0.0, 0
+        self._nonfinite = 0
         self._step_start: float | None = None
         self._validated = False
 
@@ -80,6 +82,7 @@ class EpochProgress(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
         self._train_seconds, self._items, self._loss_sum, self._loss_n = 0.0, 0, 0.0, 0
+        self._nonfinite = 0
         self._validated = False  # the logged val metric may be an earlier epoch's (check_val_every_n_epoch > 1)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -95,9 +98,13 @@ class EpochProgress(pl.Callback):
             self._train_seconds += time.perf_counter() - self._step_start
         self._items += _batch_items(batch)
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and loss.numel() == 1 and math.isfinite(float(loss)):
-            self._loss_sum += float(loss.detach())
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            value = float(loss.detach())
+            # A non-finite loss is counted, not dropped: the epoch's mean then reads nan instead of hiding it
+            # behind the mean of the other steps (callbacks.NonFiniteLoss stops or skips such steps).
+            self._loss_sum += value
             self._loss_n += 1
+            self._nonfinite += not math.isfinite(value)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning runs the end-of-epoch validation before this hook, so its metric is already logged.
@@ -105,7 +112,10 @@ class EpochProgress(pl.Callback):
         done = trainer.current_epoch + 1
         parts = [f"epoch {done}/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0
                  else f"epoch {done}"]
-        parts.append(f"train loss {self._loss_sum / self._loss_n:.4f}" if self._loss_n else "train loss -")
+        loss = f"train loss {self._loss_sum / self._loss_n:.4f}" if self._loss_n else "train loss -"
+        if self._nonfinite:
+            loss += f" ({self._nonfinite} of {self._loss_n} steps non-finite)"
+        parts.append(loss)
         parts.append((self._validated and self._metric(trainer, "val")) or "val -")
         rate = self._items / self._train_seconds if self._train_seconds > 0 else None
         parts.append(f"{rate:.1f} episodes/s" if rate is not None else "- episodes/s")

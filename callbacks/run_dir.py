@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,49 @@ def _keep_csv_history(logger: Any) -> None:
     with open(path, newline="") as f:
         rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
     logger.experiment.metrics[:0] = rows  # creating the writer removes the file; its rows are written back first
+
+
+#: Files a run directory holds after a ``fit`` that did not finish: why, in one line (see :func:`mark_unfinished`).
+FAILED_FILE, INTERRUPTED_FILE = "failed.txt", "interrupted.txt"
+
+
+def mark_unfinished(trainer: pl.Trainer, error: BaseException) -> Path | None:
+    """After a ``fit`` that raised ``error``: remove its run directory if the run wrote nothing into it, else write
+    ``interrupted.txt`` (stopped by a signal: :class:`callbacks.Interruption` saved ``checkpoints/last.ckpt``) or
+    ``failed.txt`` (any other error) there, so a partial directory is not taken for a finished run
+    (:func:`zoo.runs.load_run` reads the marker). Returns the marker written, or None.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from datamodules.cache import atomic_write_text
+
+    if not trainer.is_global_zero:
+        return None
+    try:
+        run = run_dir(trainer)
+    except Exception:  # a logger that failed to start cannot name its directory; there is nothing to mark
+        return None
+    if not run.is_dir():
+        return None
+    if not any(p.is_file() for p in run.rglob("*")):
+        shutil.rmtree(run)  # only empty folders: nothing the run wrote is lost
+        return None
+    if isinstance(error, SIGTERMException):
+        import signal
+
+        name = signal.Signals(getattr(error, "signum", signal.SIGTERM)).name
+        marker, text = run / INTERRUPTED_FILE, (f"interrupted by {name} at epoch {trainer.current_epoch}, global step "
+                                                f"{trainer.global_step}; continue with --ckpt_path "
+                                                f"{run / 'checkpoints' / 'last.ckpt'}\n")
+    else:
+        marker, text = run / FAILED_FILE, f"fit failed: {type(error).__name__}: {error}\n"
+    atomic_write_text(marker, text)
+    return marker
+
+
+def clear_unfinished(trainer: pl.Trainer) -> None:
+    """After a ``fit`` that finished (e.g. a resumed one): remove an earlier attempt's marker."""
+    if trainer.is_global_zero:
+        run = run_dir(trainer)
+        for name in (FAILED_FILE, INTERRUPTED_FILE):
+            (run / name).unlink(missing_ok=True)

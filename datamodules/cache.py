@@ -7,18 +7,21 @@ One convention everywhere (datasets, indexes, the registry, run artefacts, bench
 * files are written atomically (:func:`atomic_write_bytes`: a temporary file in the same directory, then a
   rename), so a reader never sees a half-written file and an interrupted write leaves the old file (or none) in
   place; every artefact is created mode 0644 (``mkstemp`` alone makes them private, unlike the weights beside them);
-* read-modify-write of a shared file holds :func:`file_lock`;
+* read-modify-write of a shared file holds :func:`file_lock` (``filelock``: the same code on every OS);
 * downloads (:func:`fetch`) land in the cache once, through a temporary file, and are checked against a sha256
   before anything reads them;
 * derived builds (:func:`cached_build`) are made once, under a lock, in a temporary directory that is renamed into
   place only when complete; a manifest records the spec they were built from and each file's :func:`sha256_file`,
   and a build whose spec or files no longer match is rebuilt.
+
+Reading never writes: a complete, valid build or download is used without taking a lock (the rename that put it
+in place is atomic, so nothing half-written can be seen), so a cache on a read-only mount (a shared data set on a
+cluster) serves every command. Locks, temporary files and renames happen only when something must be built.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +32,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 FILE_MODE = 0o644
 
@@ -70,19 +75,17 @@ def atomic_write_text(path: str | os.PathLike, text: str, mode: int = FILE_MODE)
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (POSIX ``flock``) for a read-modify-write of ``path``.
+    """Hold an exclusive lock on ``<path>.lock`` for a read-modify-write of ``path``.
 
     Processes running side by side (benchmarks registering checkpoints, two builds of one cache) then take turns
-    instead of dropping each other's changes. The lock file is left in place: removing it would race.
+    instead of dropping each other's changes. The lock is :class:`filelock.FileLock` (``fcntl`` on POSIX,
+    ``msvcrt`` on Windows), so the package imports and locks the same way on every OS. The lock file is left in
+    place: removing it would race. Only writers call this; readers of a complete cache take no lock.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(str(path.with_name(path.name + ".lock"))):
+        yield
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -119,6 +122,9 @@ def fetch(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | No
     name = Path(urllib.parse.unquote(parsed.path)).name or "download"
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     dest = Path(cache_dir or data_root() / "downloads") / key / name
+    if dest.is_file():  # already downloaded: read-only use, no lock (see module docstring)
+        _check_cached(dest, url, sha256)
+        return dest
     with file_lock(dest):
         if not dest.is_file():
             with atomic_path(dest) as tmp:
@@ -126,10 +132,15 @@ def fetch(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | No
                     shutil.copyfileobj(response, out)
                 if sha256 is not None and (actual := sha256_file(tmp)) != sha256:
                     raise ChecksumError(f"download {url}: sha256 {actual}, expected {sha256}; nothing was kept")
-        elif sha256 is not None and (actual := sha256_file(dest)) != sha256:
-            raise ChecksumError(f"cached download {dest} of {url}: sha256 {actual}, expected {sha256}; the file is "
-                                f"corrupt or was replaced (delete it to download again)")
+        else:
+            _check_cached(dest, url, sha256)
     return dest
+
+
+def _check_cached(dest: Path, url: str, sha256: str | None) -> None:
+    if sha256 is not None and (actual := sha256_file(dest)) != sha256:
+        raise ChecksumError(f"cached download {dest} of {url}: sha256 {actual}, expected {sha256}; the file is "
+                            f"corrupt or was replaced (delete it to download again)")
 
 
 MANIFEST_FILE = "manifest.json"
@@ -181,8 +192,9 @@ def cached_build(directory: str | os.PathLike, spec: dict[str, Any],
                  on_build: Callable[[Path, str], None] | None = None) -> Path:
     """Build ``directory`` once from ``spec`` with ``build_fn`` and return it; rebuild it when missing or stale.
 
-    Under :func:`file_lock` (so concurrent builders, e.g. DDP ranks, wait and then reuse the first one's build),
-    :func:`build_problem` decides whether the existing build can be used. If not, ``build_fn(tmp)`` writes the
+    :func:`build_problem` decides whether the existing build can be used; a usable one is returned without a lock
+    or any write. Otherwise, under :func:`file_lock` (so concurrent builders, e.g. DDP ranks, wait and then reuse
+    the first one's build), the check is repeated and, if the build is still needed, ``build_fn(tmp)`` writes the
     files into a fresh temporary directory beside ``directory`` and returns extra manifest fields (or None); the
     manifest (those fields, then ``spec``'s fields, then ``files``: the sha256 of every file written) is written
     last, and the directory is renamed into place. An interrupted build therefore leaves no directory that looks
@@ -191,10 +203,18 @@ def cached_build(directory: str | os.PathLike, spec: dict[str, Any],
     replace, not accumulate, old builds). ``on_build(directory, reason)`` is told why a build starts.
     """
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(target.with_name("." + target.name)):
+    if not force and build_problem(target, spec) is None:
+        return target  # complete and valid: used as it is, without a lock or any write (a read-only cache works)
+    with contextlib.ExitStack() as held:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(file_lock(target.with_name("." + target.name)))
+        except OSError as err:
+            raise OSError(err.errno, f"cannot build {target} ({build_problem(target, spec) or 'forced'}): its "
+                                 f"directory cannot be written ({err.strerror}: {err.filename}); build it where it "
+                                 f"can be written (cache_dir / METAZOO_DATA) or give a complete copy") from None
         reason = "forced" if force else build_problem(target, spec)
-        if reason is None:
+        if reason is None:  # another process finished the build while this one waited for the lock
             return target
         if on_build is not None:
             on_build(target, reason)
@@ -207,7 +227,11 @@ def cached_build(directory: str | os.PathLike, spec: dict[str, Any],
             files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
             manifest = {**extra, **spec, "files": {p.relative_to(tmp).as_posix(): sha256_file(p) for p in files}}
             atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
-            os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache may be shared
+            # mkdtemp makes the directory owner-only and some writers (safetensors) make files 0600; the cache may
+            # be shared, so every file of a build is 0644 and every directory 0755.
+            for p in tmp.rglob("*"):
+                os.chmod(p, 0o755 if p.is_dir() else FILE_MODE)
+            os.chmod(tmp, 0o755)
             if target.exists():  # a directory cannot be renamed onto a non-empty one: move the old one aside first
                 trash = target.parent / f".{target.name}.tmp-old-{os.getpid()}"
                 os.replace(target, trash)

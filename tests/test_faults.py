@@ -1,5 +1,7 @@
 """Fault injection: hostile or careless input gets a clear, named error (or warning) and never runs code or loses
-results (issue 10). One test per defect, each failing on the code before the fix.
+results (issues 10 and 23). One test per defect, each failing on the code before the fix. Runs: checkpoints,
+predictions, signals, non-finite losses, failed runs (this file); paths, caches, readers, reports, imports:
+``test_faults_inputs.py``.
 
 Fault cases that live beside the code they exercise (not repeated here): flipped weights byte
 (``test_pretrained.py::test_checksum_mismatch_is_a_clear_error``), corrupt or truncated image files
@@ -20,7 +22,11 @@ import http.server
 import json
 import logging
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +37,7 @@ from PIL import Image
 
 from datamodules.cache import data_root
 from datamodules.images import ImageFolder
-from support import ROOT
+from support import ROOT, zoo_env
 from zoo.cli import main
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
@@ -297,3 +303,114 @@ def test_bo_initialisation_index_out_of_range_names_dataset_seed_and_index(tmp_p
     (tmp_path / "bo-initializations.json").write_text(json.dumps(inits))
     with pytest.raises(IndexError, match=rf"dataset {dataset}, seed 'test0': initial index 1000000 is outside"):
         evaluate_hpob(None, tmp_path, ["5860"], seeds=["test0"], n_trials=1)
+
+
+# -- signals: a killed run stops between batches, keeps what resumes, and exits non-zero (issue 23) ---------------
+def start_zoo(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    # SIGINT back to its default: a shell starts background jobs with it ignored, and Python then keeps ignoring it
+    return subprocess.Popen([sys.executable, "-m", "zoo", *args], cwd=ROOT, env=zoo_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_for_beats(proc: subprocess.Popen, beats: Path, count: int, timeout: float = 120.0) -> None:
+    """Wait until the ``probes.Heartbeat`` file has ``count`` lines (batches are running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if beats.is_file() and len(beats.read_text().splitlines()) >= count:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"zoo exited {proc.returncode} before {count} batches:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"no {count} batches in {timeout} s")
+
+
+def heartbeat(path: Path, delay: float = 0.2) -> list[str]:
+    return ["--trainer.callbacks+=probes.Heartbeat", f"--trainer.callbacks.path={path}",
+            f"--trainer.callbacks.delay={delay}"]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signalled_fit_saves_a_resumable_checkpoint_and_exits_non_zero(signum, code, glyphs_data, tmp_path):
+    beats = tmp_path / "beats"
+    args = ["fit", "--config", GLYPHS, *csv_logger(tmp_path), *TINY, "--trainer.limit_train_batches=500",
+            "--trainer.limit_val_batches=1", *heartbeat(beats)]
+    proc = start_zoo(args, tmp_path)
+    wait_for_beats(proc, beats, 3)
+    proc.send_signal(signum)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == code, out[-3000:]
+    run = next((tmp_path / "csv").iterdir())
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_file(), out[-3000:]
+    from zoo.checkpoint_io import load_checkpoint
+
+    stopped = load_checkpoint(last)["global_step"]
+    assert 3 <= stopped < 500
+    assert signal.Signals(signum).name in (run / "interrupted.txt").read_text()
+    # continue the same run from it for two more steps
+    again = tmp_path / "beats-resumed"
+    resumed = subprocess.run([sys.executable, "-m", "zoo", *args[:-3], *heartbeat(again, delay=0),
+                              f"--trainer.max_steps={stopped + 2}", "--ckpt_path", str(last)], cwd=ROOT,
+                             env=zoo_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "csv").iterdir()] == [run.name]
+    assert again.read_text().split() == ["train", str(stopped + 1), "train", str(stopped + 2)]
+    assert not (run / "interrupted.txt").exists()  # the run finished after all
+
+
+def test_a_signalled_predict_stops_between_batches_and_leaves_no_predictions_file(glyphs_data, tmp_path):
+    support, query, names = glyph_folders(glyphs_data, tmp_path / "images", classes=3, queries=10)
+    beats = tmp_path / "beats"
+    proc = start_zoo(["predict", "--config", GLYPHS, *csv_logger(tmp_path / "runs"), f"--data.predict_support_dir="
+                      f"{support}", f"--data.predict_query_dir={query}", "--data.predict_query_chunk=1",
+                      *heartbeat(beats, delay=0.3)], tmp_path)
+    wait_for_beats(proc, beats, 2)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, out[-3000:]
+    assert len(beats.read_text().splitlines()) < len(names)  # it stopped before the end
+    assert not list((tmp_path / "runs").rglob("predictions*.csv")) and not list((tmp_path / "runs").rglob(".pred*"))
+
+
+# -- a non-finite loss fails fast, or is skipped and shown -------------------------------------------------------
+NAN_LOSS = ["--model.init_args.temperature=1e-300"]  # every logit is +-inf: every loss is NaN
+
+
+def test_a_nan_loss_fails_fast_naming_the_step_and_terms(glyphs_data, tmp_path):
+    from callbacks import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 0, batch 0 \(global step 0\): train/loss=nan; no "
+                                                 r"earlier step had a finite loss"):
+        main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), *TINY, *NAN_LOSS])
+    run = next((tmp_path / "csv").iterdir())
+    assert not (run / "checkpoints").exists()  # no "best" checkpoint of a diverged run
+    assert "NonFiniteLossError" in (run / "failed.txt").read_text()
+
+
+def test_the_nonfinite_message_names_the_last_finite_loss():
+    from callbacks import NonFiniteLoss
+
+    cb = NonFiniteLoss()
+    trainer = SimpleNamespace(global_step=7, current_epoch=1)
+    cb.on_train_batch_start(trainer, SimpleNamespace(), None, 3)
+    cb.on_before_backward(trainer, SimpleNamespace(), torch.tensor(1.25))
+    module = SimpleNamespace(step_terms={"train/loss": torch.tensor(float("inf")), "train/ce": torch.tensor(0.5),
+                                         "train/kl": torch.tensor(float("nan"))})
+    cb.on_train_batch_start(trainer, module, None, 4)
+    module.step_terms.update({"train/loss": torch.tensor(float("inf")), "train/kl": torch.tensor(float("nan"))})
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 4 \(global step 7\): train/loss=inf, "
+                                                 r"train/kl=nan; the last finite loss was 1.25 at global step 7"):
+        cb.on_before_backward(trainer, module, torch.tensor(float("inf")))
+
+
+def test_skipping_nonfinite_steps_leaves_the_weights_and_shows_nan(glyphs_data, tmp_path, capsys):
+    from zoo.cli import build_cli
+
+    cli = build_cli(["fit", "--config", GLYPHS, *csv_logger(tmp_path), *TINY, *NAN_LOSS,
+                     "--on_nonfinite_loss=skip"], run=False)
+    before = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert all(torch.equal(before[k], v) for k, v in cli.model.state_dict().items())  # nothing moved
+    assert "train loss nan (2 of 2 steps non-finite)" in capsys.readouterr().out

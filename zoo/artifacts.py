@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from datamodules.cache import ChecksumError, atomic_path, data_root, file_lock, sha256_file
@@ -40,7 +40,26 @@ def parse_artifact_ref(ref: str) -> tuple[str, str]:
     if len(parts) < 4 or ":" not in parts[2] or not all(parts):
         raise ValueError(f"artifact reference {ref!r}: expected {SCHEME}ENTITY/PROJECT/NAME:VERSION/FILE "
                          "(e.g. wandb-artifact://me/metazoo/protonet-conv4-glyphs-5w1s:v0/weights.safetensors)")
+    # The FILE part becomes a path under the cache: nothing in it may climb out of it or start elsewhere.
+    unsafe = [p for p in parts if p in (".", "..") or "\\" in p or "\0" in p]
+    unsafe += [p for p in parts[3:] if PureWindowsPath(p).drive or ":" in p or p.startswith("~")]
+    if unsafe:
+        raise ValueError(f"artifact reference {ref!r}: path part(s) {unsafe} are not allowed (no '.', '..', "
+                         f"backslashes, drives or ':' in FILE); the file must lie inside the artifact")
     return "/".join(parts[:3]), "/".join(parts[3:])
+
+
+def artifact_cache_path(ref: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the file ``ref`` names is kept: ``<cache_dir>/<ENTITY--PROJECT--NAME--VERSION>/<FILE>``; a ValueError
+    when ``ref`` is malformed or the path would resolve outside ``cache_dir`` (checked before anything is
+    created)."""
+    path, filename = parse_artifact_ref(ref)
+    root = Path(cache_dir or data_root() / "artifacts")
+    dest = root / path.replace("/", "--").replace(":", "--") / filename
+    # resolve() also follows symbolic links already in the cache: a link planted there cannot redirect the file.
+    if not dest.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"artifact reference {ref!r} resolves to {dest.resolve()}, outside the cache {root}")
+    return dest
 
 
 def resolve_artifact(ref: str, sha256: str, api: Any = None, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -53,12 +72,13 @@ def resolve_artifact(ref: str, sha256: str, api: Any = None, cache_dir: str | os
         cache_dir: default ``data_root()/artifacts``.
     """
     path, filename = parse_artifact_ref(ref)
-    dest = Path(cache_dir or data_root() / "artifacts") / path.replace("/", "--").replace(":", "--") / filename
+    dest = artifact_cache_path(ref, cache_dir)
+    if dest.is_file():  # already fetched: read-only use, no lock
+        _check_cached(dest, ref, sha256)
+        return dest
     with file_lock(dest):
         if dest.is_file():
-            if (actual := sha256_file(dest)) != sha256:
-                raise ChecksumError(f"cached artifact file {dest} of {ref}: sha256 {actual}, expected {sha256}; the "
-                                    "file is corrupt or was replaced (delete it to download again)")
+            _check_cached(dest, ref, sha256)
             return dest
         if api is None:
             import wandb
@@ -78,17 +98,25 @@ def resolve_artifact(ref: str, sha256: str, api: Any = None, cache_dir: str | os
     return dest
 
 
+def _check_cached(dest: Path, ref: str, sha256: str) -> None:
+    if (actual := sha256_file(dest)) != sha256:
+        raise ChecksumError(f"cached artifact file {dest} of {ref}: sha256 {actual}, expected {sha256}; the file is "
+                            "corrupt or was replaced (delete it to download again)")
+
+
 def publish(name: str, project: str = "metazoo", entity: str | None = None) -> str:
     """Upload registry checkpoint ``name`` as a W&B ``model`` artifact; returns its ``wandb-artifact://`` ref.
 
-    Raises RuntimeError without credentials (nothing is uploaded) and ChecksumError when the local weights do not
-    match the registry.
+    The weights are found where :func:`zoo.pretrained.load_pretrained` finds them (``resolve_weights``: the
+    repository, ``$METAZOO_CHECKPOINTS``, the entry's url). Raises FileNotFoundError naming the places looked in
+    when they are nowhere, RuntimeError without credentials (nothing is uploaded) and ChecksumError when the local
+    weights do not match the registry.
     """
-    from zoo.pretrained import registry_entry
+    from zoo.pretrained import registry_entry, resolve_weights
     from zoo.wandb_logger import wandb_credentials_configured
 
     entry = registry_entry(name)
-    weights = entry.weights_path
+    weights = resolve_weights(entry)
     if (actual := sha256_file(weights)) != entry.sha256:
         raise ChecksumError(f"{weights}: sha256 {actual}, but the registry records {entry.sha256}; not published")
     if not wandb_credentials_configured():
@@ -118,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ref = publish(args.name, args.project, args.entity)
-    except (KeyError, RuntimeError, ChecksumError) as err:
+    except (KeyError, RuntimeError, ValueError, OSError) as err:  # ChecksumError is a ValueError
         print(f"zoo publish: {err.args[0] if err.args else err}", file=sys.stderr)  # KeyError's str() adds quotes
         return 2
     print(f"published {args.name}; registry weights source: {ref}")

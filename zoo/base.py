@@ -98,6 +98,14 @@ class ZooModule(pl.LightningModule):
         with _given_hyperparameters_context(given, "lightning.pytorch.cli.instantiate_module"):
             self.save_hyperparameters(frame=frame)
 
+    # -- what a training step logged -----------------------------------------------------------------------------
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """``LightningModule.log``, also keeping this training step's ``train/*`` values in ``step_terms`` so that
+        :class:`callbacks.NonFiniteLoss` can name the loss terms that were not finite (``log_dict`` calls this)."""
+        if name.startswith("train/") and self._trainer is not None and self.trainer.training:
+            self.__dict__.setdefault("step_terms", {})[name] = value
+        super().log(name, value, *args, **kwargs)
+
     # -- per-item evaluation results -----------------------------------------------------------------------------
     def report_items(self, stage: str, index: torch.Tensor, values: dict[str, torch.Tensor],
                      ci: Iterable[str] = (), count_name: str = "items", prog_bar: bool = False

@@ -213,13 +213,17 @@ def save_nap(model: NAPModule, path: str | Path) -> str:
 
 def load_nap(source: str | Path | NAPModule) -> NAPModule:
     """A NAP model from a model object, a ``.safetensors`` file written by :func:`save_nap`, a Lightning ``.ckpt``
-    or a name in the pretrained registry (``zoo.load_pretrained``, which checks the sha256).
+    (either a local path or an ``http(s)://`` / ``file://`` URL, downloaded once into the cache) or a name in the
+    pretrained registry (``zoo.load_pretrained``, which checks the sha256).
 
     Files written before the network was injected carry flat arguments; :func:`zoo.nap.upgrade_legacy_init_args`
     maps them (their weights' keys are unchanged)."""
     if isinstance(source, NAPModule):
         return source.eval()
-    path = Path(source)
+    from datamodules.cache import fetch, is_url
+
+    # A URL is fetched into the cache first, as --ckpt_path does (zoo.checkpoint_io), then read like a local file.
+    path = fetch(str(source)) if is_url(source) else Path(source)
     if path.suffix == ".safetensors":
         import lightning.pytorch as pl
         from lightning.pytorch.cli import instantiate_module

@@ -14,6 +14,11 @@
 Every ``--ckpt_path`` (a local file or a URL) is read through ``zoo.checkpoint_io.load_checkpoint`` with
 ``weights_only=True``; ``fit --ckpt_path <run>/checkpoints/last.ckpt`` continues that run's directory and W&B run.
 
+SIGTERM or Ctrl+C stops a command between batches; a stopped ``fit`` saves ``<run>/checkpoints/last.ckpt`` to
+continue from, and the command exits 143 (SIGTERM) or 130 (SIGINT) (:mod:`callbacks.interruption`). A NaN or
+infinite training loss stops ``fit`` with an error naming the step (``--on_nonfinite_loss=skip`` skips such steps
+instead: :mod:`callbacks.nonfinite`). A ``fit`` that fails marks its run directory (``failed.txt``).
+
 ``--pretrained NAME`` stands for the registry entry's own config and its recorded overrides (so the test runs in the
 setting the recorded numbers were measured in) followed by loading its verified weights; any later option still
 overrides. A config may build on shared pieces with ``__base__`` (see :mod:`zoo.compose`).
@@ -29,11 +34,14 @@ import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import callbacks
 import datamodules
 import zoo
-from callbacks.run_dir import continue_run, run_dir
+from callbacks.interruption import exit_code
+from callbacks.nonfinite import ACTIONS as NONFINITE_ACTIONS
+from callbacks.run_dir import clear_unfinished, continue_run, mark_unfinished, run_dir
 from datamodules.cache import atomic_write_text
 from zoo.checkpoint_io import load_checkpoint, use_safe_checkpoint_io
 from zoo.compose import CONFIG_FLAGS, expand_config_args
@@ -128,17 +136,34 @@ class ZooCLI(LightningCLI):
                             help="Name of a checkpoint in the pretrained registry (see zoo.list_pretrained()).")
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, test the best-on-validation checkpoint on the fixed test episodes.")
+        parser.add_argument("--on_nonfinite_loss", type=str, default="fail", choices=NONFINITE_ACTIONS,
+                            help="A NaN/inf training loss: 'fail' stops with an error naming the step and terms; "
+                                 "'skip' drops that step's update (callbacks.NonFiniteLoss).")
 
     def _instantiate_trainer(self, config: dict[str, Any], extra_callbacks: list[pl.Callback]) -> pl.Trainer:
         """When standard output is not a terminal (CI logs, ``nohup``), one :class:`callbacks.EpochProgress` line per
         epoch replaces Lightning's progress bar, unless the config asks for the bar (``enable_progress_bar: true``)."""
         configured = config.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
+        # What a signal and a non-finite loss do to every run (callbacks.Interruption, callbacks.NonFiniteLoss).
+        extra_callbacks = [*extra_callbacks, callbacks.Interruption(),
+                           callbacks.NonFiniteLoss(self._get(self.config_init, "on_nonfinite_loss") or "fail")]
         if not sys.stdout.isatty() and config.get("enable_progress_bar") is not True and not any(
                 isinstance(c, callbacks.EpochProgress) for c in configured):
             config = {**config, "enable_progress_bar": False}
             extra_callbacks = [*extra_callbacks, callbacks.EpochProgress()]
         return super()._instantiate_trainer(config, extra_callbacks)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Runs it; a ``fit`` that raised marks (or, if empty, removes) its run directory (``mark_unfinished``)."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            if subcommand == "fit" and self.trainer.state.fn == "fit":  # not the test after it
+                mark_unfinished(self.trainer, err)
+            raise
+        if subcommand == "fit":
+            clear_unfinished(self.trainer)
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
@@ -282,7 +307,10 @@ def main(args: ArgsType = None) -> None:
         if code:
             raise SystemExit(code)
         return
-    build_cli(args)
+    try:
+        build_cli(args)
+    except SIGTERMException as stop:  # a SystemExit without a code: the shell would read a killed run as success
+        raise SystemExit(exit_code(stop)) from None
 
 
 if __name__ == "__main__":

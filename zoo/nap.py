@@ -550,7 +550,12 @@ class NAPModule(ZooModule):
 
             state = load_file(str(path))
         elif path.suffix == ".ckpt":
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            from zoo.checkpoint_io import load_checkpoint
+
+            checkpoint = load_checkpoint(path)  # the one loader: weights_only, errors that name the file
+            if not isinstance(checkpoint.get("state_dict"), dict):
+                raise ValueError(f"model.init_from={str(path)!r}: a checkpoint without a 'state_dict'")
+            state = checkpoint["state_dict"]
         else:
             raise ValueError(f"model.init_from={str(path)!r}: expected a .safetensors or .ckpt file")
         net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}

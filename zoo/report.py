@@ -208,7 +208,8 @@ def _overview_rows(runs: list[Run]) -> list[list[str]]:
     for r in runs:
         acc = test_accuracy(r)
         es = r.episode_set or {}
-        rows.append([r.name, _short(r.config, "model"), _short(r.config, "data"),
+        name = r.name + (f" (unfinished: {r.unfinished})" if r.unfinished else "")
+        rows.append([name, _short(r.config, "model"), _short(r.config, "data"),
                      f"{100 * acc[0]:.2f} ± {100 * acc[1]:.2f}" if acc else "—",
                      str(len(r.episodes) or "—"), es.get("hash", "not recorded")[:12]])
     return rows
@@ -224,16 +225,17 @@ def _pair_rows(pairs: list[tuple[Run, Run, Comparison | str]]) -> list[list[str]
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     def cell(x: Any) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
+        # Escaped: Markdown viewers render inline HTML, and config values and run names are the user's text.
+        return html.escape(str(x)).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows])
 
 
 def render_markdown(runs: list[Run], pairs: list[tuple[Run, Run, Comparison | str]], html_name: str) -> str:
     differing, _, values = config_table(runs)
-    parts = [f"# Metazoo report: {len(runs)} run(s)", "", f"Plots: `{html_name}` (open it in a browser).", "",
-             "## Test accuracy", "", markdown_table(OVERVIEW_HEADER, _overview_rows(runs)), ""]
+    parts = [f"# Metazoo report: {len(runs)} run(s)", "", f"Plots: {html.escape(html_name)} (open it in a browser).",
+             "", "## Test accuracy", "", markdown_table(OVERVIEW_HEADER, _overview_rows(runs)), ""]
     if pairs:
         parts += ["## Paired differences (A − B, accuracy points, 95% CI)", "",
                   markdown_table(["A", "B", "A − B", "shared episodes / reason"], _pair_rows(pairs)), ""]
@@ -281,13 +283,23 @@ def render_html(runs: list[Run], pairs: list[tuple[Run, Run, Comparison | str]],
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
+def report_paths(output: str | Path) -> tuple[Path, Path]:
+    """(HTML, Markdown) paths for ``--output``: ``X.md`` gives ``X.html`` beside it, anything else is the HTML file
+    with the Markdown at the same name with ``.md``. An existing directory is a ValueError (name a file in it)."""
+    output = Path(output)
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a directory; name the HTML file, e.g. {output / 'report.html'}")
+    if output.suffix.lower() == ".md":
+        return output.with_suffix(".html"), output
+    return output, output.with_suffix(".md")
+
+
 def write_report(run_paths: list[str | Path], output: str | Path = "report.html") -> tuple[Path, Path]:
-    """Write ``output`` (HTML) and the Markdown summary beside it (same name, ``.md``); returns both paths."""
+    """Write the HTML report and the Markdown summary beside it (:func:`report_paths`); returns both paths."""
+    output, markdown = report_paths(output)  # before reading the runs: a bad --output fails at once
     runs = [load_run(p) for p in run_paths]
     pairs = paired_comparisons(runs)
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    markdown = output.with_suffix(".md")
     atomic_write_text(output, render_html(runs, pairs, build_figures(runs, pairs)))
     atomic_write_text(markdown, render_markdown(runs, pairs, output.name))
     return output, markdown
@@ -347,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (each holds config.yaml, test_episodes.csv, ...)")
-    parser.add_argument("--output", default="report.html", help="the HTML file; the Markdown goes beside it")
+    parser.add_argument("--output", default="report.html",
+                        help="the HTML file, the Markdown going beside it (X.md: the Markdown, with X.html beside)")
     parser.add_argument("--entity", default=None, help="W&B entity of the online report (needed with --publish)")
     parser.add_argument("--title", default="Metazoo report")
     parser.add_argument("--publish", action="store_true",

@@ -7,7 +7,10 @@ CSV) holds what the shipped callbacks and loggers write:
 * ``test_episodes.csv`` (``episode,acc,loss`` per test episode) and ``test_episodes.json`` (which episodes:
   :mod:`datamodules.episode_set`), from ``callbacks.EpisodeTable``;
 * ``metrics.csv``: every logged metric by step (Lightning's CSVLogger, or the CSV mirror of ``zoo.WandbLogger``);
-* ``test_episode.png``: the episode gallery picture (``callbacks.EpisodeGallery``).
+* ``test_episode.png``: the episode gallery picture (``callbacks.EpisodeGallery``);
+* ``failed.txt`` / ``interrupted.txt``: a ``fit`` that did not finish (``callbacks.run_dir.mark_unfinished``).
+
+A file that cannot be read is an error naming it (and the line, where there is one).
 
 Everything but the config is optional here; each consumer says what it needs and names the missing file.
 """
@@ -36,6 +39,7 @@ class Run:
     episode_set: dict[str, Any] | None = None
     metrics: list[dict[str, float]] = field(default_factory=list)  # metrics.csv rows, empty cells dropped
     gallery: Path | None = None
+    unfinished: str | None = None  # why its fit did not finish (failed.txt / interrupted.txt), or None
 
     @property
     def name(self) -> str:
@@ -54,8 +58,11 @@ class Run:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({type(err).__name__}: {err})") from None
 
 
 def _number(text: str) -> float | None:
@@ -75,8 +82,17 @@ def load_run(path: str | Path) -> Run:
     config_file = next((path / n for n in CONFIG_FILES if (path / n).is_file()), None)
     if config_file is None:
         raise FileNotFoundError(f"{path}: no resolved config ({' / '.join(CONFIG_FILES)}); is this a run directory?")
-    config = yaml.safe_load(config_file.read_text()) or {}
+    try:
+        config = yaml.safe_load(config_file.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{config_file}: cannot be read as YAML: {type(err).__name__}: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file}: expected a mapping (a resolved LightningCLI config), got a "
+                         f"{type(config).__name__}")
     run = Run(path=path, config=config)
+    for marker in ("failed.txt", "interrupted.txt"):  # callbacks.run_dir.mark_unfinished: the fit did not finish
+        if (path / marker).is_file():
+            run.unfinished = (path / marker).read_text(errors="replace").strip() or marker
     episodes_csv = path / "test_episodes.csv"
     if episodes_csv.is_file():
         for i, row in enumerate(_read_csv(episodes_csv)):
@@ -87,10 +103,19 @@ def load_run(path: str | Path) -> Run:
                                  f"columns, got {row}") from err
     episode_set = path / "test_episodes.json"
     if episode_set.is_file():
-        run.episode_set = json.loads(episode_set.read_text())
+        try:
+            run.episode_set = json.loads(episode_set.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            line = f":{err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+            raise ValueError(f"{episode_set}{line}: not valid JSON ({err})") from None
+        if not isinstance(run.episode_set, dict):
+            raise ValueError(f"{episode_set}: expected an object describing the test episodes (datamodules."
+                             f"episode_set), got a {type(run.episode_set).__name__}")
     metrics_csv = path / "metrics.csv"
     if metrics_csv.is_file():
         for row in _read_csv(metrics_csv):
+            if None in row:  # more cells than the header names
+                raise ValueError(f"{metrics_csv}: a row has more cells than the header: {row[None]}")
             parsed = {k: _number(v) for k, v in row.items() if v not in ("", None)}
             run.metrics.append({k: v for k, v in parsed.items() if v is not None})
     gallery = path / "test_episode.png"

@@ -316,6 +316,9 @@ def read_hpob(root: str | Path, split: str, search_space: str | int) -> dict[str
         raise ValueError(f"{path}: expected an object {{search_space: {{dataset: {{X, y}}}}}}")
     if space not in data:
         raise KeyError(f"{path}: search space {space!r} not found; the file has {sorted(data)[:20]}")
+    if not isinstance(data[space], dict):
+        raise ValueError(f"{path}: search space {space!r} must map dataset ids to {{X, y}} objects, got a "
+                         f"{type(data[space]).__name__}")
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     dim = None
     for ds, entry in data[space].items():
@@ -348,9 +351,15 @@ def read_bo_initializations(root: str | Path, search_space: str | int) -> dict[s
     path = hpob_file(root, "init")
     space = resolve_space(search_space)
     data = _load_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object {{search_space: {{dataset: {{seed: [row indices]}}}}}}")
     if space not in data:
         raise KeyError(f"{path}: search space {space!r} not found; the file has {sorted(data)[:20]}")
-    return {str(k): {str(s): [int(i) for i in v] for s, v in seeds.items()} for k, seeds in data[space].items()}
+    try:
+        return {str(k): {str(s): [int(i) for i in v] for s, v in seeds.items()} for k, seeds in data[space].items()}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: search space {space!r} must map each dataset to {{seed: [row indices]}} "
+                         f"({type(err).__name__}: {err})") from None
 
 
 def select_gp_rows(y: torch.Tensor) -> torch.Tensor:

@@ -1069,7 +1069,10 @@ class Glyphs(ImageEpisodes):
         self.data: GlyphsData | None = None
 
     def prepare_data(self) -> None:
-        """Builds the cache once (Lightning calls this on one process per node before ``setup``)."""
+        """Builds the cache once (Lightning calls this on one process per node before ``setup``); not for
+        ``zoo predict``, which reads only its two folders (:meth:`predicting`)."""
+        if self.predicting():
+            return
         build_glyphs(self.cache_dir, self.image_size, self.instances_per_class, self.build_seed,
                      codepoints=self._codepoints)
 

@@ -211,14 +211,24 @@ class ImageSource(Source):
             return torch.empty((0, self.channels, self.image_size, self.image_size), dtype=torch.uint8)
         threads = min(self.num_threads, len(indices))
         if threads <= 1 or len(indices) < 8:
-            images = [self.decode(i) for i in indices]
+            images = [self._try_decode(i) for i in indices]
         else:
             # Worker threads return tensors and the calling thread stacks them: threads do not inherit
             # torch.inference_mode, so writing into a tensor made under it (as in `zoo predict`) would fail.
             with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
-                # list() re-raises the first decoding error (which names its file) in this thread.
-                images = list(pool.map(self.decode, indices, chunksize=max(1, len(indices) // (threads * 8))))
+                images = list(pool.map(self._try_decode, indices, chunksize=max(1, len(indices) // (threads * 8))))
+        failed = [e for e in images if isinstance(e, ImageReadError)]
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:  # every unreadable file of the batch, not only the first
+            raise ImageReadError(f"{len(failed)} images cannot be read:\n  " + "\n  ".join(map(str, failed)))
         return torch.stack(images)
+
+    def _try_decode(self, index: int) -> torch.Tensor | ImageReadError:
+        try:
+            return self.decode(index)
+        except ImageReadError as err:
+            return err
 
     def materialize(self) -> None:
         """Build the in-memory cache now (no-op unless ``cache=True``, or when it is already built)."""
@@ -528,6 +538,11 @@ class ImageEpisodes(EpisodicDataModule):
             return  # setup() with no stage is how base.dataset() makes sure the sources exist
         super().setup(stage)
 
+    def predicting(self) -> bool:
+        """True while a trainer runs ``predict``: then only the support and query folders are read, so
+        ``prepare_data`` builds no dataset (the training data need not exist where a model predicts)."""
+        return self.trainer is not None and self.trainer.state.fn == "predict"
+
     def loader(self, split: str) -> DataLoader:
         self.setup()
         source = self.sources[split]
@@ -566,6 +581,10 @@ class ImageEpisodes(EpisodicDataModule):
         files = [f for _, images in classes for f in images]
         labels = [c for c, (_, images) in enumerate(classes) for _ in images]
         names = [name for name, _ in classes]
+        unreadable = unreadable_images([*files, *queries])
+        if unreadable:  # all of them, before any prediction (a truncated file still fails when decoded)
+            raise ImageReadError(f"{len(unreadable)} image(s) in predict_support_dir / predict_query_dir cannot be "
+                                 f"read:\n  " + "\n  ".join(unreadable))
         if self.channels == 1:
             warn_colour_images([*files, *queries])
         transform = self.transform("test")
@@ -587,6 +606,21 @@ class ImageEpisodes(EpisodicDataModule):
         support, query, names = self.predict_sources()
         return DataLoader(PredictEpisodes(support, query, names, self.predict_query_chunk), batch_size=None,
                           num_workers=0)
+
+
+def unreadable_images(files: Sequence[str | os.PathLike]) -> list[str]:
+    """``"<file>: <reason>"`` for each file Pillow cannot open as an image (its header and, where the format has
+    them, its chunk checksums: ``Image.verify``); cheap, so `zoo predict` names every bad file before it starts."""
+    from PIL import Image
+
+    bad = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                img.verify()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            bad.append(f"{os.fspath(f)}: {type(err).__name__}: {err}")
+    return bad
 
 
 def warn_colour_images(files: Sequence[str | os.PathLike]) -> list[str]:

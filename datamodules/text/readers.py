@@ -268,9 +268,11 @@ def read_huffpost_raw(path: str | os.PathLike, text_field: str = "headline",
 def _fewrel_span(entity: Any, n_tokens: int, where: str, key: str) -> list[int]:
     """FewRel's ``[name, wikidata_id, [[indices], ...]]`` -> inclusive [start, end] of the first mention."""
     try:
+        if not isinstance(entity, list) or not isinstance(entity[2], list):
+            raise TypeError
         first = entity[2][0]
         start, end = int(min(first)), int(max(first))
-    except (TypeError, IndexError, ValueError):
+    except (TypeError, IndexError, ValueError, KeyError):
         raise ValueError(f"{where}: {key!r} must be [name, id, [[token indices], ...]], got {entity!r}") from None
     if not 0 <= start <= end < n_tokens:
         raise ValueError(f"{where}: {key!r} mention {first} is outside the {n_tokens} tokens")
