@@ -38,12 +38,11 @@ def _batch_items(batch: Any) -> int:
 class EpochProgress(pl.Callback):
     """Prints, on rank 0, one line per training epoch and one when a test ends, for logs that are not a terminal.
 
-    Epoch line: epoch / max epochs, mean training loss of the epoch (the steps' returned losses; ``nan`` and the
-    count of such steps when any was not finite), the validation
-    metric +- its 95% CI when validation ran that epoch, training episodes per second (training steps only,
-    validation excluded), time elapsed since the fit started and the estimated time remaining (mean epoch time,
-    validation included, x epochs left; or the time ``max_time`` leaves, if sooner). Test line: the test metric
-    +- CI over how many episodes, and the time.
+    Epoch line: epoch / max epochs, mean training loss of the epoch (the steps' returned losses; ``nan``, with the
+    count of such steps, when any was not finite), the validation metric +- its 95% CI when validation ran that
+    epoch, training episodes per second (training steps only, validation excluded), time elapsed since the fit
+    started and the estimated time remaining (mean epoch time, validation included, x epochs left; or the time
+    ``max_time`` leaves, if sooner). Test line: the test metric +- CI over how many episodes, and the time.
 
     Args:
         metric: the evaluation metric, logged by the module as ``val/<metric>`` and ``test/<metric>`` with its CI

@@ -90,12 +90,10 @@ def mark_unfinished(trainer: pl.Trainer, error: BaseException) -> Path | None:
 
     from datamodules.cache import atomic_write_text
 
-    if not trainer.is_global_zero:
-        return None
-    try:
-        run = run_dir(trainer)
-    except Exception:  # a logger that failed to start cannot name its directory; there is nothing to mark
-        return None
+    ckpt = trainer.checkpoint_callback
+    if not trainer.is_global_zero or ckpt is None or not getattr(ckpt, "dirpath", None):
+        return None  # only a run's own directory (the parent of its checkpoints/), never a shared log folder
+    run = Path(ckpt.dirpath).parent
     if not run.is_dir():
         return None
     if not any(p.is_file() for p in run.rglob("*")):
@@ -105,9 +103,10 @@ def mark_unfinished(trainer: pl.Trainer, error: BaseException) -> Path | None:
         import signal
 
         name = signal.Signals(getattr(error, "signum", signal.SIGTERM)).name
+        last = run / "checkpoints" / "last.ckpt"
+        resume = f"continue with --ckpt_path {last}" if last.is_file() else "no checkpoint to continue from"
         marker, text = run / INTERRUPTED_FILE, (f"interrupted by {name} at epoch {trainer.current_epoch}, global step "
-                                                f"{trainer.global_step}; continue with --ckpt_path "
-                                                f"{run / 'checkpoints' / 'last.ckpt'}\n")
+                                                f"{trainer.global_step}; {resume}\n")
     else:
         marker, text = run / FAILED_FILE, f"fit failed: {type(error).__name__}: {error}\n"
     atomic_write_text(marker, text)
@@ -116,7 +115,7 @@ def mark_unfinished(trainer: pl.Trainer, error: BaseException) -> Path | None:
 
 def clear_unfinished(trainer: pl.Trainer) -> None:
     """After a ``fit`` that finished (e.g. a resumed one): remove an earlier attempt's marker."""
-    if trainer.is_global_zero:
-        run = run_dir(trainer)
+    ckpt = trainer.checkpoint_callback
+    if trainer.is_global_zero and ckpt is not None and getattr(ckpt, "dirpath", None):
         for name in (FAILED_FILE, INTERRUPTED_FILE):
-            (run / name).unlink(missing_ok=True)
+            (Path(ckpt.dirpath).parent / name).unlink(missing_ok=True)

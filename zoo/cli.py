@@ -141,11 +141,11 @@ class ZooCLI(LightningCLI):
                                  "'skip' drops that step's update (callbacks.NonFiniteLoss).")
 
     def _instantiate_trainer(self, config: dict[str, Any], extra_callbacks: list[pl.Callback]) -> pl.Trainer:
-        """When standard output is not a terminal (CI logs, ``nohup``), one :class:`callbacks.EpochProgress` line per
-        epoch replaces Lightning's progress bar, unless the config asks for the bar (``enable_progress_bar: true``)."""
+        """Every trainer gets :class:`callbacks.Interruption` and :class:`callbacks.NonFiniteLoss`. When standard
+        output is not a terminal (CI logs, ``nohup``), one :class:`callbacks.EpochProgress` line per epoch replaces
+        Lightning's progress bar, unless the config asks for the bar (``enable_progress_bar: true``)."""
         configured = config.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        # What a signal and a non-finite loss do to every run (callbacks.Interruption, callbacks.NonFiniteLoss).
         extra_callbacks = [*extra_callbacks, callbacks.Interruption(),
                            callbacks.NonFiniteLoss(self._get(self.config_init, "on_nonfinite_loss") or "fail")]
         if not sys.stdout.isatty() and config.get("enable_progress_bar") is not True and not any(
