@@ -220,6 +220,10 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
     if isinstance(source, NAPModule):
         return source.eval()
     path = Path(source)
+    if path.suffix in (".safetensors", ".ckpt"):
+        from zoo.pretrained import weights_file
+
+        path = weights_file(path)  # a path inside the repository resolves from any working directory
     if path.suffix == ".safetensors":
         import lightning.pytorch as pl
         from lightning.pytorch.cli import instantiate_module
