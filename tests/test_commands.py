@@ -122,6 +122,26 @@ def test_test_without_weights_warns_end_to_end(glyphs_data, tmp_path, monkeypatc
               "--data.test_episodes=3", "--trainer.enable_progress_bar=false"])
 
 
+def test_fit_help_with_a_config_lists_its_data_options(capsys):
+    code, out, _ = run_main(["fit", "--config", "protonet/glyphs", "--help"], capsys)
+    assert code == 0
+    assert "Options of datamodules.images.Glyphs, this config's data" in out
+    assert "--data.test_episodes" in out and "--data.val_episodes" in out
+
+
+def test_the_quick_recipe_tests_a_pretrained_checkpoint_on_100_episodes(glyphs_data, tmp_path, monkeypatch, capsys):
+    """`zoo test --pretrained NAME --config trainer/quick`: the documented quick look (100 of the 1,000 fixed test
+    episodes; the episode table records exactly those)."""
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["test", "--pretrained", "protonet-conv4-glyphs-5w1s", "--config", "trainer/quick",
+                               "--config", "logger/csv", "--trainer.enable_progress_bar=false"], capsys)
+    assert code == 0, err[-2000:]
+    with open(next(tmp_path.glob("runs/csv/*/test_episodes.csv"))) as f:
+        assert len(list(csv.DictReader(f))) == 100
+
+
 # -- the README's commands, verbatim, from a directory outside the repository ------------------------------------
 
 #: What makes a README command need something a fresh clone does not have: a placeholder, the user's own data or
@@ -174,3 +194,31 @@ def test_zoo_runs_as_a_module_from_outside_the_repository(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"^  protonet/glyphs +\S", proc.stdout, re.MULTILINE)
     assert str(Path(ROOT / "configs")) in proc.stdout
+
+
+# -- the Python API -----------------------------------------------------------------------------------------------
+
+def test_dir_zoo_lists_every_public_name_before_loading_it():
+    script = ("import sys, zoo\n"
+              "names = dir(zoo)\n"
+              "print(sorted(set(zoo.__all__) - set(names)), 'lightning' in sys.modules, 'zoo.raml' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=zoo_env(Path("/tmp")))
+    assert proc.stdout.strip() == "[] False False", proc.stdout + proc.stderr[-2000:]
+    import zoo
+
+    assert {"ProtoNet", "MAML", "RAML", "GPAM", "MetaDMoE", "NAPModule", "load_pretrained"} <= set(zoo.__all__)
+    assert all(getattr(zoo, name) is not None for name in zoo.__all__)
+
+
+@pytest.mark.parametrize("name", ["EpisodicModule", "ProtoNet", "MAML", "ANIL", "RAML", "MetaRTL"])
+def test_a_system_forward_has_its_own_docstring(name):
+    """Not Lightning's template ("Same as torch.nn.Module.forward"), which ProtoNet.forward showed in help()."""
+    import inspect
+
+    import lightning.pytorch as pl
+
+    import zoo
+
+    doc = inspect.getdoc(getattr(zoo, name).forward)
+    assert doc and doc != inspect.getdoc(pl.LightningModule.forward)

@@ -255,7 +255,9 @@ def warn_if_untrained(model: pl.LightningModule, config: Any, subcommand: str) -
 
 
 #: Parser names as the user types them (``zoo fit: error: ...``), not ``__main__.py fit``.
-PARSER_KWARGS = {"prog": "zoo", **{c: {"prog": f"zoo {c}"} for c in ("fit", "validate", "test", "predict")}}
+PARSER_KWARGS = {"prog": "zoo", **{c: {"prog": f"zoo {c}", "epilog": "With --config, --help also lists the "
+                                        "options of the config's model and data (--data.test_episodes ...)."}
+                                    for c in ("fit", "validate", "test", "predict")}}
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> ZooCLI:
@@ -311,7 +313,31 @@ def run_lightning(args: ArgsType = None) -> None:
     if isinstance(argv, list) and argv[:1] == ["check"]:
         check(argv[1:])
         return
+    if isinstance(argv, list) and any(a in ("-h", "--help") for a in argv):
+        help_with_config_classes(argv)
+        return
     build_cli(args)
+
+
+def help_with_config_classes(argv: list[str]) -> None:
+    """``zoo fit --config NAME --help``: Lightning's help, then the options of the config's model and data classes
+    (``--data.test_episodes`` ...), which subclass mode otherwise shows only through ``--data.help CLASS``."""
+    import warnings
+
+    from zoo.commands import configured_classes
+
+    commands = [argv] + [[argv[0], f"--{part}.help", class_path]
+                         for part, class_path in configured_classes(expand_args(argv)).items()]
+    for command in commands:
+        if command is not argv:
+            print(f"\nOptions of {command[2]}, this config's {command[1][2:-5]} (set as {command[1][:-5]}.NAME VALUE):")
+        try:
+            with warnings.catch_warnings():  # the command line is given as a list on purpose (several helps)
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                build_cli(command)
+        except SystemExit as exit_:
+            if exit_.code:
+                raise
 
 
 def main(args: ArgsType = None) -> None:

@@ -15,6 +15,7 @@ so a misspelt config or registry name is a one-line error with the closest names
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from zoo.compose import CONFIG_FLAGS, expand_config_args
@@ -132,6 +133,25 @@ def expand_args(args: list[str]) -> list[str]:
     """Everything the zoo adds to LightningCLI's command line, in order: the registry entry's config for
     ``--pretrained``, shipped config names, ``__base__`` composition. Idempotent (DDP re-executes ``sys.argv``)."""
     return expand_config_args(resolve_config_names(expand_pretrained(args)))
+
+
+def configured_classes(expanded: list[str]) -> dict[str, str]:
+    """The model's and the data's ``class_path`` that the ``--config`` values of an expanded command line (files or
+    composed JSON strings, later ones winning) configure; ``zoo fit --config NAME --help`` lists their options."""
+    import yaml
+
+    classes: dict[str, str] = {}
+    for i, arg in enumerate(expanded):
+        value = expanded[i + 1] if arg in CONFIG_FLAGS and i + 1 < len(expanded) else \
+            arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if value is None:
+            continue
+        text = value if value.lstrip().startswith("{") else Path(value).read_text()
+        config = yaml.safe_load(text) or {}
+        for part in ("model", "data"):
+            if isinstance(config.get(part), dict) and config[part].get("class_path"):
+                classes[part] = config[part]["class_path"]
+    return classes
 
 
 def fail(subcommand: str, message: str) -> None:
