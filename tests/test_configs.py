@@ -115,6 +115,16 @@ def test_weights_references_resolve_from_any_directory(tmp_path, monkeypatch):
     shipped = ROOT / "checkpoints" / "nap-sl-hartmann3.safetensors"
     assert weights_file("nap-sl-hartmann3") == shipped
     assert weights_file("checkpoints/nap-sl-hartmann3.safetensors") == shipped
+    elsewhere = tmp_path / "copies"  # an installed package: the weights only in $METAZOO_CHECKPOINTS
+    elsewhere.mkdir()
+    (elsewhere / shipped.name).write_bytes(shipped.read_bytes())
+    monkeypatch.setattr("zoo.pretrained.ROOT", tmp_path / "package")
+    monkeypatch.setattr("zoo.pretrained.Entry.weights_path", property(lambda e: tmp_path / "package" / e.weights))
+    monkeypatch.setenv("METAZOO_CHECKPOINTS", str(elsewhere))
+    for reference in ("nap-sl-hartmann3", "checkpoints/nap-sl-hartmann3.safetensors"):
+        assert weights_file(reference) == elsewhere / shipped.name
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     own = tmp_path / "mine.safetensors"
     own.write_bytes(b"x")
     assert weights_file("mine.safetensors") == Path("mine.safetensors")  # the working directory's own file first

@@ -33,7 +33,7 @@ CHECKPOINTS_ENV = "METAZOO_CHECKPOINTS"
 
 __all__ = ["ChecksumError", "Entry", "REGISTRY", "ROOT", "export_weights", "list_pretrained", "load_pretrained",
            "load_pretrained_weights", "pretrained_table", "register", "registry_entry", "resolve_weights",
-           "verified_state_dict", "weights_file"]
+           "verified_state_dict", "verified_weights", "weights_file"]
 
 
 @dataclass
@@ -153,37 +153,41 @@ def resolve_weights(entry: Entry) -> Path:
                             f"entry a url")
 
 
-def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
-    """Read the entry's weights after checking that the file exists and its sha256 matches."""
+def verified_weights(entry: Entry) -> Path:
+    """The entry's local weights file (:func:`resolve_weights`) after checking that its sha256 matches."""
     path = resolve_weights(entry)
     actual = sha256_file(path)
     if actual != entry.sha256:
         raise ChecksumError(f"pretrained {entry.name!r}: {path} has sha256 {actual}, but {REGISTRY} records "
                             f"{entry.sha256}; the file is corrupt or was replaced. Re-fetch it or re-run: "
                             f"{entry.command or '(no command recorded)'}")
+    return path
+
+
+def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
+    """Read the entry's weights after checking that the file exists and its sha256 matches."""
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    return load_file(str(verified_weights(entry)))
 
 
 def weights_file(reference: str | os.PathLike) -> Path:
     """The weights file a weights argument names (``init_from``, ``zoo.bo.load_nap``): an existing path as given,
     a path inside the repository such as ``checkpoints/nap-sl-hartmann3.safetensors`` from any working directory
-    (relative to :data:`ROOT`, the package once installed), or a registry name (``nap-sl-hartmann3``), whose file is
-    found as :func:`resolve_weights` finds it and checked against the entry's sha256 first."""
+    (relative to :data:`ROOT`, the package once installed), or a registry name (``nap-sl-hartmann3``) or the path
+    its entry records, whose file is found as :func:`resolve_weights` finds it (``$METAZOO_CHECKPOINTS``, the
+    entry's url) and checked against the entry's sha256 first."""
     path = Path(reference).expanduser()
     if path.exists() or path.is_absolute():
         return path
     if (ROOT / path).exists():
         return ROOT / path
     data = _read_registry()
-    if str(reference) in data:
-        entry = registry_entry(str(reference))
-        found = resolve_weights(entry)
-        if (actual := sha256_file(found)) != entry.sha256:
-            raise ChecksumError(f"pretrained {entry.name!r}: {found} has sha256 {actual}, but {REGISTRY} records "
-                                f"{entry.sha256}")
-        return found
+    # a registry name, or the repository path an entry records (an installed package ships no weights there)
+    name = str(reference) if str(reference) in data else \
+        next((n for n, e in data.items() if e.get("weights") == path.as_posix()), None)
+    if name is not None:
+        return verified_weights(registry_entry(name))
     guess = close_matches(path.stem, data)
     hint = f"; did you mean the registry name {' or '.join(guess)}?" if guess else ""
     raise FileNotFoundError(f"{reference}: no such weights file (looked in {Path.cwd()} and {ROOT}) and no registry "
