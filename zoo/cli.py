@@ -1,4 +1,5 @@
-"""The ``zoo`` command: LightningCLI over every system and dataset of the zoo.
+"""The Lightning side of the ``zoo`` command: LightningCLI over every system and dataset of the zoo (the command's
+front, its listing subcommands and reference resolution, which need no Lightning, are :mod:`zoo.commands`).
 
     zoo fit      --config configs/protonet/glyphs.yaml          (then tests the best checkpoint: test_after_fit)
     zoo test     --config configs/protonet/glyphs.yaml --ckpt_path runs/.../checkpoints/best.ckpt
@@ -6,6 +7,7 @@
     zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
     zoo fit      --config protonet/glyphs                       (a shipped config by name, from any directory)
     zoo configs                                                 (lists the shipped configs)
+    zoo pretrained                                              (the registry: name, system, accuracy +- CI, command)
     zoo check    --config configs/protonet/glyphs.yaml          (only the data checks fit runs before training)
     zoo compare  RUN_A RUN_B                 (paired difference on shared test episodes: zoo.compare)
     zoo report   RUN... --output report.html (HTML + Markdown report of finished runs: zoo.report)

@@ -192,8 +192,7 @@ def main(args: Any = None) -> None:
 
         code = importlib.import_module(TOOLS[name][0]).main(rest)
     elif name in LIGHTNING:
-        if not any(a in ("-h", "--help") for a in rest):
-            check_references(argv)
+        check_references(argv)
         from zoo.cli import run_lightning
 
         run_lightning(args)
