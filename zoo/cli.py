@@ -36,6 +36,9 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 import callbacks
 import datamodules
 import zoo
+# `import zoo` loads these lazily now; imported here, as `import zoo` did before, they are known subclasses when
+# jsonargparse resolves a short class name (`--model ProtoNet`)
+from zoo import Conv4, EpisodicModule, ProtoNet, ResNet12, WandbLogger  # noqa: F401
 from callbacks.run_dir import continue_run, run_dir
 from datamodules.cache import atomic_write_text
 from zoo.checkpoint_io import load_checkpoint, use_safe_checkpoint_io
