@@ -51,7 +51,7 @@ def usage() -> str:
     lines += ["", "examples:",
               "  zoo fit --config protonet/glyphs                     # a shipped config by name, from any directory",
               "  zoo fit --config protonet/glyphs --trainer.fast_dev_run=true   # a one-batch smoke run",
-              "  zoo test --pretrained protonet-conv4-glyphs-5w1s --data.test_episodes=100",
+              "  zoo test --pretrained protonet-conv4-glyphs-5w1s --config trainer/quick   # 100 test episodes",
               "  zoo fit --config protonet/glyphs --print_config      # every option with its value"]
     return "\n".join(lines)
 
@@ -85,7 +85,7 @@ def list_pretrained_command() -> int:
     for row in rows:
         row["setting"] = row["setting"] if len(row["setting"]) <= 48 else row["setting"][:45] + "..."
     widths = {c: max(len(titles.get(c, c)), *(len(r[c]) for r in rows)) for c in columns}
-    print(f"Pretrained checkpoints in {REGISTRY} (test one: the command; quick: add --data.test_episodes=100):")
+    print(f"Pretrained checkpoints in {REGISTRY} (test one: the command; a quick look: add --config trainer/quick):")
     print("  ".join(f"{titles.get(c, c):<{widths[c]}}" for c in columns).rstrip())
     for row in rows:
         print("  ".join(f"{row[c]:<{widths[c]}}" for c in columns).rstrip())
