@@ -186,7 +186,13 @@ def main(args: Any = None) -> None:
     name, rest = argv[0], argv[1:]
     if name in LISTINGS:
         command = list_configs_command if name == "configs" else list_pretrained_command
-        code = listing_usage(name, rest) if rest else command()
+        try:
+            code = listing_usage(name, rest) if rest else command()
+        except BrokenPipeError:  # `zoo pretrained | head`: the reader stopped; as the Python docs advise
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 0
     elif name in TOOLS:
         import importlib
 
