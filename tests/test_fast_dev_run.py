@@ -3,8 +3,10 @@ no user data, from a working directory it must leave empty (no ./checkpoints/las
 
 A config needs user data when its DataModule is given a ``root`` (or ``data_path``/``corpus_path``) of the user's
 files; the others build what they read (Glyphs from matplotlib's fonts, WordNet from Debian's wordnet-base, BO
-tasks from their functions). A representative few run in the default suite (one per kind of system, and the ones
-that failed before); the whole sweep is marked slow (the WordNet systems embed their corpus on first use).
+tasks from their functions). Two run in the default suite; the whole sweep is marked slow (`pytest -m slow
+tests/test_fast_dev_run.py`). Measured one at a time with OMP_NUM_THREADS=1 on 2 cores at load average about 4:
+the Glyphs configs 2-50 s each (maml/glyphs-5shot the longest), the NAP configs 18-34 s (nap/hartmann3 110 s
+once); the six WordNet configs were not measured (they build WordNet and embed its passages on first use).
 """
 
 from __future__ import annotations
