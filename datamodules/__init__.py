@@ -14,8 +14,26 @@ Arguments use one word per idea: ``root`` is where the user's source files are, 
 writes what it derives from them (builds, fitted models); a path to one file is named for that file.
 """
 
-from datamodules.base import EpisodicDataModule
-from datamodules.episodes import Episode, EpisodeDataset, EpisodeSampler, ListSource, Source, TensorSource
+from typing import Any
 
-__all__ = ["Episode", "EpisodeDataset", "EpisodeSampler", "EpisodicDataModule", "ListSource", "Source",
-           "TensorSource"]
+# Loaded on first use, so the light modules (cache.py, episode_set.py) import without Lightning and torch: the
+# `zoo` command's listing subcommands (`zoo compare`, `zoo report`) read finished runs through them.
+_LAZY = {"Episode": "datamodules.episodes", "EpisodeDataset": "datamodules.episodes",
+         "EpisodeSampler": "datamodules.episodes", "EpisodicDataModule": "datamodules.base",
+         "ListSource": "datamodules.episodes", "Source": "datamodules.episodes", "TensorSource": "datamodules.episodes"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'datamodules' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

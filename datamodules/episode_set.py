@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from datamodules.base import EpisodicDataModule
 from datamodules.cache import atomic_write_text
 from datamodules.episodes import EpisodeDataset, ListSource, Source, TensorSource
 
@@ -84,6 +83,8 @@ def write_episode_set(datamodule: Any, split: str, indices: Iterable[int], path:
     Returns None, writing nothing, for a DataModule that does not draw episodes with the shared sampler (NAP's
     function families): there is no episode set to fingerprint.
     """
+    from datamodules.base import EpisodicDataModule  # Lightning: not needed by readers of finished runs (zoo compare)
+
     if not isinstance(datamodule, EpisodicDataModule):
         return None
     record = episode_set_record(datamodule.dataset(split), indices, datamodule.name)

@@ -27,12 +27,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_fast_dev_run(glyphs_data, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), "--trainer.fast_dev_run=true"])
-    assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.png"))  # no tables or pictures
-
-
 def test_fit_checkpoint_then_test_in_a_fresh_process(glyphs_data, tmp_path):
     main(["fit", "--config", GLYPHS, *csv_logger(tmp_path), *SMALL])
     run = next((tmp_path / "csv").iterdir())

@@ -8,6 +8,7 @@ import importlib
 import io
 import json
 import sys
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -85,8 +86,69 @@ def test_a_shipped_config_name_resolves_to_its_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # from any directory
     assert "protonet/glyphs" in list_configs()
     assert resolve_config_names(["fit", "--config", "protonet/glyphs"]) == ["fit", "--config", str(SYSTEM_CONFIG)]
-    with pytest.raises(FileNotFoundError, match="protonet/glyphs"):  # the known names are listed
+    with pytest.raises(FileNotFoundError, match="did you mean protonet/glyphs"):  # one line, the closest names
         resolve_config_names(["fit", "--config=protonet/glyph"])
+
+
+def test_a_path_inside_the_repository_resolves_from_any_directory(tmp_path, monkeypatch):
+    """The README's ``--config configs/protonet/glyphs.yaml`` outside the repository: the shipped file; a file of
+    that path in the working directory still wins, and a misspelt one is an error naming the closest configs."""
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_names(["fit", "-c", "configs/protonet/glyphs.yaml", "--config=configs/logger/csv.yaml"]) \
+        == ["fit", "-c", str(SYSTEM_CONFIG), f"--config={ROOT / 'configs/logger/csv.yaml'}"]
+    with pytest.raises(FileNotFoundError, match=r"configs/protonet/glyph\.yaml: .*did you mean protonet/glyphs"):
+        resolve_config_names(["fit", "--config", "configs/protonet/glyph.yaml"])
+    (tmp_path / "configs" / "protonet").mkdir(parents=True)
+    (tmp_path / "configs" / "protonet" / "glyphs.yaml").write_text("trainer: {max_epochs: 1}\n")
+    assert resolve_config_names(["fit", "--config", "configs/protonet/glyphs.yaml"])[2] == \
+        "configs/protonet/glyphs.yaml"
+    composed = json.dumps({"trainer": {"max_epochs": 1}})  # a config given as a JSON string is left alone
+    assert resolve_config_names(["fit", "--config", composed])[2] == composed
+
+
+def test_weights_references_resolve_from_any_directory(tmp_path, monkeypatch):
+    """``init_from`` and every weights argument: a registry name (sha256-checked) or a path inside the repository,
+    whatever the working directory (configs/nap/hartmann3.yaml's init_from failed outside the repository)."""
+    from zoo.pretrained import weights_file
+
+    monkeypatch.chdir(tmp_path)
+    shipped = ROOT / "checkpoints" / "nap-sl-hartmann3.safetensors"
+    assert weights_file("nap-sl-hartmann3") == shipped
+    assert weights_file("checkpoints/nap-sl-hartmann3.safetensors") == shipped
+    elsewhere = tmp_path / "copies"  # an installed package: the weights only in $METAZOO_CHECKPOINTS
+    elsewhere.mkdir()
+    (elsewhere / shipped.name).write_bytes(shipped.read_bytes())
+    monkeypatch.setattr("zoo.pretrained.ROOT", tmp_path / "package")
+    monkeypatch.setattr("zoo.pretrained.Entry.weights_path", property(lambda e: tmp_path / "package" / e.weights))
+    monkeypatch.setenv("METAZOO_CHECKPOINTS", str(elsewhere))
+    for reference in ("nap-sl-hartmann3", "checkpoints/nap-sl-hartmann3.safetensors"):
+        assert weights_file(reference) == elsewhere / shipped.name
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "mine.safetensors"
+    own.write_bytes(b"x")
+    assert weights_file("mine.safetensors") == Path("mine.safetensors")  # the working directory's own file first
+    with pytest.raises(FileNotFoundError, match="did you mean the registry name nap-sl-hartmann3"):
+        weights_file("nap-sl-hartman3")
+
+
+def test_nap_init_from_takes_a_registry_name_or_a_repository_path_from_any_directory(tmp_path, monkeypatch):
+    """configs/nap/hartmann3.yaml's ``init_from`` (now ``nap-sl-hartmann3``; before, a path that only resolved
+    from the repository root) loads the same weights either way."""
+    import torch
+
+    from zoo.bo import load_nap
+
+    monkeypatch.chdir(tmp_path)
+    model = load_nap("nap-sl-hartmann3")
+    expected = {k: v.clone() for k, v in model.net.state_dict().items()}
+    for reference in ("nap-sl-hartmann3", "checkpoints/nap-sl-hartmann3.safetensors"):
+        torch.nn.init.zeros_(next(model.net.parameters()))
+        model.load_network_weights(reference)
+        loaded = model.net.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in expected.items() if not k.startswith("af_decoder.")), reference
+    with pytest.raises(FileNotFoundError, match="model.init_from='nap-sl-hartman3'.*did you mean"):
+        model.load_network_weights("nap-sl-hartman3")
 
 
 def print_config(*configs) -> dict:

@@ -222,8 +222,16 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
         return source.eval()
     from datamodules.cache import fetch, is_url
 
-    # A URL is fetched into the cache first, as --ckpt_path does (zoo.checkpoint_io), then read like a local file.
-    path = fetch(str(source)) if is_url(source) else Path(source)
+    # A URL is fetched into the cache first, as --ckpt_path does (zoo.checkpoint_io), then read like a local file;
+    # a path inside the repository resolves from any working directory.
+    if is_url(source):
+        path = fetch(str(source))
+    else:
+        path = Path(source)
+        if path.suffix in (".safetensors", ".ckpt"):
+            from zoo.pretrained import weights_file
+
+            path = weights_file(path)
     if path.suffix == ".safetensors":
         import lightning.pytorch as pl
         from lightning.pytorch.cli import instantiate_module

@@ -1,4 +1,5 @@
-"""The ``zoo`` command: LightningCLI over every system and dataset of the zoo.
+"""The Lightning side of the ``zoo`` command: LightningCLI over every system and dataset of the zoo (the command's
+front, its listing subcommands and reference resolution, which need no Lightning, are :mod:`zoo.commands`).
 
     zoo fit      --config configs/protonet/glyphs.yaml          (then tests the best checkpoint: test_after_fit)
     zoo test     --config configs/protonet/glyphs.yaml --ckpt_path runs/.../checkpoints/best.ckpt
@@ -6,6 +7,7 @@
     zoo predict  --pretrained protonet-conv4-glyphs-5w1s --data.predict_support_dir S --data.predict_query_dir Q
     zoo fit      --config protonet/glyphs                       (a shipped config by name, from any directory)
     zoo configs                                                 (lists the shipped configs)
+    zoo pretrained                                              (the registry: name, system, accuracy +- CI, command)
     zoo check    --config configs/protonet/glyphs.yaml          (only the data checks fit runs before training)
     zoo compare  RUN_A RUN_B                 (paired difference on shared test episodes: zoo.compare)
     zoo report   RUN... --output report.html (HTML + Markdown report of finished runs: zoo.report)
@@ -26,26 +28,30 @@ overrides. A config may build on shared pieces with ``__base__`` (see :mod:`zoo.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import callbacks
 import datamodules
 import zoo
+# `import zoo` loads these lazily now; imported here, as `import zoo` did before, they are known subclasses when
+# jsonargparse resolves a short class name (`--model ProtoNet`)
+from zoo import Conv4, EpisodicModule, ProtoNet, ResNet12, WandbLogger  # noqa: F401
 from callbacks.interruption import exit_code
 from callbacks.nonfinite import ACTIONS as NONFINITE_ACTIONS
 from callbacks.run_dir import clear_unfinished, continue_run, mark_unfinished, run_dir
 from datamodules.cache import atomic_write_text
 from zoo.checkpoint_io import load_checkpoint, use_safe_checkpoint_io
-from zoo.compose import CONFIG_FLAGS, expand_config_args
-from zoo.shipped import CONFIGS, describe_config, is_config_name, list_configs, shipped_config
+from zoo.commands import expand_args, expand_pretrained, resolve_config_names  # noqa: F401 (zoo.cli's API)
+from zoo.shipped import close_matches
 
 
 class ZooSaveConfigCallback(SaveConfigCallback):
@@ -91,6 +97,56 @@ class ZooSaveConfigCallback(SaveConfigCallback):
         self._save(trainer, "predict")
 
 
+def one_line_error(message: str, options: list[str]) -> str:
+    """jsonargparse's error ``message`` as one line, with the closest valid names for an unknown one.
+
+    An unknown option (``Unrecognized arguments: --trainer.max_epochz 1``) gets the closest of ``options`` (the
+    subcommand's own); an unknown argument of a configured class (``Parser key "model": ... Problem with given
+    class_path 'zoo.ProtoNet': Option 'n_wey' is not accepted``) gets the closest parameters of that class.
+    """
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()] or ["invalid arguments"]
+    if (unknown := re.search(r"unrecognized arguments: (\S+)", message, re.IGNORECASE)) is not None:
+        guess = close_matches(unknown.group(1).split("=", 1)[0], options)
+        return lines[0] + (f"; did you mean {' or '.join(guess)}?" if guess else "")
+    key = re.match(r'Parser key "([^"]+)"', lines[0])
+    problem = re.search(r"Problem with given class_path '([\w.]+)':\s*\n\s*(.+)", message)
+    if key is None or problem is None:
+        return " ".join(lines[:2])
+    class_path, reason = problem.groups()
+    text = f"--{key.group(1)} ({class_path}): {reason.strip()}"
+    if (option := re.search(r"Option '(\w+)' is not accepted", reason)) is not None:
+        import importlib
+        import inspect
+
+        module, _, name = class_path.rpartition(".")
+        try:
+            accepted = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+        except (ImportError, AttributeError, TypeError, ValueError):
+            accepted = []
+        guess = close_matches(option.group(1), accepted)
+        text += f"; did you mean {' or '.join(guess)}?" if guess else ""
+    return text
+
+
+class ZooArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser with the zoo's errors: one line (:func:`one_line_error`) that names the bad option and
+    the closest valid ones, instead of the whole usage (about 50 lines of every system's options) above the message.
+    Abbreviations are refused (``allow_abbrev=False``, set in :meth:`ZooCLI.init_parser`): ``--trainer.max_epoch 1``
+    silently meant ``--trainer.max_epochs`` before.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        from jsonargparse._common import debug_mode_active  # JSONARGPARSE_DEBUG=true: jsonargparse's traceback
+
+        if not self.exit_on_error or debug_mode_active():
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        options = [o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
+        sys.stderr.write(f"{prog}: error: {one_line_error(message, options)} ({prog} --help lists the options)\n")
+        self.exit(2)
+
+
 class ZooCLI(LightningCLI):
     """LightningCLI in subclass mode (any zoo model or datamodule) with the ``--pretrained`` option.
 
@@ -122,6 +178,10 @@ class ZooCLI(LightningCLI):
             sys.stderr.write(f"Parsing of the hyper-parameters in --ckpt_path {ckpt_path} failed!\n")
             raise
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        kwargs.setdefault("allow_abbrev", False)  # a prefix of an option is an error, not that option
+        return super().init_parser(**kwargs)
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         use_safe_checkpoint_io(trainer)
@@ -152,7 +212,7 @@ class ZooCLI(LightningCLI):
                 isinstance(c, callbacks.EpochProgress) for c in configured):
             config = {**config, "enable_progress_bar": False}
             extra_callbacks = [*extra_callbacks, callbacks.EpochProgress()]
-        return super()._instantiate_trainer(config, extra_callbacks)
+        return super()._instantiate_trainer(smoke_run_root(config), extra_callbacks)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Runs it; a ``fit`` that raised marks (or, if empty, removes) its run directory (``mark_unfinished``)."""
@@ -181,9 +241,11 @@ class ZooCLI(LightningCLI):
 
     def before_validate(self) -> None:
         self._load_pretrained_weights()
+        warn_if_untrained(self.model, self.config["validate"], "validate")
 
     def before_test(self) -> None:
         self._load_pretrained_weights()
+        warn_if_untrained(self.model, self.config["test"], "test")
 
     def before_predict(self) -> None:
         self._load_pretrained_weights()
@@ -192,54 +254,40 @@ class ZooCLI(LightningCLI):
         self._load_pretrained_weights()  # fine-tuning from a registry checkpoint
 
 
-def expand_pretrained(args: list[str]) -> list[str]:
-    """Insert ``--config <entry config> <entry overrides>`` right after the subcommand when ``--pretrained NAME``
-    is given.
+def smoke_run_root(config: dict[str, Any]) -> dict[str, Any]:
+    """The trainer config with a fresh temporary ``default_root_dir`` for a ``fast_dev_run`` that names none.
 
-    Idempotent, because DDP re-executes the command line in every child process.
+    A fast_dev_run replaces the loggers by a dummy, so what would go to the run directory (the ``last`` checkpoint,
+    Meta-DMoE's stage checkpoints) fell back to ``default_root_dir``, the working directory: every smoke run left a
+    ``./checkpoints/last-vN.ckpt`` behind (from the repository root, in the registry's folder). A smoke run keeps
+    nothing; the directory is removed when the process exits. An explicit ``default_root_dir`` is kept.
     """
-    name = None
-    for i, a in enumerate(args):
-        if a == "--pretrained" and i + 1 < len(args):
-            name = args[i + 1]
-        elif a.startswith("--pretrained="):
-            name = a.split("=", 1)[1]
-    if not name or not args or args[0].startswith("-"):
-        return args
-    from zoo.pretrained import registry_entry
+    if not config.get("fast_dev_run") or config.get("default_root_dir"):
+        return config
+    import atexit
+    import shutil
+    import tempfile
 
-    entry = registry_entry(name)
-    # compared in its expanded form: that is what a DDP child finds in sys.argv
-    inserted = expand_config_args(["--config", str(entry.config_path), *entry.overrides])
-    if args[1:1 + len(inserted)] == inserted:
-        return args
-    return [args[0], *inserted, *args[1:]]
+    root = tempfile.mkdtemp(prefix="zoo-fast-dev-run-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return {**config, "default_root_dir": root}
 
 
-def resolve_config_names(args: list[str]) -> list[str]:
-    """``--config NAME`` (``protonet/glyphs``: no ``.yaml``, not a file) becomes the shipped config's path."""
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg in CONFIG_FLAGS and i + 1 < len(out) and is_config_name(out[i + 1]):
-            out[i + 1] = str(shipped_config(out[i + 1]))
-        elif arg.startswith("--config=") and is_config_name(value := arg.split("=", 1)[1]):
-            out[i] = f"--config={shipped_config(value)}"
-    return out
+def warn_if_untrained(model: pl.LightningModule, config: Any, subcommand: str) -> None:
+    """Warn when ``validate``/``test`` evaluates weights nothing trained: no ``--ckpt_path`` and no ``--pretrained``
+    (``zoo test --config protonet/glyphs`` alone reported 53.6 % for a random network without a word)."""
+    if config.get("ckpt_path") or config.get("pretrained"):  # NAP's init_from is read by fit only
+        return
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    rank_zero_warn(f"zoo {subcommand}: {type(model).__name__} was given no trained weights (no --ckpt_path, "
+                   f"or --pretrained): these numbers are those of its initial weights")
 
 
-def expand_args(args: list[str]) -> list[str]:
-    """Everything the zoo adds to LightningCLI's command line, in order: the registry entry's config for
-    ``--pretrained``, shipped config names, ``__base__`` composition. Idempotent (DDP re-executes ``sys.argv``)."""
-    return expand_config_args(resolve_config_names(expand_pretrained(args)))
-
-
-def list_configs_command() -> None:
-    """``zoo configs``: each shipped config's name (what ``--config`` takes) and the first line of its header."""
-    names = list_configs()
-    width = max(map(len, names), default=0)
-    print(f"Shipped configs in {CONFIGS} (use as: zoo fit --config NAME):")
-    for name in names:
-        print(f"  {name:<{width}}  {describe_config(name)}")
+#: Parser names as the user types them (``zoo fit: error: ...``), not ``__main__.py fit``.
+PARSER_KWARGS = {"prog": "zoo", **{c: {"prog": f"zoo {c}", "epilog": "With --config, --help also lists the "
+                                        "options of the config's model and data (--data.test_episodes ...)."}
+                                    for c in ("fit", "validate", "test", "predict")}}
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> ZooCLI:
@@ -252,6 +300,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> ZooCLI:
             args = args[1:]  # run=False takes no subcommand
     cli = ZooCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  save_config_callback=ZooSaveConfigCallback, save_config_kwargs={"overwrite": True},
+                 parser_class=ZooArgumentParser, parser_kwargs=PARSER_KWARGS,
                  seed_everything_default=0, args=args, run=run)
     if run:
         finish_runs(cli.trainer)
@@ -287,30 +336,48 @@ def check(args: list[str]) -> None:
         print(line)
 
 
-#: Subcommands that read finished runs or the registry instead of training: name -> module with ``main(argv) -> int``.
-TOOLS = {"compare": "zoo.compare", "report": "zoo.report", "publish": "zoo.artifacts"}
-
-
-def main(args: ArgsType = None) -> None:
-    """Entry point of the ``zoo`` console script and of ``python -m zoo``; ``args`` as LightningCLI takes them."""
+def run_lightning(args: ArgsType = None) -> None:
+    """The subcommands that build the Lightning CLI (``fit``, ``validate``, ``test``, ``predict``, ``check``), after
+    :func:`zoo.commands.main` resolved their references."""
     argv = sys.argv[1:] if args is None else args
-    if argv == ["configs"]:
-        list_configs_command()
-        return
     if isinstance(argv, list) and argv[:1] == ["check"]:
         check(argv[1:])
         return
-    if isinstance(argv, list) and argv and argv[0] in TOOLS:
-        import importlib
-
-        code = importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
-        if code:
-            raise SystemExit(code)
+    if isinstance(argv, list) and any(a in ("-h", "--help") for a in argv):
+        help_with_config_classes(argv)
         return
     try:
         build_cli(args)
     except SIGTERMException as stop:  # a SystemExit without a code: the shell would read a killed run as success
         raise SystemExit(exit_code(stop)) from None
+
+
+def help_with_config_classes(argv: list[str]) -> None:
+    """``zoo fit --config NAME --help``: Lightning's help, then the options of the config's model and data classes
+    (``--data.test_episodes`` ...), which subclass mode otherwise shows only through ``--data.help CLASS``."""
+    import warnings
+
+    from zoo.commands import configured_classes
+
+    commands = [argv] + [[argv[0], f"--{part}.help", class_path]
+                         for part, class_path in configured_classes(expand_args(argv)).items()]
+    for command in commands:
+        if command is not argv:
+            print(f"\nOptions of {command[2]}, this config's {command[1][2:-5]} (set as {command[1][:-5]}.NAME VALUE):")
+        try:
+            with warnings.catch_warnings():  # the command line is given as a list on purpose (several helps)
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                build_cli(command)
+        except SystemExit as exit_:
+            if exit_.code:
+                raise
+
+
+def main(args: ArgsType = None) -> None:
+    """The ``zoo`` command (:func:`zoo.commands.main`; this name is the console script of older installs)."""
+    from zoo.commands import main as zoo_main
+
+    zoo_main(args)
 
 
 if __name__ == "__main__":

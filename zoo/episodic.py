@@ -42,6 +42,8 @@ class EpisodicModule(ZooModule):
 
     # -- what a method provides ----------------------------------------------------------------------------------
     def forward(self, episode: Episode) -> torch.Tensor:  # pragma: no cover - interface
+        """Query logits ``[num_query, n_way]`` of one episode (``[B, num_query, n_way]`` for a batched one), from
+        its labelled support items; each system defines how."""
         raise NotImplementedError
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:

@@ -134,6 +134,9 @@ class MAML(EpisodicModule):
         return functional_forward(self.learner, fast, query_x)
 
     def forward(self, episode: Episode) -> torch.Tensor:
+        """Query logits ``[num_query, n_way]`` after adapting to the episode's support set: ``inner_steps``
+        (``eval_inner_steps`` when evaluating) gradient steps ``theta' = theta - alpha grad L_support(theta)``
+        (Finn et al. 2017, eq. 1; ANIL adapts only the head), then the query items through ``theta'``."""
         if torch.is_inference_mode_enabled():
             # Lightning evaluates under inference mode, where no gradient can be taken; the inner loop needs them.
             with torch.inference_mode(False):

@@ -182,7 +182,7 @@ class MetaDMoE(ZooModule):
         num_classes: the shared label space.
         num_experts: N, equal to the data config's ``super_domains``.
         stage_epochs: epochs of stages A, B, C, D (a 0 skips a stage, e.g. B for ``aggregator: mean_tokens``);
-            ``trainer.max_epochs`` must be their sum.
+            ``trainer.max_epochs`` must be their sum (a ``fast_dev_run`` runs one batch of stage A instead).
         expert_lr, aggregator_pretrain_lr, student_pretrain_lr: Adam learning rates of stages A, B, C.
         aggregator_lr, student_lr: outer learning rates of stage D (official ``tlr`` for phi, ``slr`` for theta).
         inner_lr: alpha, the step size of the one inner step (official ``ilr``), in training and at test.
@@ -288,6 +288,8 @@ class MetaDMoE(ZooModule):
 
     def on_fit_start(self) -> None:
         total = sum(self.stage_epochs)
+        if self.trainer.fast_dev_run:  # the smoke run: one epoch of one batch, so one step of stage A only
+            return
         if self.trainer.max_epochs != total:
             raise ValueError(f"{type(self).__name__}: trainer.max_epochs is {self.trainer.max_epochs} but "
                              f"stage_epochs {self.stage_epochs} add up to {total}; set them to agree")

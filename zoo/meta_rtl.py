@@ -266,6 +266,8 @@ class MetaRTL(ZooModule):
 
     # -- pieces --------------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``[B, C]`` logits of a batch of multiple-choice items, ``-inf`` where a choice is padding: the scorer
+        with the model's current weights."""
         return self.scorer(batch)
 
     def loss_with(self, params: Params, batch: dict[str, Any]) -> torch.Tensor:

@@ -454,7 +454,8 @@ class NAPModule(ZooModule):
             5 + 50 evaluation run.
         regret_floor, normalise_rewards: the reward ``-log10(max(floor, regret))`` (official floor 1e-20, not
             normalised), divided by ``-log10(floor)`` when normalised; see :func:`neg_log10_regret`.
-        init_from: a weights file (``zoo.bo.save_nap`` safetensors or a Lightning ``.ckpt``) whose network
+        init_from: a weights file (``zoo.bo.save_nap`` safetensors or a Lightning ``.ckpt``; a path inside the
+            repository resolves from any working directory) or a registry name (``nap-sl-hartmann3``) whose network
             weights are loaded when fitting starts (not when resuming): PPO fine-tuning from the pre-trained
             likelihood stage. Only the network is loaded; optimiser and iteration count start afresh.
         seed: keys the rollout sampling and minibatch order (same seed, same training).
@@ -540,8 +541,16 @@ class NAPModule(ZooModule):
     def load_network_weights(self, path: str | Path) -> None:
         """Loads the network (``net.*``) weights of a ``zoo.bo.save_nap`` safetensors file or a Lightning ``.ckpt``
         (``weights_only``); the architectures must match except for the acquisition MLP's output layer, which an
-        ``af_prior`` network may take from a file that has one or not."""
-        path = Path(path)
+        ``af_prior`` network may take from a file that has one or not. ``path`` may also be a path inside the
+        repository (``checkpoints/nap-sl-hartmann3.safetensors``, from any working directory) or a registry name
+        (``nap-sl-hartmann3``, sha256-checked): :func:`zoo.pretrained.weights_file`."""
+        from zoo.pretrained import weights_file
+
+        try:
+            path = weights_file(path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"model.init_from={str(path)!r}: {err} (run the likelihood stage first, or give "
+                                    f"a .safetensors written by zoo.bo.save_nap or a .ckpt)") from None
         if not path.is_file():
             raise FileNotFoundError(f"model.init_from={str(path)!r}: no such weights file (run the likelihood stage "
                                     f"first, or give a .safetensors written by zoo.bo.save_nap or a .ckpt)")

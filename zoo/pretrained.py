@@ -17,20 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
+from typing import TYPE_CHECKING
+
 import yaml
-from lightning.pytorch.cli import instantiate_module
-from safetensors.torch import load_file, save_file
 
 from datamodules.cache import ChecksumError, atomic_path, atomic_write_text, fetch, file_lock, sha256_file
-from zoo.shipped import ROOT
+from zoo.shipped import ROOT, close_matches
+
+if TYPE_CHECKING:  # torch, Lightning and safetensors load where weights are read: `zoo pretrained` needs none
+    import lightning.pytorch as pl
+    import torch
 
 REGISTRY = Path(os.environ.get("METAZOO_REGISTRY", ROOT / "checkpoints" / "registry.yaml"))
 CHECKPOINTS_ENV = "METAZOO_CHECKPOINTS"
 
 __all__ = ["ChecksumError", "Entry", "REGISTRY", "ROOT", "export_weights", "list_pretrained", "load_pretrained",
-           "load_pretrained_weights", "register", "registry_entry", "resolve_weights", "verified_state_dict"]
+           "load_pretrained_weights", "pretrained_table", "register", "registry_entry", "resolve_weights",
+           "verified_state_dict", "verified_weights", "weights_file"]
 
 
 @dataclass
@@ -87,12 +90,36 @@ def list_pretrained(system: str | None = None) -> list[str]:
     return sorted(n for n, e in _read_registry().items() if system is None or e.get("system") == system)
 
 
+def headline_metric(metrics: dict[str, Any]) -> str:
+    """An entry's headline number with its 95% interval as ``zoo pretrained`` prints it: test accuracy in percent
+    (``96.59 +- 0.31 %``), or for a BO policy its regret after the most trials (``regret@50 0.0156 +- 0.0091``)."""
+    if "test_acc" in metrics:
+        ci = metrics.get("test_ci95")
+        return f"{100 * metrics['test_acc']:.2f}" + (f" +- {100 * ci:.2f}" if ci is not None else "") + " %"
+    regrets = sorted((int(k.split("@")[1]), k) for k in metrics if k.startswith("test/regret@") and "_" not in k)
+    if regrets:
+        key = regrets[-1][1]
+        ci = metrics.get(f"{key}_ci95")
+        return f"{key.split('/')[1]} {metrics[key]:.4f}" + (f" +- {ci:.4f}" if ci is not None else "")
+    return "-"
+
+
+def pretrained_table() -> list[dict[str, str]]:
+    """One row per registry entry (what ``zoo pretrained`` prints): name, system, setting, the headline metric
+    ± its 95% interval (:func:`headline_metric`) and the command that tests it in its recorded setting."""
+    return [{"name": name, "system": str(e.get("system", "")), "setting": str(e.get("setting", "")),
+             "result": headline_metric(e.get("metrics") or {}), "command": f"zoo test --pretrained {name}"}
+            for name, e in sorted(_read_registry().items())]
+
+
 def registry_entry(name: str) -> Entry:
     """The entry called ``name``; an unknown name is an error that lists the known ones."""
     data = _read_registry()
     if name not in data:
-        known = ", ".join(sorted(data)) or "(none)"
-        raise KeyError(f"unknown pretrained checkpoint {name!r} in {REGISTRY}; known: {known}")
+        guess = close_matches(name, data)
+        hint = f"did you mean {' or '.join(guess)}? " if guess else ""
+        raise KeyError(f"unknown pretrained checkpoint {name!r} in {REGISTRY}; {hint}`zoo pretrained` lists all "
+                       f"{len(data)}")
     fields = data[name]
     try:
         return Entry(name=name, **fields)
@@ -126,15 +153,45 @@ def resolve_weights(entry: Entry) -> Path:
                             f"entry a url")
 
 
-def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
-    """Read the entry's weights after checking that the file exists and its sha256 matches."""
+def verified_weights(entry: Entry) -> Path:
+    """The entry's local weights file (:func:`resolve_weights`) after checking that its sha256 matches."""
     path = resolve_weights(entry)
     actual = sha256_file(path)
     if actual != entry.sha256:
         raise ChecksumError(f"pretrained {entry.name!r}: {path} has sha256 {actual}, but {REGISTRY} records "
                             f"{entry.sha256}; the file is corrupt or was replaced. Re-fetch it or re-run: "
                             f"{entry.command or '(no command recorded)'}")
-    return load_file(str(path))
+    return path
+
+
+def verified_state_dict(entry: Entry) -> dict[str, torch.Tensor]:
+    """Read the entry's weights after checking that the file exists and its sha256 matches."""
+    from safetensors.torch import load_file
+
+    return load_file(str(verified_weights(entry)))
+
+
+def weights_file(reference: str | os.PathLike) -> Path:
+    """The weights file a weights argument names (``init_from``, ``zoo.bo.load_nap``): an existing path as given,
+    a path inside the repository such as ``checkpoints/nap-sl-hartmann3.safetensors`` from any working directory
+    (relative to :data:`ROOT`, the package once installed), or a registry name (``nap-sl-hartmann3``) or the path
+    its entry records, whose file is found as :func:`resolve_weights` finds it (``$METAZOO_CHECKPOINTS``, the
+    entry's url) and checked against the entry's sha256 first."""
+    path = Path(reference).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    if (ROOT / path).exists():
+        return ROOT / path
+    data = _read_registry()
+    # a registry name, or the repository path an entry records (an installed package ships no weights there)
+    name = str(reference) if str(reference) in data else \
+        next((n for n, e in data.items() if e.get("weights") == path.as_posix()), None)
+    if name is not None:
+        return verified_weights(registry_entry(name))
+    guess = close_matches(path.stem, data)
+    hint = f"; did you mean the registry name {' or '.join(guess)}?" if guess else ""
+    raise FileNotFoundError(f"{reference}: no such weights file (looked in {Path.cwd()} and {ROOT}) and no registry "
+                            f"entry of that name{hint}")
 
 
 def load_pretrained_weights(model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -149,6 +206,9 @@ def load_pretrained_weights(model: torch.nn.Module, name: str) -> torch.nn.Modul
 
 def load_pretrained(name: str) -> pl.LightningModule:
     """Build the model of registry entry ``name``, load its verified weights, and return it in eval mode."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.cli import instantiate_module
+
     entry = registry_entry(name)
     config = {"_class_path": entry.model["class_path"], **entry.model.get("init_args", {})}
     model = instantiate_module(pl.LightningModule, config)
@@ -159,6 +219,8 @@ def load_pretrained(name: str) -> pl.LightningModule:
 def export_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> str:
     """Write ``model``'s state dict as safetensors (with optional string ``metadata`` in the header), atomically;
     returns the file's sha256."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)

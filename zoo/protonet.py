@@ -89,6 +89,9 @@ class ProtoNet(EpisodicModule):
         return support, query, prototypical_logits(query, protos, self.distance, self.logit_temperature())
 
     def forward(self, episode: Episode) -> torch.Tensor:
+        """Query logits ``[num_query, n_way]`` of one episode: each query's negative distance to the class
+        prototypes, the mean embeddings of each class's support items (Snell et al. 2017, eq. 1), divided by the
+        temperature; their softmax is eq. 2, ``p(y = k | x) ∝ exp(-d(f(x), c_k))``."""
         return self.embed_and_score(episode)[2]
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:

@@ -350,6 +350,8 @@ class RAML(EpisodicModule):
 
     # -- the model -----------------------------------------------------------------------------------------------
     def forward(self, episode: Episode) -> torch.Tensor:
+        """Query logits ``[num_query, n_way]`` of one text episode, each item read together with its retrieved
+        passages: the ``metric`` head (:meth:`_metric_logits`) or the official ``published`` fusion score."""
         if self.head == "metric":
             return self._timed(self._metric_logits, episode)
         return self._timed(self._published_logits, episode)

@@ -8,7 +8,9 @@ use those paths). A wheel maps them into the package as ``zoo/configs/`` and ``z
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -45,10 +47,37 @@ def is_config_name(value: str) -> bool:
     return bool(_NAME.fullmatch(value)) and not value.endswith((".yaml", ".yml")) and not Path(value).exists()
 
 
+def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """The ``choices`` closest to a misspelt ``word`` (difflib's ratio of at least 0.6), best first: the "did you
+    mean" of the zoo's one-line errors (config names, registry names, subcommands, options)."""
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+
+
 def shipped_config(name: str) -> Path:
-    """The file of the shipped config ``name``; an unknown name is an error that lists the known ones."""
+    """The file of the shipped config ``name``; an unknown name is a one-line error with the closest names."""
     path = CONFIGS / f"{name}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"--config {name}: no such file, and no shipped config of that name under {CONFIGS}; "
-                                f"shipped configs (`zoo configs`): {', '.join(list_configs())}")
+        names = list_configs()
+        guess = close_matches(name, names)
+        hint = f"did you mean {' or '.join(guess)}? " if guess else ""
+        raise FileNotFoundError(f"--config {name}: no such file, and no shipped config of that name; {hint}"
+                                f"`zoo configs` lists all {len(names)}")
     return path
+
+
+def resolve_config(value: str) -> str:
+    """What a ``--config`` value names, the same way from any working directory: an existing file as given, a
+    path inside the repository (``configs/protonet/glyphs.yaml``) below :data:`ROOT`, a shipped config's name
+    (``protonet/glyphs``) as its file; anything else that looks like a file name is a one-line error with the
+    closest shipped configs. A YAML/JSON string (a composed config, ``{...}``) is returned unchanged."""
+    if is_config_name(value):
+        return str(shipped_config(value))
+    if not value.endswith((".yaml", ".yml")) or not _NAME.fullmatch(value) or Path(value).exists():
+        return value
+    if not Path(value).is_absolute() and (ROOT / value).is_file():
+        return str(ROOT / value)
+    stem = Path(value).with_suffix("").as_posix().removeprefix("configs/")
+    try:
+        return str(shipped_config(stem))
+    except FileNotFoundError as err:  # the error names the shipped configs closest to what was meant
+        raise FileNotFoundError(str(err).replace(f"--config {stem}:", f"--config {value}:", 1)) from None

@@ -68,11 +68,18 @@ class WandbLogger(_LightningWandbLogger):
             rank_zero_warn(f"WandbLogger: log_model={log_model!r} needs an online run (mode is {resolved!r}); "
                            "checkpoints stay on disk only.")
             log_model = False
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(name=name, save_dir=save_dir, project=project, log_model=log_model, group=group,
                          job_type=job_type, tags=tags, mode=resolved)
         self.mode = resolved
         self._csv: CSVLogger | None = None
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run; ``save_dir`` is created only now, when a run starts (wandb falls back to a temporary
+        directory for a missing one), so a command that logs nothing (``fast_dev_run``) leaves no ``runs/``."""
+        if self._experiment is None and self.save_dir:
+            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+        return super().experiment
 
     @property
     def metrics_csv(self) -> CSVLogger:

@@ -1,0 +1,211 @@
+"""The front of the ``zoo`` command: its subcommand list, the subcommands that need no Lightning, and the
+references (configs, registry names) every subcommand resolves the same way.
+
+``zoo --help``, ``zoo configs``, ``zoo pretrained``, ``zoo compare``, ``zoo report`` and ``zoo publish`` run from
+here without importing Lightning (it takes seconds to import); ``fit``, ``validate``, ``test``, ``predict`` and
+``check`` build the Lightning CLI in :mod:`zoo.cli`. Before that, the command line's references are resolved here,
+so a misspelt config or registry name is a one-line error with the closest names instead of a traceback:
+
+- ``--config`` takes a file, a path inside the repository (``configs/protonet/glyphs.yaml``, from any working
+  directory) or a shipped config's name (``protonet/glyphs``): :func:`zoo.shipped.resolve_config`;
+- ``--pretrained NAME`` stands for the registry entry's config and recorded overrides (:func:`expand_pretrained`);
+- ``__base__`` composition (:mod:`zoo.compose`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from zoo.compose import CONFIG_FLAGS, expand_config_args
+from zoo.shipped import CONFIGS, close_matches, describe_config, list_configs, resolve_config
+
+#: Subcommands that build the Lightning CLI (:mod:`zoo.cli`), with their one-line help.
+LIGHTNING = {
+    "fit": "train a system from a config (then test the best-on-validation checkpoint with --test_after_fit)",
+    "validate": "evaluate a checkpoint or --pretrained weights on the validation episodes",
+    "test": "evaluate a checkpoint or --pretrained weights on the fixed test episodes, with a 95% CI",
+    "predict": "classify your own query images from labelled support folders (writes predictions.csv)",
+    "check": "run only the data checks a fit runs before training, one line per split",
+}
+#: Subcommands that read files, runs or the registry: name -> (module with ``main(argv) -> int``, one-line help).
+TOOLS = {
+    "compare": ("zoo.compare", "paired difference of two runs on their shared test episodes, with a 95% CI"),
+    "report": ("zoo.report", "HTML + Markdown report of finished runs (configs, curves, accuracies, galleries)"),
+    "publish": ("zoo.artifacts", "upload a registry checkpoint as a W&B model artifact"),
+}
+LISTINGS = {
+    "configs": "list the shipped configs (what --config NAME takes) with one line each",
+    "pretrained": "list the registry's checkpoints: name, system, setting, accuracy +- 95% CI, command",
+}
+SUBCOMMANDS = {**LIGHTNING, **LISTINGS, **{name: help_ for name, (_, help_) in TOOLS.items()}}
+
+
+def usage() -> str:
+    """What ``zoo``, ``zoo -h`` and ``zoo --help`` print: every subcommand with one line."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = ["usage: zoo SUBCOMMAND [options]   (zoo SUBCOMMAND --help: the subcommand's options)", "",
+             "Meta-learning and few-shot systems, trained and compared on fixed episodes.", "", "subcommands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, help_ in SUBCOMMANDS.items()]
+    lines += ["", "examples:",
+              "  zoo fit --config protonet/glyphs                     # a shipped config by name, from any directory",
+              "  zoo fit --config protonet/glyphs --trainer.fast_dev_run=true   # a one-batch smoke run",
+              "  zoo test --pretrained protonet-conv4-glyphs-5w1s --config trainer/quick   # 100 test episodes",
+              "  zoo fit --config protonet/glyphs --print_config      # every option with its value"]
+    return "\n".join(lines)
+
+
+def listing_usage(name: str, argv: list[str]) -> int:
+    """``zoo configs --help`` (and ``pretrained``): the listing's one line; other arguments are an error."""
+    if argv[0] not in ("-h", "--help"):
+        fail(name, f"takes no arguments, got {' '.join(argv)}")
+    print(f"usage: zoo {name}\n\n{LISTINGS[name]}.")
+    return 0
+
+
+def list_configs_command() -> int:
+    """``zoo configs``: each shipped config's name (what ``--config`` takes) and the first line of its header."""
+    names = list_configs()
+    width = max(map(len, names), default=0)
+    print(f"Shipped configs in {CONFIGS} (use as: zoo fit --config NAME):")
+    for name in names:
+        print(f"  {name:<{width}}  {describe_config(name)}")
+    return 0
+
+
+def list_pretrained_command() -> int:
+    """``zoo pretrained``: the registry as a table (:func:`zoo.pretrained.pretrained_table`)."""
+    from zoo.pretrained import REGISTRY, pretrained_table
+
+    rows = pretrained_table()
+    columns = ["name", "system", "result", "setting", "command"]
+    titles = {"result": "accuracy +- 95% CI", "setting": "setting"}
+    # The setting is prose; a shortened one keeps one line per checkpoint (the full text is in the registry).
+    for row in rows:
+        row["setting"] = row["setting"] if len(row["setting"]) <= 48 else row["setting"][:45] + "..."
+    widths = {c: max(len(titles.get(c, c)), *(len(r[c]) for r in rows)) for c in columns}
+    print(f"Pretrained checkpoints in {REGISTRY} (test one: the command; a quick look: add --config trainer/quick):")
+    print("  ".join(f"{titles.get(c, c):<{widths[c]}}" for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(f"{row[c]:<{widths[c]}}" for c in columns).rstrip())
+    return 0
+
+
+def expand_pretrained(args: list[str]) -> list[str]:
+    """Insert ``--config <entry config> <entry overrides>`` right after the subcommand when ``--pretrained NAME``
+    is given.
+
+    Idempotent, because DDP re-executes the command line in every child process.
+    """
+    name = None
+    for i, a in enumerate(args):
+        if a == "--pretrained" and i + 1 < len(args):
+            name = args[i + 1]
+        elif a.startswith("--pretrained="):
+            name = a.split("=", 1)[1]
+    if not name or not args or args[0].startswith("-"):
+        return args
+    from zoo.pretrained import registry_entry
+
+    entry = registry_entry(name)
+    # compared in its expanded form: that is what a DDP child finds in sys.argv
+    inserted = expand_config_args(["--config", str(entry.config_path), *entry.overrides])
+    if args[1:1 + len(inserted)] == inserted:
+        return args
+    return [args[0], *inserted, *args[1:]]
+
+
+def resolve_config_names(args: list[str]) -> list[str]:
+    """Every ``--config`` value as :func:`zoo.shipped.resolve_config` resolves it: a shipped config's name
+    (``protonet/glyphs``) or a path inside the repository (``configs/protonet/glyphs.yaml``) becomes the shipped
+    file's path, whatever the working directory."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in CONFIG_FLAGS and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = f"--config={resolve_config(arg.split('=', 1)[1])}"
+    return out
+
+
+def expand_args(args: list[str]) -> list[str]:
+    """Everything the zoo adds to LightningCLI's command line, in order: the registry entry's config for
+    ``--pretrained``, shipped config names, ``__base__`` composition. Idempotent (DDP re-executes ``sys.argv``)."""
+    return expand_config_args(resolve_config_names(expand_pretrained(args)))
+
+
+def configured_classes(expanded: list[str]) -> dict[str, str]:
+    """The model's and the data's ``class_path`` that the ``--config`` values of an expanded command line (files or
+    composed JSON strings, later ones winning) configure; ``zoo fit --config NAME --help`` lists their options."""
+    import yaml
+
+    classes: dict[str, str] = {}
+    for i, arg in enumerate(expanded):
+        value = expanded[i + 1] if arg in CONFIG_FLAGS and i + 1 < len(expanded) else \
+            arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if value is None:
+            continue
+        text = value if value.lstrip().startswith("{") else Path(value).read_text()
+        config = yaml.safe_load(text) or {}
+        for part in ("model", "data"):
+            if isinstance(config.get(part), dict) and config[part].get("class_path"):
+                classes[part] = config[part]["class_path"]
+    return classes
+
+
+def fail(subcommand: str, message: str) -> None:
+    """A one-line error (``zoo SUBCOMMAND: error: ...``) and exit status 2, argparse's status for bad usage."""
+    print(f"zoo {subcommand}: error: {message}".replace("zoo : ", "zoo: "), file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_references(argv: list[str]) -> None:
+    """Resolve the command line's configs and registry name before Lightning loads: a misspelt one is a one-line
+    error with the closest names (:func:`fail`)."""
+    try:
+        expand_args(argv)
+    except KeyError as err:  # an unknown --pretrained name; KeyError's str() would quote the message
+        fail(argv[0], err.args[0] if err.args else str(err))
+    except (FileNotFoundError, ValueError) as err:
+        fail(argv[0], str(err))
+
+
+def main(args: Any = None) -> None:
+    """Entry point of the ``zoo`` console script and of ``python -m zoo``; ``args`` as LightningCLI takes them
+    (``None``: ``sys.argv``)."""
+    argv = sys.argv[1:] if args is None else args
+    if not isinstance(argv, list):  # a dict or Namespace (LightningCLI's other forms of args)
+        from zoo.cli import run_lightning
+
+        run_lightning(args)
+        return
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    name, rest = argv[0], argv[1:]
+    if name in LISTINGS:
+        command = list_configs_command if name == "configs" else list_pretrained_command
+        try:
+            code = listing_usage(name, rest) if rest else command()
+        except BrokenPipeError:  # `zoo pretrained | head`: the reader stopped; as the Python docs advise
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 0
+    elif name in TOOLS:
+        import importlib
+
+        code = importlib.import_module(TOOLS[name][0]).main(rest)
+    elif name in LIGHTNING:
+        check_references(argv)
+        from zoo.cli import run_lightning
+
+        run_lightning(args)
+        return
+    else:
+        guess = close_matches(name, SUBCOMMANDS)
+        hint = f"did you mean {' or '.join(guess)}? " if guess else ""
+        fail("", f"unknown subcommand {name!r}; {hint}subcommands: {', '.join(SUBCOMMANDS)} (zoo --help)")
+    if code:
+        raise SystemExit(code)
