@@ -104,14 +104,14 @@ def validation_curve(log_dir: str) -> list[dict]:
 
 
 def data_overrides(max_per_class: int | None, max_passages: int | None = None) -> list[str]:
-    """Options that cap the examples per class while keeping the full benchmark's passage corpus and its index.
+    """Options that cap the examples per class while keeping the full benchmark's passage corpus.
 
     Encoding is what a CPU run pays for (each text once, through MiniLM); the cap shrinks the texts to encode, not
     the classes. The capped build would drop fewer leaking passages (a passage that names a dropped example is
     no longer a leak), i.e. another corpus and another index to embed; the full build's corpus is leak-free for
-    every example, so the runs read it, and its persisted index, instead.
+    every example, so the runs read it. Its index persists in a directory keyed by the corpus checksum, encoder
+    and index settings (``zoo.retrieval.keyed_index_dir``), shared with every other run of the same corpus.
     """
-    from datamodules.cache import data_root
     from datamodules.text import WordNetDataModule
 
     head = [] if max_passages is None else [f"--data.max_passages={max_passages}"]
@@ -119,10 +119,8 @@ def data_overrides(max_per_class: int | None, max_passages: int | None = None) -
         return head
     full = WordNetDataModule()
     full.prepare()
-    # the index of the first max_passages passages is another index: its own directory
-    index = "wordnet-passages-flat" if max_passages is None else f"wordnet-passages-head{max_passages}-flat"
     return [f"--data.max_per_class={max_per_class}", f"--data.corpus_path={full.cache_path / 'passages.jsonl'}",
-            f"--model.index_dir={data_root() / 'retrieval' / index}", *head]
+            *head]
 
 
 def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
@@ -142,8 +140,6 @@ def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
 def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int, save_dir: str,
         train: bool = True, data: list[str] | None = None) -> dict[str, Any]:
     config, extra = METHODS[method]
-    if config == PROTO_CONFIG:  # ProtoNet has no index (the corpus it is given goes unread)
-        data = [o for o in data or [] if not o.startswith("--model.index_dir")]
     overrides = [*(data or []), f"--data.k_shot={shot}", f"--data.seed={seed}", "--data.eval_seed=0",
                  f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
                  f"--data.train_episodes={episodes['train']}", f"--data.val_episodes={episodes['val']}",

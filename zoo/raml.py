@@ -199,8 +199,9 @@ class RAML(EpisodicModule):
         max_passages: use only the first passages of ``corpus_path``.
         index_kind / metric / hnsw_m / ef_construction / ef_search / ivf_nlist / ivf_nprobe: see
             :class:`zoo.retrieval.IndexSpec`.
-        index_dir: where the index persists; None = ``<data root>/retrieval/<corpus>-<kind>`` (data root:
-            ``$METAZOO_DATA`` or ``~/.cache/metazoo``).
+        index_dir: where the index persists; None (recommended) = ``<data root>/retrieval/<corpus>-<kind>-<key>``,
+            the key a hash of the corpus checksum, retrieval encoder fingerprint and index settings
+            (:func:`zoo.retrieval.keyed_index_dir`; data root: ``$METAZOO_DATA`` or ``~/.cache/metazoo``).
         faiss_threads: FAISS threads; None = ``cpus // world_size``.
         optimizer / scheduler: as in :class:`zoo.episodic.EpisodicModule` (RAML: AdamW, lr 2e-5).
     """
@@ -314,9 +315,11 @@ class RAML(EpisodicModule):
             return
         corpus = self._corpus()
         world = self.trainer.world_size if self._trainer is not None else 1
-        index_dir = self.index_dir or data_root() / "retrieval" / f"{_safe(corpus.name)}-{self.spec.kind}"
         encoder = self.retriever_encoder if self.retriever_encoder is not None else self.encoder
-        retriever = Retriever(encoder, corpus, self.spec, index_dir, world_size=world, threads=self.faiss_threads)
+        # no index_dir: one directory per (corpus, encoder, index settings) under the data root, so settings
+        # whose corpora differ (a capped WordNet build keeps other passages) never rebuild over each other
+        retriever = Retriever(encoder, corpus, self.spec, self.index_dir, world_size=world,
+                              threads=self.faiss_threads, index_root=data_root() / "retrieval")
         if world > 1:  # one rank builds and persists; the others load what it wrote
             if self.trainer.is_global_zero:
                 retriever.prepare()
@@ -472,10 +475,6 @@ def _bert_attention(encoder: nn.Module, layer: int) -> nn.Module | None:
     if layers is None or not 0 <= layer < len(layers):
         return None
     return getattr(layers[layer], "attention", None)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def count_trainable(module: nn.Module) -> int:

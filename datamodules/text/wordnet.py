@@ -53,6 +53,7 @@ import torch
 
 from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.episodes import SPLITS, Source
+from datamodules.progress import Progress
 from datamodules.text.readers import PassageCorpus, TextEpisodicDataModule, TextSource
 
 BUILD_VERSION = 1  # bump when the construction changes, so every cache is rebuilt
@@ -493,9 +494,14 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
     spec = {"version": BUILD_VERSION, "params": params, "wordnet": files.fingerprint()}
 
     def build(out: Path) -> dict[str, Any]:
-        wn = read_wordnet(files)
-        bench = build_benchmark(wn, **params)
-        corpus, stats = build_passages(wn, bench)
+        # three steps of similar length (parse, cut, corpus + leak check): ~15 s on one core, worth a line
+        with Progress(f"building the WordNet benchmark into {out.parent}", 3, "steps") as bar:
+            wn = read_wordnet(files)
+            bar.update()
+            bench = build_benchmark(wn, **params)
+            bar.update()
+            corpus, stats = build_passages(wn, bench)
+            bar.update()
         atomic_write_text(out / "benchmark.json", json.dumps(bench, ensure_ascii=False))
         corpus.write_jsonl(out / "passages.jsonl")
         return {"source": str(files.path), "corpus": stats, "corpus_checksum": corpus.checksum,
