@@ -7,6 +7,10 @@ ships (6 layers, 384-d, trained with mean pooling).
 Frozen or fine-tuned:
 
 * ``freeze=False`` (default): every weight trains, as RAML's ALBERT does (``--freeze_bert 0``).
+* ``freeze=False, trainable_layers=k``: only the top ``k`` transformer layers train; the embeddings and the layers
+  below stay as pretrained (no gradient, no optimiser state). The middle ground between a fixed encoder and full
+  fine-tuning that a CPU budget affords (RAML's official code fine-tunes its whole ALBERT with lr 2e-5: the top
+  layers are where that adapts a sentence encoder most, and the cheapest part to train).
 * ``freeze=True``: the transformer is fixed, in eval mode (no dropout), and what it computes is cached per text,
   pooled vectors and (within a memory budget) token states, so an epoch never re-encodes a text it has seen.
   Its weights are then *not* written to the state dict: checkpoints hold only the trainable parts (an optional
@@ -110,12 +114,14 @@ class TextEncoder(nn.Module):
         batch_size: texts per transformer call when encoding many at once.
         share_cache: frozen encoders of the same weights files, pooling and length share one cache in the process
             (a benchmark that trains several models on one frozen encoder encodes each text once).
+        trainable_layers: with ``freeze=False``, train only the top this-many transformer layers (None: all
+            weights train). Needs a BERT-like model (``model.encoder.layer``).
     """
 
     def __init__(self, model_dir: str | None = None, pooling: str = "mean", max_length: int = 128,
                  freeze: bool = False, projection_dim: int | None = None, normalize: bool = False,
                  cache_size: int = 200_000, token_cache_mb: float = 256.0, batch_size: int = 64,
-                 share_cache: bool = True):
+                 share_cache: bool = True, trainable_layers: int | None = None):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"TextEncoder pooling must be 'mean' or 'cls', got {pooling!r}")
@@ -143,6 +149,9 @@ class TextEncoder(nn.Module):
             self._caches = _SHARED.setdefault(_cache_key(resolved, pooling, max_length), self._caches)
         self.cache_hits = self.cache_misses = 0
         self._weights_sha: str | None = None
+        self.trainable_layers = trainable_layers
+        if trainable_layers is not None:
+            self._train_top_layers_only(trainable_layers)
         if freeze:
             for p in self.model.parameters():
                 p.requires_grad_(False)
@@ -151,6 +160,24 @@ class TextEncoder(nn.Module):
             self.register_buffer("frozen_sha256", torch.zeros(32, dtype=torch.uint8))
             self.register_state_dict_post_hook(_drop_frozen_weights)
             self.register_load_state_dict_pre_hook(_fill_frozen_weights)
+
+    def _train_top_layers_only(self, k: int) -> None:
+        """``requires_grad`` on the top ``k`` transformer layers only (``trainable_layers``)."""
+        if self.freeze:
+            raise ValueError("TextEncoder trainable_layers needs freeze=False (freeze=True keeps every layer fixed "
+                             "and caches its outputs); set freeze: false to fine-tune the top layers")
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if layers is None:
+            raise ValueError(f"TextEncoder trainable_layers: {type(self.model).__name__} has no model.encoder.layer "
+                             "list (a BERT-like encoder is needed to pick its top layers)")
+        if not 0 <= k <= len(layers):
+            raise ValueError(f"TextEncoder trainable_layers must be between 0 and the model's {len(layers)} layers, "
+                             f"got {k}")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for layer in list(layers)[len(layers) - k:]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
 
     # -- identity ------------------------------------------------------------------------------------------------
     def weights_sha256(self) -> str:
