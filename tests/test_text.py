@@ -367,3 +367,22 @@ def test_real_knowledge_gap_corpus_never_names_a_class_and_holds_every_gold_pass
     assert all(corpus.ids[gold[e["text"]]] == e["synset"] for e in examples)
     lengths = sorted(len(words(e["text"])) for e in examples)
     assert lengths[len(lengths) // 2] <= 3  # the median query is a word or two: the knowledge is elsewhere
+
+
+def test_a_capped_build_keeps_the_full_builds_corpus(tmp_path):
+    """max_per_class only removes examples: the corpus (hence the retrieval index) is the uncapped build's, so the
+    registry's capped setting (max_per_class 40) and the configs' full one share one index. On the real database
+    the capped build's own leak filter would keep 74 more passages (those naming a dropped example): another corpus,
+    another 36k-passage embedding."""
+    try:
+        files = find_wordnet()
+    except WordNetNotFound as err:
+        pytest.skip(str(err))
+    full = WordNetDataModule()
+    full.prepare()
+    capped_bench, capped_corpus, _ = load_or_build(files, tmp_path, {**full.params, "max_per_class": 40},
+                                                   verify_leaks=True)
+    assert len(capped_bench["examples"]) < len(full.benchmark["examples"])
+    assert capped_corpus.checksum == full.passage_corpus().checksum
+    own, _ = build_passages(read_wordnet(files), capped_bench)
+    assert len(own) > len(capped_corpus)  # what it would have been

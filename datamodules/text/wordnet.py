@@ -63,7 +63,7 @@ from datamodules.episodes import SPLITS, Source
 from datamodules.progress import Progress
 from datamodules.text.readers import PassageCorpus, TextEpisodicDataModule, TextSource
 
-BUILD_VERSION = 1  # bump when the construction changes, so every cache is rebuilt
+BUILD_VERSION = 2  # bump when the construction changes, so every cache is rebuilt (2: capped builds share the corpus)
 #: What an example's text is: the definition (gloss), the lemmas and the definition, or the lemmas alone (the
 #: knowledge-gap benchmark: the deciding knowledge is in the corpus, see the module docstring).
 TEXTS = ("definition", "lemma_definition", "lemma")
@@ -549,8 +549,13 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
             wn = read_wordnet(files)
             bar.update()
             bench = build_benchmark(wn, **params)
+            # A capped build (max_per_class) gets the uncapped build's corpus: leak-free for every example, so for
+            # its subset too, and the same passages, hence one shared retrieval index instead of two ~36k-passage
+            # embeddings (the cap only removes examples; categories and subtrees are the same).
+            full = bench if params.get("max_per_class") is None else build_benchmark(
+                wn, **{**params, "max_per_class": None})
             bar.update()
-            corpus, stats = build_passages(wn, bench, knowledge=params.get("text") == "lemma")
+            corpus, stats = build_passages(wn, full, knowledge=params.get("text") == "lemma")
             bar.update()
         atomic_write_text(out / "benchmark.json", json.dumps(bench, ensure_ascii=False))
         corpus.write_jsonl(out / "passages.jsonl")
@@ -607,7 +612,8 @@ class WordNetDataModule(TextEpisodicDataModule):
         split_seed: seeds the category split (not the episodes: that is ``seed``).
         drop_self_naming: drop examples whose text names their category.
         min_words: drop definitions shorter than this many words.
-        max_per_class: cap on examples per class (None: all).
+        max_per_class: cap on examples per class (None: all). The passage corpus stays the uncapped build's
+            (leak-free for every example), so capped and full settings share one retrieval index.
         text: ``"definition"`` (the gloss only) or ``"lemma_definition"`` (``"beagle: a small ..."``): with the
             lemma the task also tests what the encoder knows about the word, without it only the description.
             ``"lemma"``: the **knowledge-gap** benchmark (issue 21): the query is the synset's lemmas alone
