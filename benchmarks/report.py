@@ -182,9 +182,9 @@ def passage_embedding(data: dict) -> str:
            f"{' / '.join(str(x) for x in st['load_average_end'])} at the end: {st['note']}.", "",
            "| path | seconds | passages/s | padded tokens over real ones |", "|---|---|---|---|",
            f"| previous (chunks sorted by characters, batch 64, no_grad) | {data['previous_total_s']:,.1f} | "
-           f"{data['previous_passages_per_s']:,.0f} | +{100 * pad['previous']:.0f}% |",
+           f"{data['previous_passages_per_s']:,.0f} | +{100 * pad['previous']:.1f}% |",
            f"| current (`TextEncoder.encode`: all sorted by tokens, inference mode) | {data['current_total_s']:,.1f} | "
-           f"{data['current_passages_per_s']:,.0f} | +{100 * pad['current']:.0f}% |", "",
+           f"{data['current_passages_per_s']:,.0f} | +{100 * pad['current']:.1f}% |", "",
            f"Speed-up x{data['speedup']:.2f}; the whole corpus at the current rate: "
            f"{data['current_full_corpus_estimate_s']:,.0f} s; largest difference between the two paths' embeddings "
            f"{data['max_abs_difference']:.1e}. Passages average {tok['mean_per_passage']} tokens "

@@ -248,8 +248,8 @@ class TextEncoder(nn.Module):
 
         Every text is tokenised once (unpadded), all texts are sorted by token count and run in batches of
         ``batch_size`` neighbours in that order, each padded only to its own longest text: on WordNet passages
-        (22 tokens on average, a 64-token cap) the transformer then runs ~4% padding tokens, against ~43% when
-        chunks of 16 batches were sorted by characters (``benchmarks/passage_embedding.py`` measures both).
+        (22 tokens on average, a 64-token cap) the transformer then runs 0.2% padding tokens, against 40% when
+        chunks of 16 batches were sorted by characters (``benchmarks/passage_embedding.py``, whole corpus).
         Padding is masked, so a text's pooled vector does not depend on its batch (up to float rounding;
         ``tests/test_retrieval.py`` checks it against encoding each text alone). ``progress``: describe the work
         on stderr (:class:`datamodules.progress.Progress`); None is silent.
