@@ -77,7 +77,8 @@ def embeddings(encoder: TextEncoder, texts: list[str], tag: str) -> np.ndarray:
 
     def build(out: Path) -> dict[str, float]:
         start = time.perf_counter()
-        np.save(out / "embeddings.npy", as_search_array(encoder.encode(texts, normalize=True, progress=True), "cosine"))
+        vectors = encoder.encode(texts, normalize=True, progress=f"embedding {len(texts):,} {tag}")
+        np.save(out / "embeddings.npy", as_search_array(vectors, "cosine"))
         return {"seconds": time.perf_counter() - start}
 
     directory = cached_build(data_root() / "faiss_bench" / f"{tag}-{len(texts)}-{spec_key(spec)}", spec, build)

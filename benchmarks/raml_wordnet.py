@@ -104,25 +104,15 @@ def validation_curve(log_dir: str) -> list[dict]:
 
 
 def data_overrides(max_per_class: int | None, max_passages: int | None = None) -> list[str]:
-    """Options that cap the examples per class while keeping the full benchmark's passage corpus and its index.
+    """Options that cap the examples per class; the passage corpus stays the full benchmark's.
 
     Encoding is what a CPU run pays for (each text once, through MiniLM); the cap shrinks the texts to encode, not
-    the classes. The capped build would drop fewer leaking passages (a passage that names a dropped example is
-    no longer a leak), i.e. another corpus and another index to embed; the full build's corpus is leak-free for
-    every example, so the runs read it, and its persisted index, instead.
+    the classes. A capped WordNet build keeps the uncapped build's corpus (leak-free for every example), so every
+    run reads the same passages and the same persisted index (``zoo.retrieval.keyed_index_dir``). Before that,
+    this function passed the full build's ``passages.jsonl`` as ``--data.corpus_path``: the same corpus.
     """
-    from datamodules.cache import data_root
-    from datamodules.text import WordNetDataModule
-
     head = [] if max_passages is None else [f"--data.max_passages={max_passages}"]
-    if max_per_class is None:
-        return head
-    full = WordNetDataModule()
-    full.prepare()
-    # the index of the first max_passages passages is another index: its own directory
-    index = "wordnet-passages-flat" if max_passages is None else f"wordnet-passages-head{max_passages}-flat"
-    return [f"--data.max_per_class={max_per_class}", f"--data.corpus_path={full.cache_path / 'passages.jsonl'}",
-            f"--model.index_dir={data_root() / 'retrieval' / index}", *head]
+    return head if max_per_class is None else [f"--data.max_per_class={max_per_class}", *head]
 
 
 def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
@@ -142,8 +132,6 @@ def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
 def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int, save_dir: str,
         train: bool = True, data: list[str] | None = None) -> dict[str, Any]:
     config, extra = METHODS[method]
-    if config == PROTO_CONFIG:  # ProtoNet has no index (the corpus it is given goes unread)
-        data = [o for o in data or [] if not o.startswith("--model.index_dir")]
     overrides = [*(data or []), f"--data.k_shot={shot}", f"--data.seed={seed}", "--data.eval_seed=0",
                  f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
                  f"--data.train_episodes={episodes['train']}", f"--data.val_episodes={episodes['val']}",
@@ -329,9 +317,7 @@ def export(result: dict[str, Any], shot: int, method: str, episodes: dict[str, i
         notes=f"train with: zoo fit --config {config} --data.k_shot={shot} --trainer.max_epochs={epochs} "
               f"--data.train_episodes={episodes['train']} --data.val_episodes={episodes['val']} "
               f"--data.seed={result['seed']} --seed_everything={result['seed']}"
-              + (" --data.max_per_class=" + str(max_per_class) if max_per_class else "")
-              + ("; measured with the full build's passage corpus (--data.corpus_path) and index" if max_per_class
-                 and method == "raml" else ""),
+              + (" --data.max_per_class=" + str(max_per_class) if max_per_class else ""),
         overrides=[*(o for o in result["overrides"] if o.startswith("--data.max_per_class")), f"--data.k_shot={shot}",
                    "--data.eval_seed=0", f"--data.test_episodes={episodes['test']}"])
     print(f"registered {name}: {entry.metrics}", flush=True)

@@ -173,6 +173,36 @@ def faiss_bench(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def passage_embedding(data: dict) -> str:
+    st, tok = data["setting"], data["tokens"]
+    pad = tok["padding_overhead"]
+    out = [f"{st['passages_timed']:,} passages of the {st['corpus']}, in blocks of {st['block']:,}, "
+           f"{st['encoder']}, torch on {st['torch_threads']} thread(s); load average "
+           f"{' / '.join(str(x) for x in st['load_average_start'])} (1 / 5 / 15 min) at the start, "
+           f"{' / '.join(str(x) for x in st['load_average_end'])} at the end: {st['note']}.", "",
+           "| path | seconds | passages/s | padded tokens over real ones |", "|---|---|---|---|",
+           f"| previous (chunks sorted by characters, batch 64, no_grad) | {data['previous_total_s']:,.1f} | "
+           f"{data['previous_passages_per_s']:,.0f} | +{100 * pad['previous']:.1f}% |",
+           f"| current (`TextEncoder.encode`: all sorted by tokens, inference mode) | {data['current_total_s']:,.1f} | "
+           f"{data['current_passages_per_s']:,.0f} | +{100 * pad['current']:.1f}% |", "",
+           f"Speed-up x{data['speedup']:.2f}; the whole corpus at the current rate: "
+           f"{data['current_full_corpus_estimate_s']:,.0f} s; largest difference between the two paths' embeddings "
+           f"{data['max_abs_difference']:.1e}. Passages average {tok['mean_per_passage']} tokens "
+           f"({100 * tok['at_cap']:.1f}% reach the 64-token cap); tokenising all of them takes "
+           f"{data['tokenise_all_s']:.1f} s."]
+    if data.get("batch_size_sweep"):
+        out += ["", "Batch size (current path, " + f"{data['batch_size_sweep'][0]['passages']:,} passages): "
+                + ", ".join(f"{r['batch_size']}: {r['passages_per_s']:,.0f}/s" for r in data["batch_size_sweep"])
+                + "."]
+    p = data.get("profile")
+    if p:
+        out += ["", f"Profile of the current path on {p['texts']:,} passages ({p['wall_s']:.1f} s under cProfile): "
+                f"transformer forward {p['transformer_s']:.1f} s, of which linear layers {p['linear_layers_s']:.1f} s "
+                f"and attention {p['attention_s']:.1f} s; tokenising {p['tokenise_s']:.2f} s, padding "
+                f"{p['pad_s']:.2f} s."]
+    return "\n".join(out) + claims_line(data) + footer(data)
+
+
 NAP_NAMES = {"nap": "NAP", "nap-ei": "likelihood head only (EI)", "gp-ei": "GP-EI (BoTorch)", "random": "random search"}
 
 
@@ -332,7 +362,8 @@ def meta_dmoe_glyphs_domains(data: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
-    "raml_wordnet": raml_wordnet, "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap, "demo_phases": demo_phases,
+    "raml_wordnet": raml_wordnet, "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap,
+    "passage_embedding": passage_embedding, "demo_phases": demo_phases,
     "gpam_wordnet_rel": gpam_wordnet_rel,
     "meta_rtl_wordnet_qa": meta_rtl_wordnet_qa,
     "meta_dmoe_glyphs_domains": meta_dmoe_glyphs_domains,

@@ -16,13 +16,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Timer
 
-
-def _clock(seconds: float) -> str:
-    """``1:02:03`` / ``2:03`` (h:mm:ss / m:ss) for a duration."""
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+from datamodules.progress import format_clock as _clock  # one time format for every progress line
 
 
 def _batch_items(batch: Any) -> int:

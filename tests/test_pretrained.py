@@ -31,6 +31,29 @@ def test_every_entry_is_complete_verified_and_loads(name):
     assert isinstance(model, pl.LightningModule) and not model.training
 
 
+@pytest.mark.parametrize("name", ENTRIES)
+def test_no_entry_holds_a_path_of_the_machine_that_wrote_it(name):
+    """An entry travels with the repository: an absolute path in it (the RAML entries once recorded
+    /work/main/.data/retrieval/... as their index_dir) only works on the machine that trained it."""
+    raw = pretrained._read_registry()[name]
+    assert pretrained.machine_paths(raw) == []
+
+
+def test_machine_paths_by_hand_and_register_refuses_them(tmp_path):
+    found = pretrained.machine_paths({"model": {"init_args": {"index_dir": "/home/me/.cache/idx", "n": 3}},
+                                      "overrides": ["--data.k_shot=1", "--data.corpus_path=/abs/passages.jsonl"],
+                                      "notes": "68 passages/s, 1/3 of the runs, see ~/notes and C:\\data",
+                                      "config": "configs/raml/wordnet.yaml"})
+    assert found == ["model.init_args.index_dir: /home/me/.cache/idx",
+                     "overrides[1]: /abs/passages.jsonl", "notes: ~/notes", "notes: C:\\data"]
+    entry = pretrained.Entry(name="x", system="raml", weights="checkpoints/x.safetensors", sha256="0" * 64,
+                             model={"class_path": "zoo.raml.RAML", "init_args": {"index_dir": "/tmp/i"}},
+                             config="configs/raml/wordnet.yaml", setting="s")
+    with pytest.raises(ValueError, match=r"'x' holds absolute paths .*init_args.index_dir: /tmp/i"):
+        pretrained.register(entry, tmp_path / "registry.yaml")
+    assert not (tmp_path / "registry.yaml").exists()
+
+
 GLYPHS_ENTRIES = [n for n in ENTRIES if pretrained.registry_entry(n).config.startswith("configs/protonet/glyphs")]
 RE_MEASURE_EPISODES = 300
 

@@ -380,3 +380,91 @@ def test_benchmark_claims_pair_seed_averaged_episodes_by_hand():
     summary = bench.summarize(rows)
     assert summary["5w1s/raml-no-passages"]["collapsed"] and not summary["5w1s/raml"]["collapsed"]
     assert summary["5w1s/raml"]["majority_share"] == pytest.approx(1.4 / 6)
+
+
+# -- the knowledge-gap benchmark's methods and bounds, and the top-layer fine-tuning switch (issue 21) -------------
+
+def knowledge_fixture(tmp_path, **kw) -> WordNetDataModule:
+    return wordnet_fixture(tmp_path, text="lemma", **kw)
+
+
+def test_gold_passages_are_each_texts_own_gloss_and_the_averaged_baseline_is_the_bare_metric(minilm, tmp_path):
+    """passage_source='gold' (the ceiling) reads each text's own synset passage P times; fusion='none' (ProtoNet-text
+    over the query + the mean of its passages) is exactly 10 cos(n(q) + 0.5 mean n(p), z_c) even after the fusion
+    block has trained, since it has none."""
+    dm = knowledge_fixture(tmp_path)
+    episode = dm.dataset("val")[(0, 0)]
+    corpus, gold = dm.passage_corpus(), dm.gold_passages()
+    model = raml(minilm, tmp_path, passage_source="gold", enrich_support=False).eval()
+    model.attach_corpus(corpus)
+    model.attach_gold_passages(gold)
+    ids = torch.as_tensor(model.retrieve(list(episode.query_x)))
+    assert ids.shape == (6, 2) and all(corpus.passage(int(row[0])).startswith(q + ": ") and row[0] == row[1]
+                                       for q, row in zip(episode.query_x, ids))
+    with pytest.raises(KeyError, match="no gold passage for 1 text"):
+        model.retrieve(["not an example"])
+    baseline = raml(minilm, tmp_path, fusion="none", enrich_support=False)
+    baseline.attach_corpus(corpus)
+    with torch.no_grad():
+        baseline.score.weight.fill_(1.0)  # a trained fusion score would show here; 'none' has no fusion score
+    q = F.normalize(minilm(list(episode.query_x)), dim=-1)
+    p = minilm.encode([corpus.passage(int(j)) for j in baseline.retrieve(list(episode.query_x)).flatten()],
+                      normalize=True).view(6, 2, -1)
+    expected = 10 * F.normalize(q + 0.5 * p.mean(1), dim=-1) @ F.normalize(minilm(list(episode.support_x)), dim=-1).T
+    assert torch.allclose(baseline.eval()(episode), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="fusion='none' leaves the published head no score"):
+        raml(minilm, tmp_path, fusion="none", head="published")
+    no_gold = raml(minilm, tmp_path, passage_source="gold")
+    no_gold.attach_corpus(corpus)
+    with pytest.raises(ValueError, match="needs a datamodule with gold_passages"):
+        no_gold.setup("fit")
+
+
+def test_cli_fits_the_shipped_knowledge_gap_config_with_its_bounds(tmp_path):
+    """configs/raml/wordnet_knowledge.yaml trains and tests from a fresh data directory (it builds its benchmark
+    and index offline), and so do its floor (no passages) and ceiling (gold passages)."""
+    from zoo.cli import main
+
+    for name, extra in (("raml", []), ("floor", ["--model.n_passages=0"]), ("ceiling", ["--model.passage_source=gold"])):
+        main(["fit", "--config", str(ROOT / "configs/raml/wordnet_knowledge.yaml"), "--config",
+              str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path / name}",
+              "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", f"--data.root={WN_FIX}",
+              f"--data.cache_dir={tmp_path}/wn", "--data.min_examples=4", "--data.max_category_size=10",
+              "--data.split_fractions=[0.34,0.33,0.33]", "--data.split_seed=1", "--data.n_way=3", "--data.k_shot=1",
+              "--data.q_query=2", "--data.train_episodes=2", "--data.val_episodes=2", "--data.test_episodes=2",
+              f"--model.index_dir={tmp_path}/index", "--model.encoder.init_args.max_length=32",
+              "--model.view_max_length=48", "--model.n_passages=2", *extra])
+        run = next((tmp_path / name / "csv").iterdir())
+        assert next((run / "checkpoints").glob("best-*.ckpt")) and (run / "test_episodes.csv").is_file(), name
+
+
+def test_trainable_layers_train_only_the_top_layers_and_round_trip_through_a_checkpoint(tmp_path):
+    enc = TextEncoder(freeze=False, max_length=32, trainable_layers=2)
+    layers = enc.model.encoder.layer
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("model.encoder.layer.4.", "model.encoder.layer.5.")) for n in trainable)
+    assert all(p.requires_grad for layer in layers[4:] for p in layer.parameters())
+    before = copy.deepcopy(enc.state_dict())
+    opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=1e-3)
+    enc.train()
+    loss = enc(["a small hound", "a stringed instrument"]).pow(2).sum()
+    loss.backward()
+    opt.step()
+    after = enc.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith(("model.encoder.layer.4.", "model.encoder.layer.5.")) for k in changed)
+    assert any(k.startswith("model.encoder.layer.4.") for k in changed)  # both top layers learned
+    torch.save(after, tmp_path / "enc.pt")
+    fresh = TextEncoder(freeze=False, max_length=32, trainable_layers=2)
+    fresh.load_state_dict(torch.load(tmp_path / "enc.pt", weights_only=True))
+    assert all(torch.equal(v, after[k]) for k, v in fresh.state_dict().items())
+    enc.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh(["a small hound"]), enc(["a small hound"]), atol=1e-6)
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == trainable
+    with pytest.raises(ValueError, match="needs freeze=False"):
+        TextEncoder(freeze=True, trainable_layers=1)
+    with pytest.raises(ValueError, match="between 0 and the model's 6 layers"):
+        TextEncoder(freeze=False, trainable_layers=7)
+    none = TextEncoder(freeze=False, trainable_layers=0)
+    assert not any(p.requires_grad for p in none.parameters())

@@ -15,7 +15,9 @@ from datamodules.text.wordnet import words
 from fixtures.text.shared import load_encoder
 from support import ROOT
 from zoo.retrieval import (IndexSpec, PassageIndex, Retriever, StaleIndexError, as_search_array, available_cpus,
-                           brute_force_topk, build_index, default_nlist, search, set_faiss_threads)
+                           brute_force_topk, build_index, default_nlist, index_key, keyed_index_dir, search,
+                           set_faiss_threads)
+from zoo.text_encoder import masked_mean
 
 FIX = ROOT / "tests" / "fixtures" / "text"
 
@@ -38,7 +40,7 @@ class HashEncoder:
     def fingerprint(self) -> str:
         return f"hash-encoder{self.salt}"
 
-    def encode(self, texts, normalize=None):
+    def encode(self, texts, normalize=None, progress=None):
         self.calls += 1
         out = torch.zeros(len(texts), self.out_dim)
         for i, t in enumerate(texts):
@@ -196,3 +198,76 @@ def test_real_encoder_retrieves_the_relevant_passage(minilm):
     r = Retriever(minilm, corpus, IndexSpec("flat"))
     ids, _ = r.retrieve(["a small hunting dog with a keen nose", "an instrument with strings you strum"], 1)
     assert [corpus.titles[i[0]] for i in ids] == ["Beagle", "Guitar"]
+
+
+# -- first runs: keyed index directories, progress, and the batched passage embedding (issue 24) ------------------
+
+def test_index_root_keeps_one_directory_per_corpus_encoder_and_settings(tmp_path):
+    """Two settings whose corpora differ (a capped and a full WordNet build) each keep their own index under one
+    root: neither rebuilds over the other, and the directory name says what the index is built from."""
+    full, capped = corpus_of(40), corpus_of(39)
+    a = Retriever(HashEncoder(), full, IndexSpec("flat"), index_root=tmp_path, threads=1)
+    b = Retriever(HashEncoder(), capped, IndexSpec("flat"), index_root=tmp_path, threads=1)
+    a.prepare(), b.prepare()
+    assert a.stats["built"] and b.stats["built"] and a.index_dir != b.index_dir
+    assert a.index_dir.parent == tmp_path and a.index_dir.name.startswith("toy-flat-")
+    assert a.index_dir.name[-16:] == index_key(a.expected_meta())
+    again = Retriever(HashEncoder(), full, IndexSpec("flat"), index_root=tmp_path, threads=1)
+    again.prepare()
+    assert not again.stats["built"] and again.index_dir == a.index_dir  # loaded, not rebuilt after b
+    other = {"encoder": Retriever(HashEncoder(salt="x"), full, IndexSpec("flat"), index_root=tmp_path),
+             "knobs": Retriever(HashEncoder(), full, IndexSpec("hnsw", hnsw_m=8), index_root=tmp_path),
+             "metric": Retriever(HashEncoder(), full, IndexSpec("flat", metric="ip"), index_root=tmp_path)}
+    for why, r in other.items():
+        assert keyed_index_dir(tmp_path, r.expected_meta()) != a.index_dir, why
+    # search-time knobs and the display name are not part of an index's identity
+    same = Retriever(HashEncoder(), PassageCorpus(full.ids, full.titles, full.texts, name="toy"),
+                     IndexSpec("flat", ef_search=7), index_root=tmp_path)
+    assert keyed_index_dir(tmp_path, same.expected_meta()) == a.index_dir
+
+
+def test_building_an_index_reports_progress(minilm, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METAZOO_PROGRESS", "1")  # speak from the first item (a real build waits 2 s first)
+    corpus = read_passages(FIX / "passages.tsv")
+    Retriever(minilm, corpus, IndexSpec("hnsw"), index_root=tmp_path, threads=1).prepare()
+    err = capsys.readouterr().err
+    assert f"embedding {len(corpus)} " in err and "texts/s" in err and f"{len(corpus)} texts in" in err
+    assert "building the hnsw index" in err and "vectors/s" in err
+
+
+def test_chunked_add_builds_the_same_index(monkeypatch):
+    import zoo.retrieval as retrieval
+
+    x = clustered(300, 16)
+    for kind in ("flat", "hnsw", "ivf"):
+        spec = IndexSpec(kind, ivf_nlist=4)
+        whole = build_index(x, spec)
+        monkeypatch.setattr(retrieval, "ADD_CHUNK", 64)
+        chunked = build_index(x, spec)
+        monkeypatch.undo()
+        a, b = search(whole, x[:20], 5, spec), search(chunked, x[:20], 5, spec)
+        assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0]), kind
+
+
+def test_batched_passage_embedding_matches_encoding_each_text_alone(minilm):
+    """The length-sorted, per-batch-padded encode is numerically the reference: every text run alone through the
+    transformer (no padding at all), mean-pooled, in the caller's order; long texts are cut at max_length."""
+    corpus = read_passages(FIX / "passages.tsv")
+    texts = [corpus.passage(i) for i in range(len(corpus))] + ["dog", "a " * 200, "", "Beagle: a small hound"]
+    reference = []
+    with torch.no_grad():
+        for t in texts:
+            enc = minilm.tokenizer([t], truncation=True, max_length=minilm.max_length, return_tensors="pt")
+            states = minilm.model(**enc).last_hidden_state
+            reference.append(masked_mean(states, enc["attention_mask"])[0])
+    reference = torch.stack(reference)
+    for batch_size in (1, 3, 64):
+        minilm.batch_size, before = batch_size, minilm.batch_size
+        try:
+            got = minilm.encode(texts, normalize=False)
+        finally:
+            minilm.batch_size = before
+        assert got.shape == reference.shape and not got.is_inference()
+        assert torch.allclose(got, reference, atol=1e-5), (batch_size, (got - reference).abs().max())
+    unit = minilm.encode(texts[:3], normalize=True)
+    assert torch.allclose(unit, torch.nn.functional.normalize(reference[:3], dim=-1), atol=1e-5)

@@ -297,3 +297,92 @@ def test_real_wordnet_corpus_never_contains_query_text_or_label_name(real_wordne
             for form in (term, term + "s"):
                 assert f" {' '.join(words(form))} " not in big, (c["name"], form)
     assert not set(corpus.ids) & {e["synset"] for e in examples}
+
+
+# -- WordNet: the knowledge-gap benchmark (issue 21): lemmas as queries, their glosses in the corpus ---------------
+
+def test_knowledge_gap_fixture_benchmark_queries_gold_passages_and_leaks():
+    wn = read_wordnet(find_wordnet(WN_FIX))
+    bench = build_benchmark(wn, **FIX_PARAMS, text="lemma")
+    corpus, stats = build_passages(wn, bench, knowledge=True)
+    examples = bench["examples"]
+    assert len(examples) == 83 and len(bench["categories"]) == 15
+    for e in examples:  # the query is the lemmas alone; its own synset's gloss is the gold passage, in the corpus
+        s = wn.synsets[e["synset"]]
+        assert e["text"] == ", ".join(w.replace("_", " ") for w in s.lemmas) and e["passage"] == e["synset"]
+    assert {e["passage"] for e in examples} <= set(corpus.ids) and corpus.name == "wordnet-knowledge"
+    terms = [t for c in bench["categories"] for t in c["label_terms"]]
+    assert find_leaks([corpus.passage(i) for i in range(len(corpus))], [], terms) == []  # never names a class
+    assert not {c["key"] for c in bench["categories"]} & set(corpus.ids)  # no class's own definition
+    # an example whose own passage names a category is dropped (e.g. "dictyopterous insect: cockroaches and
+    # mantids" under a category named "insect"); a category left with too few examples goes (the cats, whose
+    # glosses say "cat" and "wildcat"...)
+    definitions = build_benchmark(wn, **FIX_PARAMS)
+    kept_classes = {c["name"] for c in bench["categories"]}
+    kept = {e["synset"] for e in examples}
+    dropped = [e["synset"] for e in definitions["examples"] if e["synset"] not in kept
+               and definitions["categories"][e["label"]]["name"] in kept_classes]
+    matcher = PhraseMatcher(f for c in definitions["categories"] for t in c["label_terms"] for f in plural_forms(t))
+    assert len(dropped) == 7 and all(
+        matcher.find(f"{', '.join(wn.synsets[k].lemmas).replace('_', ' ')}: {wn.synsets[k].gloss}") for k in dropped)
+    assert stats["leaking_removed"] > 0 and bench == build_benchmark(wn, **FIX_PARAMS, text="lemma")
+
+
+def test_knowledge_gap_datamodule_gold_passages_and_cache(tmp_path):
+    dm = WordNetDataModule(root=str(WN_FIX), cache_dir=str(tmp_path), n_way=3, k_shot=1, q_query=2, text="lemma",
+                           verify_leaks=True, **FIX_PARAMS)
+    dm.setup()
+    corpus, gold = dm.passage_corpus(), dm.gold_passages()
+    assert corpus.name == "wordnet-knowledge" and len(gold) == 83
+    for e in dm.benchmark["examples"]:
+        assert corpus.ids[gold[e["text"]]] == e["synset"]
+    again = WordNetDataModule(root=str(WN_FIX), cache_dir=str(tmp_path), text="lemma", verify_leaks=True,
+                              **FIX_PARAMS)
+    again.prepare()  # from the cache, leak check re-run on load
+    assert again.passage_corpus().checksum == corpus.checksum and again.cache_path == dm.cache_path
+    definitions = WordNetDataModule(root=str(WN_FIX), cache_dir=str(tmp_path), **FIX_PARAMS)
+    with pytest.raises(ValueError, match="only the knowledge-gap benchmark"):
+        definitions.gold_passages()
+    with pytest.raises(ValueError, match="text must be one of"):
+        build_benchmark(read_wordnet(find_wordnet(WN_FIX)), **FIX_PARAMS, text="gloss")
+
+
+def test_real_knowledge_gap_corpus_never_names_a_class_and_holds_every_gold_passage(tmp_path):
+    """The independent substring check of the definitions benchmark, on the knowledge-gap build: no passage holds a
+    label name (or its plural); every example's gold passage is there; queries are short."""
+    try:
+        find_wordnet()
+    except WordNetNotFound as err:
+        pytest.skip(str(err))
+    dm = WordNetDataModule(text="lemma")
+    dm.prepare()
+    corpus, examples = dm.passage_corpus(), dm.benchmark["examples"]
+    assert len(corpus) > 50_000 and len(examples) > 10_000 and len(dm.benchmark["categories"]) >= 100
+    big = f" {' | '.join(' '.join(words(corpus.passage(i))) for i in range(len(corpus)))} "
+    for c in dm.benchmark["categories"]:
+        for term in c["label_terms"]:
+            for form in (term, term + "s"):
+                assert f" {' '.join(words(form))} " not in big, (c["name"], form)
+    gold = dm.gold_passages()
+    assert all(corpus.ids[gold[e["text"]]] == e["synset"] for e in examples)
+    lengths = sorted(len(words(e["text"])) for e in examples)
+    assert lengths[len(lengths) // 2] <= 3  # the median query is a word or two: the knowledge is elsewhere
+
+
+def test_a_capped_build_keeps_the_full_builds_corpus(tmp_path):
+    """max_per_class only removes examples: the corpus (hence the retrieval index) is the uncapped build's, so the
+    registry's capped setting (max_per_class 40) and the configs' full one share one index. On the real database
+    the capped build's own leak filter would keep 74 more passages (those naming a dropped example): another corpus,
+    another 36k-passage embedding."""
+    try:
+        files = find_wordnet()
+    except WordNetNotFound as err:
+        pytest.skip(str(err))
+    full = WordNetDataModule()
+    full.prepare()
+    capped_bench, capped_corpus, _ = load_or_build(files, tmp_path, {**full.params, "max_per_class": 40},
+                                                   verify_leaks=True)
+    assert len(capped_bench["examples"]) < len(full.benchmark["examples"])
+    assert capped_corpus.checksum == full.passage_corpus().checksum
+    own, _ = build_passages(read_wordnet(files), capped_bench)
+    assert len(own) > len(capped_corpus)  # what it would have been

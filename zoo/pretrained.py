@@ -227,12 +227,37 @@ def export_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] 
     return sha256_file(path)
 
 
+def machine_paths(value: Any, where: str = "") -> list[str]:
+    """Every absolute filesystem path in ``value`` (nested dicts, lists, strings), as ``"<where>: <path>"``.
+
+    A registry entry travels with the repository: an absolute path in it (``/home/me/.cache/...``, ``~/data``,
+    ``--data.corpus_path=/abs/file``) names the machine that trained it and breaks on every other one. Paths are
+    judged per whitespace- or ``=``-separated token, so prose such as ``"passages/s"`` or ``"1/3"`` is not one.
+    """
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in machine_paths(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [hit for i, v in enumerate(value) for hit in machine_paths(v, f"{where}[{i}]")]
+    if not isinstance(value, str):
+        return []
+    tokens = value.replace("=", " ").split()
+    return [f"{where}: {t}" for t in tokens
+            if (t.startswith("/") and len(t) > 1 and t[1] != "/") or t.startswith("~/")
+            or (len(t) > 2 and t[0].isalpha() and t[1] == ":" and t[2] in "\\/")]
+
+
 def register(entry: Entry, path: Path | None = None) -> None:
     """Add or replace ``entry`` in the registry file (read-modify-write, atomically renamed into place).
 
     The read-modify-write holds :func:`~datamodules.cache.file_lock` on the registry, so benchmark scripts running
-    side by side do not drop each other's entries. An empty ``url`` is left out of the file.
+    side by side do not drop each other's entries. An empty ``url`` is left out of the file. An entry holding an
+    absolute path (:func:`machine_paths`) is refused: it would only work on the machine that wrote it.
     """
+    found = machine_paths({k: v for k, v in entry.__dict__.items() if k not in ("name", "url")})
+    if found:
+        raise ValueError(f"registry entry {entry.name!r} holds absolute paths of this machine ({'; '.join(found)}); "
+                         "leave them at their defaults (None: resolved under the data root at run time) or make "
+                         "them relative to the repository")
     path = path or REGISTRY
     with file_lock(path):
         data = _read_registry(path, missing_ok=True)

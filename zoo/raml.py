@@ -46,6 +46,13 @@ no-retrieval ablation (one view: the query alone), which isolates what retrieval
   live in the same space: with nothing trained, enriching the query alone never beat beta = 0 on WordNet, while
   enriching both did in 1-shot (``benchmarks/raml_passage_sweep.py``); ``false`` is the query-only reading.
 
+``fusion="none"`` (metric head only) drops the fusion score: what is left is a cosine ProtoNet over each text enriched
+by the mean of its passages' vectors, the simple retrieval baseline a practitioner would try first ("ProtoNet-text
+over query + top-k passages, averaged"), with the same encoder, projection, passages and learned beta and scale.
+
+``passage_source="gold"`` gives each text its gold passage (the datamodule's ``gold_passages()``: the knowledge-gap
+WordNet benchmark's own-synset passage) P times instead of retrieving: the ceiling of what retrieval can add.
+
 ``passage_source="random"`` replaces the retrieved passages by passages drawn at random from the corpus (fixed per
 query text), the ablation that shows whether *relevant* passages matter or only extra vectors do.
 
@@ -74,9 +81,9 @@ from zoo.losses import prototypes, prototypical_logits
 from zoo.retrieval import IndexSpec, Retriever
 from zoo.text_encoder import TextEncoder
 
-FUSIONS = ("multiview", "fid")
+FUSIONS = ("multiview", "fid", "none")
 HEADS = ("metric", "published")
-PASSAGE_SOURCES = ("retrieved", "random")
+PASSAGE_SOURCES = ("retrieved", "random", "gold")
 
 
 class PrototypeCrossAttention(nn.Module):
@@ -163,7 +170,8 @@ class RAML(EpisodicModule):
             ``encoder`` itself when it is frozen without a projection, else a frozen copy of its pretrained
             weights (the index must not go stale as the reader trains; RAML's retriever is fixed too).
         n_passages: P, passages per query (RAML's ``n_context``, 5); 0 disables retrieval.
-        fusion: ``"multiview"`` (score each view, average) or ``"fid"`` (concatenate the views, score once).
+        fusion: ``"multiview"`` (score each view, average), ``"fid"`` (concatenate the views, score once) or
+            ``"none"`` (metric head only: no fusion score, the averaged-passages ProtoNet baseline).
         view_template: how a query and a passage make one view.
         view_max_length: token length of a view (RAML's ``text_maxlength``, 170).
         view_encoding: ``"joint"`` (RAML: the query and passage are one string through the encoder) or
@@ -183,7 +191,8 @@ class RAML(EpisodicModule):
         enrich_support: (metric head) enrich the support items with their passages too, so prototypes are means of
             enriched vectors (default; see the module docstring); ``false`` enriches the query only.
         scale: initial logit scale of the metric head's cosine (learned as ``log_scale``; 10 as ProtoNet-text).
-        passage_source: ``"retrieved"`` (the top-P passages) or ``"random"`` (P passages drawn at random from the
+        passage_source: ``"retrieved"`` (the top-P passages), ``"gold"`` (each text's gold passage from the
+            datamodule's ``gold_passages()``, the ceiling) or ``"random"`` (P passages drawn at random from the
             corpus, the same ones for the same query text: the random-passages ablation).
         random_seed: seeds ``passage_source="random"``.
         proto_logit_weight: (``head="published"`` only) [INTERP, not in the official code] add this times the
@@ -199,8 +208,9 @@ class RAML(EpisodicModule):
         max_passages: use only the first passages of ``corpus_path``.
         index_kind / metric / hnsw_m / ef_construction / ef_search / ivf_nlist / ivf_nprobe: see
             :class:`zoo.retrieval.IndexSpec`.
-        index_dir: where the index persists; None = ``<data root>/retrieval/<corpus>-<kind>`` (data root:
-            ``$METAZOO_DATA`` or ``~/.cache/metazoo``).
+        index_dir: where the index persists; None (recommended) = ``<data root>/retrieval/<corpus>-<kind>-<key>``,
+            the key a hash of the corpus checksum, retrieval encoder fingerprint and index settings
+            (:func:`zoo.retrieval.keyed_index_dir`; data root: ``$METAZOO_DATA`` or ``~/.cache/metazoo``).
         faiss_threads: FAISS threads; None = ``cpus // world_size``.
         optimizer / scheduler: as in :class:`zoo.episodic.EpisodicModule` (RAML: AdamW, lr 2e-5).
     """
@@ -228,6 +238,8 @@ class RAML(EpisodicModule):
             raise ValueError(f"RAML passage_source must be one of {PASSAGE_SOURCES}, got {passage_source!r}")
         if not scale > 0:
             raise ValueError(f"RAML scale must be > 0, got {scale!r}")
+        if fusion == "none" and head != "metric":
+            raise ValueError("RAML fusion='none' leaves the published head no score; use it with head='metric'")
         if head == "metric" and proto_logit_weight:
             raise ValueError("RAML proto_logit_weight applies to head='published' only: the metric head already "
                              "starts from the cosine ProtoNet score")
@@ -282,6 +294,7 @@ class RAML(EpisodicModule):
             self.passage_weight = nn.Parameter(torch.tensor(float(passage_weight)))
         self.retriever: Retriever | None = None
         self._given_corpus: PassageCorpus | None = None
+        self._gold: dict[str, int] | None = None  # text -> gold passage index (passage_source="gold")
         # wall time spent retrieving (query embedding + FAISS search), in training and in evaluation forwards
         self.timing = {"retrieval_s": 0.0, "train_retrieval_s": 0.0, "eval_retrieval_s": 0.0, "forward_s": 0.0,
                        "episodes": 0}
@@ -309,14 +322,26 @@ class RAML(EpisodicModule):
                              "text datamodule with corpus_path)")
         return corpus if self.max_passages is None else corpus.head(self.max_passages)
 
+    def attach_gold_passages(self, gold: dict[str, int]) -> None:
+        """Text -> index of its gold passage in the corpus, for ``passage_source="gold"`` outside a Trainer."""
+        self._gold = dict(gold)
+
     def setup(self, stage: str) -> None:
         if self.n_passages == 0 or self.retriever is not None:
             return
+        if self.passage_source == "gold" and self._gold is None:
+            dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            if dm is None or not hasattr(dm, "gold_passages"):
+                raise ValueError("RAML passage_source='gold' needs a datamodule with gold_passages() (the "
+                                 "knowledge-gap WordNetDataModule, text: lemma) or attach_gold_passages()")
+            self._gold = dm.gold_passages()
         corpus = self._corpus()
         world = self.trainer.world_size if self._trainer is not None else 1
-        index_dir = self.index_dir or data_root() / "retrieval" / f"{_safe(corpus.name)}-{self.spec.kind}"
         encoder = self.retriever_encoder if self.retriever_encoder is not None else self.encoder
-        retriever = Retriever(encoder, corpus, self.spec, index_dir, world_size=world, threads=self.faiss_threads)
+        # no index_dir: one directory per (corpus, encoder, index settings) under the data root, so settings
+        # whose corpora differ (a capped WordNet build keeps other passages) never rebuild over each other
+        retriever = Retriever(encoder, corpus, self.spec, self.index_dir, world_size=world,
+                              threads=self.faiss_threads, index_root=data_root() / "retrieval")
         if world > 1:  # one rank builds and persists; the others load what it wrote
             if self.trainer.is_global_zero:
                 retriever.prepare()
@@ -333,6 +358,12 @@ class RAML(EpisodicModule):
         start = time.perf_counter()
         if self.passage_source == "random":
             ids = random_passage_ids(queries, self.n_passages, len(self.retriever.corpus), self.random_seed)
+        elif self.passage_source == "gold":
+            missing = [t for t in queries if t not in self._gold]
+            if missing:
+                raise KeyError(f"RAML passage_source='gold': no gold passage for {len(missing)} text(s), e.g. "
+                               f"{missing[0]!r}")
+            ids = torch.tensor([[self._gold[t]] * self.n_passages for t in queries], dtype=torch.long)
         else:
             ids, _ = self.retriever.retrieve(queries, self.n_passages, vectors=self._cached_vectors(queries))
         spent = time.perf_counter() - start
@@ -385,6 +416,8 @@ class RAML(EpisodicModule):
             protos = prototypes(support, episode.support_y, episode.n_way)  # [N, d]
             views = torch.stack([q.unsqueeze(1).expand_as(p), p], dim=2).flatten(0, 1)  # [Q*P, 2, d]
         metric = self.log_scale.exp() * (F.normalize(enriched, dim=-1) @ F.normalize(protos, dim=-1).T)
+        if self.fusion == "none":
+            return metric
         n_views = views.shape[0] // len(queries)
         mask = torch.ones(views.shape[:2], dtype=torch.bool, device=views.device)
         u = self.cross(protos.unsqueeze(0).expand(views.shape[0], -1, -1), views, mask)  # [Q*P, N, d]
@@ -474,10 +507,6 @@ def _bert_attention(encoder: nn.Module, layer: int) -> nn.Module | None:
     if layers is None or not 0 <= layer < len(layers):
         return None
     return getattr(layers[layer], "attention", None)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def count_trainable(module: nn.Module) -> int:

@@ -12,7 +12,13 @@ Here the same pieces are small and explicit:
 * **Persistence.** ``index.faiss`` plus ``meta.json`` (encoder fingerprint, corpus checksum, size, dimension,
   metric, index kind and knobs, FAISS version), each written to a temporary file and renamed, metadata last.
   Loading compares the metadata with what the caller expects; any difference raises :class:`StaleIndexError`,
-  and :class:`Retriever` rebuilds.
+  and :class:`Retriever` rebuilds. Given an ``index_root`` instead of an ``index_dir``, a retriever keeps its
+  index in ``<index_root>/<corpus>-<kind>-<key>``, the key a hash of what the index is built from (corpus checksum,
+  encoder fingerprint, dimension, metric, kind and build knobs: :func:`index_key`), so two settings (say, two
+  WordNet builds whose leak filters keep different passages) each keep their own index instead of rebuilding over
+  each other.
+* **Progress.** Embedding a corpus and building an approximate index report items done, rate and time left on
+  stderr (:class:`datamodules.progress.Progress`); a first run that embeds 36k passages is never silent.
 * **Threads** are set explicitly: FAISS's OpenMP pool gets ``cpus // world_size`` threads, so DDP ranks sharing a
   machine do not oversubscribe it.
 * **No search in data-loader workers.** FAISS's OpenMP state does not survive ``fork`` reliably and every worker
@@ -22,6 +28,7 @@ Here the same pieces are small and explicit:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -34,6 +41,7 @@ import numpy as np
 import torch
 
 from datamodules.cache import atomic_path, atomic_write_text
+from datamodules.progress import Progress
 from datamodules.text import PassageCorpus
 from datamodules.text.wordnet import words
 
@@ -123,8 +131,15 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(4 * math.sqrt(n)), n // 39))
 
 
-def build_index(vectors: torch.Tensor | np.ndarray, spec: IndexSpec) -> Any:
-    """A FAISS index over ``vectors`` ([n, d]) as ``spec`` says; inner product on the prepared vectors."""
+ADD_CHUNK = 4096  # vectors per FAISS add call: fine enough for progress lines, coarse enough to cost nothing
+
+
+def build_index(vectors: torch.Tensor | np.ndarray, spec: IndexSpec, progress: str | None = None) -> Any:
+    """A FAISS index over ``vectors`` ([n, d]) as ``spec`` says; inner product on the prepared vectors.
+
+    ``progress``: describe the build on stderr (HNSW graphs over tens of thousands of vectors take a while); the
+    vectors are added in chunks of ``ADD_CHUNK``, which gives the same index as one call (FAISS adds sequentially).
+    """
     faiss = _faiss()
     x = as_search_array(vectors, spec.metric)
     n, d = x.shape
@@ -142,7 +157,10 @@ def build_index(vectors: torch.Tensor | np.ndarray, spec: IndexSpec) -> Any:
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(x)  # k-means with FAISS's fixed default seed: the same vectors give the same cells
-    index.add(x)
+    with Progress(progress or "indexing", n, "vectors", enabled=None if progress else False) as bar:
+        for s in range(0, n, ADD_CHUNK):
+            index.add(x[s: s + ADD_CHUNK])
+            bar.update(len(x[s: s + ADD_CHUNK]))
     return index
 
 
@@ -179,10 +197,11 @@ class PassageIndex:
                 "kind": spec.kind, "knobs": spec.build_knobs()}
 
     @classmethod
-    def build(cls, vectors: torch.Tensor | np.ndarray, spec: IndexSpec, meta: dict[str, Any]) -> PassageIndex:
+    def build(cls, vectors: torch.Tensor | np.ndarray, spec: IndexSpec, meta: dict[str, Any],
+              progress: str | None = None) -> PassageIndex:
         if len(vectors) != meta["size"]:
             raise ValueError(f"{len(vectors)} vectors for a corpus of {meta['size']} passages")
-        return cls(build_index(vectors, spec), dict(meta), spec)
+        return cls(build_index(vectors, spec, progress), dict(meta), spec)
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``index.faiss`` then ``meta.json``, each through a temporary file and a rename."""
@@ -219,6 +238,26 @@ class PassageIndex:
         return search(self.index, queries, k, self.spec)
 
 
+# what an index is built from; "corpus" (a display name) and "version" of the metadata format are not its identity
+IDENTITY_KEYS = ("encoder", "corpus_checksum", "size", "dim", "metric", "kind", "knobs")
+
+
+def index_key(meta: dict[str, Any]) -> str:
+    """16 hex digits identifying an index by what it is built from (:data:`IDENTITY_KEYS` of its metadata)."""
+    identity = json.dumps({k: meta[k] for k in IDENTITY_KEYS}, sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def keyed_index_dir(root: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """``<root>/<corpus name>-<kind>-<index_key>``: one directory per distinct index, readable by a person."""
+    return Path(root) / f"{safe_name(meta['corpus'])}-{meta['kind']}-{index_key(meta)}"
+
+
+def safe_name(name: str) -> str:
+    """``name`` with anything but letters, digits, ``-``, ``_`` and ``.`` replaced by ``_`` (for directory names)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def brute_force_topk(corpus: torch.Tensor, queries: torch.Tensor, k: int, metric: str = "cosine"
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k by a dense matrix product in torch: the reference the ``flat`` index must reproduce."""
@@ -237,10 +276,12 @@ class Retriever:
 
     Args:
         encoder: the retrieval encoder (a frozen :class:`zoo.text_encoder.TextEncoder`, or anything with
-            ``encode(texts, normalize) -> [n, d]`` and ``fingerprint()``).
+            ``encode(texts, normalize, progress=None) -> [n, d]`` and ``fingerprint()``).
         corpus: the passages.
         spec: index kind, metric and knobs.
-        index_dir: where the index persists; ``None`` keeps it in memory only.
+        index_dir: where the index persists (exactly there: a stale index in it is rebuilt over).
+        index_root: with no ``index_dir``, the index persists in :func:`keyed_index_dir` under this root, a
+            directory per distinct (corpus, encoder, index settings). Neither: the index stays in memory.
         world_size: processes sharing this machine's CPUs (for the thread count).
         threads: FAISS threads; overrides ``cpus // world_size``.
         exclude_query_text: drop a retrieved passage whose words equal the query's (a corpus may hold the very
@@ -254,9 +295,11 @@ class Retriever:
 
     def __init__(self, encoder: Any, corpus: PassageCorpus, spec: IndexSpec | None = None,
                  index_dir: str | os.PathLike | None = None, world_size: int = 1, threads: int | None = None,
-                 exclude_query_text: bool = True, share_results: bool = True):
+                 exclude_query_text: bool = True, share_results: bool = True,
+                 index_root: str | os.PathLike | None = None):
         self.encoder, self.corpus, self.spec = encoder, corpus, spec or IndexSpec()
         self.index_dir = Path(index_dir) if index_dir is not None else None
+        self.index_root = Path(index_root) if index_root is not None else None
         self.world_size, self.threads = world_size, threads
         self.exclude_query_text = exclude_query_text
         self._index: PassageIndex | None = None
@@ -287,6 +330,8 @@ class Retriever:
         if self.share_results:  # retrievers over the same index and settings share results in this process
             key = json.dumps({**expected, "exclude_query_text": self.exclude_query_text}, sort_keys=True)
             self._cache = _RESULTS.setdefault(key, {})
+        if self.index_dir is None and self.index_root is not None:
+            self.index_dir = keyed_index_dir(self.index_root, expected)
         if self.index_dir is not None and not rebuild:
             try:
                 self._index = PassageIndex.load(self.index_dir, expected, self.spec)
@@ -295,9 +340,13 @@ class Retriever:
                 pass  # missing or stale: rebuild below
         self._vectors = {}
         start = time.perf_counter()
-        vectors = self.encoder.encode([self.corpus.passage(i) for i in range(len(self.corpus))],
-                                      normalize=self.spec.metric == "cosine")
-        self._index = PassageIndex.build(vectors, self.spec, expected)
+        texts = [self.corpus.passage(i) for i in range(len(self.corpus))]
+        where = f" into {self.index_dir}" if self.index_dir is not None else ""
+        vectors = self.encoder.encode(texts, normalize=self.spec.metric == "cosine",
+                                      progress=f"embedding {len(texts):,} {self.corpus.name} passages{where} "
+                                               "(first run only)")
+        self._index = PassageIndex.build(vectors, self.spec, expected,
+                                         progress=f"building the {self.spec.kind} index")
         self.stats["build_seconds"] = time.perf_counter() - start
         self.stats["built"] = True
         if self.index_dir is not None:

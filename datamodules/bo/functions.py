@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.base import SeededDataModule
 from datamodules.cache import cached_build, spec_key
 from datamodules.episodes import SPLITS, episode_generator
+from datamodules.progress import Progress
 
 # ----------------------------------------------------------------------------------------------------------------
 # Tasks and batches
@@ -456,7 +457,11 @@ class HPOBSurrogateSampler:
         spec = {"hpob_gps_data_sha256": digest.hexdigest()}
 
         def fit() -> tuple[list[str], list[dict[str, torch.Tensor]]]:
-            fitted = {k: fit_dataset_gp(*datasets[k], max_points=max_gp_points) for k in names}
+            fitted = {}
+            with Progress(f"HPO-B: fitting {len(names)} surrogate GPs", len(names), "GPs") as bar:
+                for k in names:
+                    fitted[k] = fit_dataset_gp(*datasets[k], max_points=max_gp_points)
+                    bar.update()
             fitted = {k: v for k, v in fitted.items() if v is not None}
             if not fitted:
                 raise ValueError("HPO-B surrogate sampler: no meta-train dataset could be fitted (all have "

@@ -89,6 +89,7 @@ Cache
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -110,6 +111,7 @@ from datamodules.cache import MANIFEST_FILE, build_problem, cached_build, data_r
 from datamodules.episodes import SPLITS, Source, TensorSource
 from datamodules.images.readers import ImageEpisodes
 from datamodules.images.transforms import GRAY_MEAN, GRAY_STD
+from datamodules.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -869,11 +871,17 @@ def _render_all(params: dict[str, Any], faces: Sequence[Face], workers: int | No
               "reference_faces": params["lookalike"]["reference_faces"]}) for cp in candidates]
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     t0 = time.perf_counter()
-    if workers > 1 and len(jobs) > 64:
-        with _pool(workers) as pool:
-            results = list(pool.imap(_render_class, jobs, chunksize=16))
-    else:
-        results = [_render_class(j) for j in jobs]
+    with Progress(f"Glyphs: rendering {len(jobs):,} candidate classes x {n_inst} instances", len(jobs),
+                  "classes") as bar:
+        results = []
+        with contextlib.ExitStack() as stack:
+            if workers > 1 and len(jobs) > 64:
+                rendered = stack.enter_context(_pool(workers)).imap(_render_class, jobs, chunksize=16)
+            else:
+                rendered = map(_render_class, jobs)
+            for r in rendered:  # imap yields in job order as classes finish: the count is what is done
+                results.append(r)
+                bar.update()
 
     log.info("Glyphs: rendered %d candidates x %d instances with %d process(es) in %.1f s", len(jobs), n_inst,
              workers, time.perf_counter() - t0)

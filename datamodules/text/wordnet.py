@@ -27,6 +27,13 @@ with simple plural forms); with the defaults 35,880 passages remain of 62,471 ca
 build time by :func:`find_leaks`, checked again when a cached corpus is loaded with ``verify_leaks``, and tested.
 Every synset under a category root, used as an example or not, is kept out of the corpus.
 
+**The knowledge-gap variant** (``text="lemma"``, issue 21): the query is the synset's lemmas alone (``"trench
+knife"``), which lack the knowledge that decides its category; the corpus (``wordnet-knowledge``) is every synset
+except the category roots, *including* the examples' own synsets, whose glosses are that knowledge, and never
+contains a category's label term. An example whose own passage names a category is dropped, so every example's
+gold passage (``examples[i]["passage"]``, :meth:`WordNetDataModule.gold_passages`) is in the corpus. With the
+defaults: 179 classes (103 / 40 / 36 train / val / test), 14,922 examples, 79,512 passages.
+
 **Caching.** Parsing WordNet and cutting the hierarchy take seconds, so the result is written to
 ``<cache_dir>/<build key>/`` (benchmark JSON + passages JSON lines + a manifest recording the build parameters,
 sha256 of the WordNet data files and of each output file) by :func:`datamodules.cache.cached_build`: built under a
@@ -53,9 +60,13 @@ import torch
 
 from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.episodes import SPLITS, Source
+from datamodules.progress import Progress
 from datamodules.text.readers import PassageCorpus, TextEpisodicDataModule, TextSource
 
-BUILD_VERSION = 1  # bump when the construction changes, so every cache is rebuilt
+BUILD_VERSION = 2  # bump when the construction changes, so every cache is rebuilt (2: capped builds share the corpus)
+#: What an example's text is: the definition (gloss), the lemmas and the definition, or the lemmas alone (the
+#: knowledge-gap benchmark: the deciding knowledge is in the corpus, see the module docstring).
+TEXTS = ("definition", "lemma_definition", "lemma")
 POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
 LEXNAMES = [
     "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
@@ -355,8 +366,8 @@ def build_benchmark(wn: WordNet, min_examples: int = 40, max_category_size: int 
         raise ValueError(f"need 1 <= min_examples <= max_category_size, got {min_examples}, {max_category_size}")
     if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) <= 0:
         raise ValueError(f"split_fractions must be three positive numbers summing to 1, got {split_fractions}")
-    if text not in ("definition", "lemma_definition"):
-        raise ValueError(f"text must be 'definition' or 'lemma_definition', got {text!r}")
+    if text not in TEXTS:
+        raise ValueError(f"text must be one of {TEXTS}, got {text!r}")
     syn = wn.synsets
     children: dict[str, list[str]] = {}
     for key, s in syn.items():
@@ -408,8 +419,15 @@ def build_benchmark(wn: WordNet, min_examples: int = 40, max_category_size: int 
 
     def example_text(s: Synset) -> str:
         if text == "lemma_definition":
-            return f"{', '.join(w.replace('_', ' ') for w in s.lemmas)}: {s.definition}"
+            return f"{_lemma_title(s)}: {s.definition}"
+        if text == "lemma":
+            return _lemma_title(s)
         return s.definition
+
+    # text="lemma" (knowledge gap): an example's own passage (its lemmas and gloss) is the knowledge that decides
+    # its class, so it must be in the corpus, hence must not name any category: examples whose passage does are
+    # dropped. The terms of every candidate category are used (a superset of the kept ones): stricter, not looser.
+    naming = PhraseMatcher(f for c in cats for term in _label_terms(syn[c]) for f in plural_forms(term))
 
     per_cat: dict[str, list[tuple[str, str]]] = {c: [] for c in cats}
     text_classes: dict[str, set[str]] = {}
@@ -423,6 +441,8 @@ def build_benchmark(wn: WordNet, min_examples: int = 40, max_category_size: int 
             continue
         if drop_self_naming and PhraseMatcher(
                 f for term in _label_terms(syn[c]) for f in plural_forms(term)).find(t) is not None:
+            continue
+        if text == "lemma" and naming.find(_passage_text(syn[m])) is not None:
             continue
         per_cat[c].append((t, m))
         text_classes.setdefault(t, set()).add(c)
@@ -444,7 +464,9 @@ def build_benchmark(wn: WordNet, min_examples: int = 40, max_category_size: int 
         categories.append({"name": wn.names[c], "key": c, "label_terms": _label_terms(syn[c]),
                            "split": _split_of(split_seed, wn.names[c], split_fractions), "size": len(kept),
                            "definition": syn[c].definition})
-        examples += [{"text": t, "label": idx, "synset": m} for t, m in kept]
+        # knowledge gap: the example's own synset is its gold passage (the corpus id), for the ceiling
+        examples += [{"text": t, "label": idx, "synset": m, **({"passage": m} if text == "lemma" else {})}
+                     for t, m in kept]
     counts = {s: sum(1 for c in categories if c["split"] == s) for s in SPLITS}
     if min(counts.values()) < 2:
         raise ValueError(f"WordNet benchmark: too few categories per split {counts}; lower min_examples or raise "
@@ -453,27 +475,56 @@ def build_benchmark(wn: WordNet, min_examples: int = 40, max_category_size: int 
     return {"categories": categories, "examples": examples, "members": members}
 
 
-def build_passages(wn: WordNet, bench: dict[str, Any]) -> tuple[PassageCorpus, dict[str, int]]:
-    """The retrieval corpus: every synset outside the benchmark's category subtrees, minus any leaking one.
+def _lemma_title(s: Synset) -> str:
+    return ", ".join(w.replace("_", " ") for w in s.lemmas)
 
-    Returns the corpus and counts of what was left out (for the manifest).
+
+def _passage_text(s: Synset) -> str:
+    """A synset as the corpus holds it, ``"<lemmas>: <gloss>"`` (= ``PassageCorpus.passage``)."""
+    return f"{_lemma_title(s)}: {s.gloss}"
+
+
+def knowledge_gap(bench: dict[str, Any]) -> bool:
+    """Whether ``bench`` is the knowledge-gap variant (queries are lemmas, the corpus holds their glosses)."""
+    return bool(bench["examples"]) and "passage" in bench["examples"][0]
+
+
+def build_passages(wn: WordNet, bench: dict[str, Any], knowledge: bool = False
+                   ) -> tuple[PassageCorpus, dict[str, int]]:
+    """The retrieval corpus, minus any leaking passage; returns it and counts of what was left out (for the manifest).
+
+    ``knowledge=False`` (queries are definitions): every synset *outside* the benchmark's category subtrees; a
+    passage leaks if it contains an example's text or a category's label term.
+
+    ``knowledge=True`` (queries are lemmas, ``text="lemma"``): every synset except the category roots, the
+    examples' own synsets included, since their glosses are the knowledge a lemma lacks. A passage leaks if it
+    contains a category's label term; it may contain an example's text (a lemma), since a passage *about* the
+    query is the point. Every example's own passage (its gold passage) is in the corpus: the benchmark dropped the
+    examples whose passage names a category.
     """
     members = set(bench["members"])
+    excluded = {c["key"] for c in bench["categories"]} if knowledge else members
     ids, titles, texts = [], [], []
     for key in sorted(wn.synsets):
-        if key in members:
+        if key in excluded:
             continue
         s = wn.synsets[key]
         ids.append(key)
-        titles.append(", ".join(w.replace("_", " ") for w in s.lemmas))
+        titles.append(_lemma_title(s))
         texts.append(s.gloss)
-    corpus = PassageCorpus(ids, titles, texts, name="wordnet-passages")
-    leaks = find_leaks([corpus.passage(i) for i in range(len(corpus))], [e["text"] for e in bench["examples"]],
+    corpus = PassageCorpus(ids, titles, texts, name="wordnet-knowledge" if knowledge else "wordnet-passages")
+    leaks = find_leaks([corpus.passage(i) for i in range(len(corpus))],
+                       [] if knowledge else [e["text"] for e in bench["examples"]],
                        [t for c in bench["categories"] for t in c["label_terms"]])
     bad = {i for i, _ in leaks}
     keep = [i for i in range(len(corpus)) if i not in bad]
     clean = PassageCorpus([ids[i] for i in keep], [titles[i] for i in keep], [texts[i] for i in keep],
-                          name="wordnet-passages")
+                          name=corpus.name)
+    if knowledge:
+        kept = set(clean.ids)
+        missing = [e["passage"] for e in bench["examples"] if e["passage"] not in kept]
+        if missing:  # build_benchmark's filter and this one disagree: a bug, never a silent ceiling gap
+            raise AssertionError(f"{len(missing)} examples lost their gold passage (first: {missing[0]})")
     return clean, {"candidates": len(ids), "leaking_removed": len(bad), "kept": len(keep),
                    "benchmark_subtree_synsets": len(members)}
 
@@ -493,9 +544,19 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
     spec = {"version": BUILD_VERSION, "params": params, "wordnet": files.fingerprint()}
 
     def build(out: Path) -> dict[str, Any]:
-        wn = read_wordnet(files)
-        bench = build_benchmark(wn, **params)
-        corpus, stats = build_passages(wn, bench)
+        # three steps of similar length (parse, cut, corpus + leak check): ~15 s on one core, worth a line
+        with Progress(f"building the WordNet benchmark into {out.parent}", 3, "steps") as bar:
+            wn = read_wordnet(files)
+            bar.update()
+            bench = build_benchmark(wn, **params)
+            # A capped build (max_per_class) gets the uncapped build's corpus: leak-free for every example, so for
+            # its subset too, and the same passages, hence one shared retrieval index instead of two ~36k-passage
+            # embeddings (the cap only removes examples; categories and subtrees are the same).
+            full = bench if params.get("max_per_class") is None else build_benchmark(
+                wn, **{**params, "max_per_class": None})
+            bar.update()
+            corpus, stats = build_passages(wn, full, knowledge=params.get("text") == "lemma")
+            bar.update()
         atomic_write_text(out / "benchmark.json", json.dumps(bench, ensure_ascii=False))
         corpus.write_jsonl(out / "passages.jsonl")
         return {"source": str(files.path), "corpus": stats, "corpus_checksum": corpus.checksum,
@@ -505,13 +566,13 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
     # The spec sits under one "spec" field of the manifest, as caches written before cached_build have it.
     out = cached_build(Path(cache_dir).expanduser() / f"wordnet-{spec_key(spec)}", {"spec": spec}, build)
     bench = json.loads((out / "benchmark.json").read_text())
-    corpus = _read_corpus(out / "passages.jsonl")
+    corpus = _read_corpus(out / "passages.jsonl", "wordnet-knowledge" if knowledge_gap(bench) else "wordnet-passages")
     if verify_leaks:
         _assert_leak_free(bench, corpus)
     return bench, corpus, out
 
 
-def _read_corpus(path: Path) -> PassageCorpus:
+def _read_corpus(path: Path, name: str) -> PassageCorpus:
     ids, titles, texts = [], [], []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -519,12 +580,16 @@ def _read_corpus(path: Path) -> PassageCorpus:
             ids.append(row["id"])
             titles.append(row["title"])
             texts.append(row["text"])
-    return PassageCorpus(ids, titles, texts, name="wordnet-passages")
+    return PassageCorpus(ids, titles, texts, name=name)
 
 
 def _assert_leak_free(bench: dict[str, Any], corpus: PassageCorpus) -> None:
-    leaks = find_leaks([corpus.passage(i) for i in range(len(corpus))], [e["text"] for e in bench["examples"]],
+    knowledge = knowledge_gap(bench)  # there a passage may hold an example's text (a lemma): see build_passages
+    leaks = find_leaks([corpus.passage(i) for i in range(len(corpus))],
+                       [] if knowledge else [e["text"] for e in bench["examples"]],
                        [t for c in bench["categories"] for t in c["label_terms"]])
+    if knowledge and not {e["passage"] for e in bench["examples"]} <= set(corpus.ids):
+        raise ValueError("WordNet knowledge-gap corpus lacks some examples' gold passages; delete the cache to rebuild")
     if leaks:
         i, hit = leaks[0]
         raise ValueError(f"WordNet passage corpus leaks: passage {corpus.ids[i]!r} contains {hit!r} "
@@ -547,9 +612,15 @@ class WordNetDataModule(TextEpisodicDataModule):
         split_seed: seeds the category split (not the episodes: that is ``seed``).
         drop_self_naming: drop examples whose text names their category.
         min_words: drop definitions shorter than this many words.
-        max_per_class: cap on examples per class (None: all).
+        max_per_class: cap on examples per class (None: all). The passage corpus stays the uncapped build's
+            (leak-free for every example), so capped and full settings share one retrieval index.
         text: ``"definition"`` (the gloss only) or ``"lemma_definition"`` (``"beagle: a small ..."``): with the
             lemma the task also tests what the encoder knows about the word, without it only the description.
+            ``"lemma"``: the **knowledge-gap** benchmark (issue 21): the query is the synset's lemmas alone
+            (``"beagle"``), which lack the knowledge that decides the class; the corpus
+            (``wordnet-knowledge``) holds every synset's ``"<lemmas>: <gloss>"`` except the category roots,
+            the examples' own included, and never a category's label term; an example whose own passage names a
+            category is dropped, so each example's gold passage is in the corpus (:meth:`gold_passages`).
         verify_leaks: re-run the leak check when loading a cached corpus (it always runs when building).
         **kwargs: see :class:`datamodules.text.TextEpisodicDataModule`; a ``corpus_path`` replaces the WordNet
             corpus with another one.
@@ -602,6 +673,22 @@ class WordNetDataModule(TextEpisodicDataModule):
     def passage_corpus(self) -> PassageCorpus | None:
         self.prepare()
         return super().passage_corpus()
+
+    def gold_passages(self) -> dict[str, int]:
+        """Knowledge-gap benchmark (``text="lemma"``): example text -> corpus index of its own synset's passage,
+        the passage that holds the knowledge deciding its class (for the ceiling: the gold passage given directly).
+        """
+        self.prepare()
+        if not knowledge_gap(self.benchmark):
+            raise ValueError("WordNetDataModule.gold_passages: only the knowledge-gap benchmark (text='lemma') has "
+                             f"gold passages; this one has text={self.params['text']!r}")
+        corpus = self.passage_corpus()
+        where = {pid: i for i, pid in enumerate(corpus.ids)}
+        missing = [e["passage"] for e in self.benchmark["examples"] if e["passage"] not in where]
+        if missing:
+            raise ValueError(f"WordNetDataModule.gold_passages: {len(missing)} gold passages are not in the corpus "
+                             f"in use (first: {missing[0]}); a corpus_path or max_passages replaced or cut it")
+        return {e["text"]: where[e["passage"]] for e in self.benchmark["examples"]}
 
     def label_terms(self) -> dict[int, list[str]]:
         """Class id -> the words that name it (what the corpus never contains)."""
