@@ -66,12 +66,17 @@ DATASETS: dict[str, dict[str, Any]] = {
         "logit": "configs/protonet_nota/wordnet-rel-logit.yaml", "results": "gpam_wordnet_rel", "suffix": "",
         "label": "WordNet-Rel", "register": {1: "gpam-minilm-wordnet-rel-5w1s", 5: "gpam-minilm-wordnet-rel-5w5s"},
         "quick_data": ["--data.min_per_relation=20", "--data.max_per_relation=20"],
+        "methods": ["gpam", "protonet-threshold-views", "protonet-threshold", "gpam-no-views", "gpam-point",
+                    "gpam-fixed-margin"],
+        "budget": {"epochs": 5, "train": 100, "val": 40, "test": 150},
         "command": "python benchmarks/gpam_wordnet_rel.py"},
     "fewrel-nyt-semeval": {
         "gpam": "configs/gpam/fewrel-nyt-semeval.yaml", "proto": "configs/protonet_nota/fewrel-nyt-semeval.yaml",
         "logit": None, "results": "gpam_fewrel_nyt_semeval", "suffix": "-fewrel-nyt-semeval",
         "label": "FewRel 2.0 NYT + SemEval", "register": {1: "gpam-minilm-fewrel-nyt-semeval-5w1s"},
         "quick_data": ["--data.max_per_relation=20"],
+        "methods": ["gpam", "protonet-threshold-views", "protonet-threshold"],
+        "budget": {"epochs": 6, "train": 100, "val": 50, "test": 200},
         "command": "python benchmarks/gpam_fewrel_nyt_semeval.py"},
 }
 ABLATIONS = {"gpam-no-views": "no-views", "gpam-point": "point-prototypes", "gpam-fixed-margin": "fixed-margin"}
@@ -238,11 +243,16 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, a few episodes: checks the pipeline")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--methods", nargs="+", default=None, help="default: every method of the data set")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--train-episodes", type=int, default=100)
-    parser.add_argument("--val-episodes", type=int, default=50)
-    parser.add_argument("--test-episodes", type=int, default=200)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="default: the data set's methods (the logit baseline and, on FewRel, the ablations "
+                             "only when named)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the data set's budget")
+    parser.add_argument("--train-episodes", type=int, default=None)
+    parser.add_argument("--val-episodes", type=int, default=None)
+    parser.add_argument("--test-episodes", type=int, default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help="add to the results file's runs (same budget), skipping the (method, shot, seed) runs it "
+                             "has: how a benchmark longer than one --max-minutes budget is finished")
     parser.add_argument("--max-per-relation", type=int, default=None,
                         help="cap on instances per relation (FewRel NYT/SemEval: bounds the encoder pass)")
     parser.add_argument("--max-minutes", type=float, default=None,
@@ -253,7 +263,12 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> None:
     args = parser.parse_args(argv)
     d = DATASETS[args.dataset]
     methods = methods_of(args.dataset)
-    args.methods = args.methods or list(methods)
+    args.methods = args.methods or list(d["methods"])
+    budget = d["budget"]
+    args.epochs = budget["epochs"] if args.epochs is None else args.epochs
+    args.train_episodes = budget["train"] if args.train_episodes is None else args.train_episodes
+    args.val_episodes = budget["val"] if args.val_episodes is None else args.val_episodes
+    args.test_episodes = budget["test"] if args.test_episodes is None else args.test_episodes
     unknown = set(args.methods) - set(methods)
     if unknown:
         parser.error(f"--methods: {sorted(unknown)} are not methods of {args.dataset}; choose among {list(methods)}")
@@ -264,10 +279,33 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> None:
         args.train_episodes, args.val_episodes, args.test_episodes = 10, 6, 20
         data_args = d["quick_data"]
     episodes = {"train": args.train_episodes, "val": args.val_episodes, "test": args.test_episodes}
+    name = d["results"] + ("_quick" if args.quick else "")
+    rows: list[dict[str, Any]] = []
+    exports: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    commands = [command]
+    if args.resume:
+        import json
+
+        from common import RESULTS
+
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            parser.error(f"--resume: {path} does not exist")
+        old = json.loads(path.read_text())
+        was = (old["setting"]["episodes"], old["setting"]["epochs"], old["setting"].get("data_args", []))
+        if was != (episodes, args.epochs, data_args):
+            parser.error(f"--resume: {path} was measured with episodes/epochs/data {was}, this run asks for "
+                         f"{(episodes, args.epochs, data_args)}; the same budget is needed")
+        rows, exports = old["runs"], old.get("registry_entries", {})
+        commands = [*old.get("commands", [old["command"]]), command]
+        extra = {k: old[k] for k in ("transfer",) if k in old}
+        if old.get("stopped"):
+            extra["stopped_earlier"] = old["stopped"]
+    done = {(r["method"], r["shot"], r["seed"]) for r in rows}
     begun = time.perf_counter()
     encode_seconds = warm_features(args.dataset, data_args)
     torch.set_num_threads(args.threads)
-    name = d["results"] + ("_quick" if args.quick else "")
     setting = {"dataset": d["label"], "episodes": episodes, "epochs": args.epochs, "seeds": args.seeds,
                "eval_seed": 0, "n_way": 5, "queries_per_episode": 15, "train_na_rate": 0.5, "val_na_rate": 0.3,
                "test_na_rates": list(RATES), "protocol": "dproto", "data_args": data_args,
@@ -277,9 +315,6 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> None:
                                   "same fixed validation episodes (threshold baselines re-tune their threshold "
                                   "at each validation)",
                "configs": {m: [c, *o] for m, (c, o) in methods.items()}}
-    rows: list[dict[str, Any]] = []
-    exports: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
     stopped: list[str] = []
 
     def seeds_reason() -> str | None:
@@ -290,7 +325,8 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> None:
         """Results so far (written after every run, so a run cut short by its time budget still leaves them)."""
         summary, claims = summarize(rows, args.dataset, seeds_reason() or "quick pipeline check")
         load = dict(zip(("load_1min", "load_5min", "load_15min"), (round(x, 2) for x in os.getloadavg())))
-        return write_results(name, {"command": command, "complete": complete, "setting": setting,
+        return write_results(name, {"command": commands[0], "commands": commands, "complete": complete,
+                                    "setting": setting,
                                     "summary": summary, "claims": claims, "runs": rows, "stopped": stopped,
                                     "registry_entries": exports, **extra, "load_average_at_end": load})
 
@@ -305,20 +341,24 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> None:
                     stopped.append(f"{', '.join(methods_now)} 5-way {shot}-shot seed {seed} not run")
                     continue
                 for method in methods_now:
+                    if (method, shot, seed) in done:
+                        continue
                     r = run(args.dataset, method, shot, seed, episodes, args.epochs, tmp, data_args)
                     rows.append(r)
                     print(f"5-way {shot}-shot {method:24s} seed {seed}: " + ", ".join(
                         f"NOTA {k}: {100 * v['acc']:.2f} +- {100 * v['ci95']:.2f} % (F1 {v['nota_f1']:.3f})"
                         for k, v in r["rates"].items()) + f"; epoch {r['selected_epoch']}; "
                         f"train {r['train_seconds']:.0f} s", flush=True)
-            if args.export and not args.quick and "gpam" in methods_now and shot in d["register"]:
-                best = max((r for r in rows if r["shot"] == shot and r["method"] == "gpam"),
+            if (args.export and not args.quick and "gpam" in methods_now and shot in d["register"]
+                    and any(r["method"] == "gpam" and r["shot"] == shot and "_cli" in r for r in rows)):
+                # among this invocation's GPAM runs (an earlier invocation's models are not in memory)
+                best = max((r for r in rows if r["shot"] == shot and r["method"] == "gpam" and "_cli" in r),
                            key=lambda r: r["best_val_acc"])
                 exports.update(export(args.dataset, best, shot, episodes, args.epochs, command, data_args))
             for r in rows:
                 r.pop("_cli", None)  # each holds a model
             save(complete=False)
-    if args.dataset == "fewrel-nyt-semeval":
+    if args.dataset == "fewrel-nyt-semeval" and "transfer" not in extra:
         got = transfer("gpam-minilm-wordnet-rel-5w1s", args.dataset, episodes, data_args)
         if got:
             extra["transfer"] = got
