@@ -123,6 +123,13 @@ def raml_wordnet(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def nota_answer_ratio(runs: list, method: str, shot: int, rate: str) -> str:
+    """NOTA answers per NOTA query (recall / precision = predicted NOTA / true NOTA), mean over a method's seeds."""
+    vals = [r["rates"][rate]["nota_recall"] / r["rates"][rate]["nota_precision"] for r in runs
+            if r["method"] == method and r["shot"] == shot and r["rates"][rate]["nota_precision"] > 0]
+    return f"{sum(vals) / len(vals):.2f}" if vals else "-"
+
+
 def gpam_wordnet_rel(data: dict) -> str:
     """GPAM and its baselines on relation episodes with NOTA (WordNet-Rel or FewRel 2.0 NYT + SemEval)."""
     st = data["setting"]
@@ -136,11 +143,15 @@ def gpam_wordnet_rel(data: dict) -> str:
            f"{', '.join(map(str, st['seeds']))}; encoder {st['encoder']}, its features computed once "
            f"({st['encode_seconds'] / 60:.1f} min). Accuracy over N + 1 classes: mean over seeds (95% CI over the "
            "test episodes of the seed-averaged accuracy); NOTA F1 pooled over the test queries, mean over seeds; "
-           "selected epochs: the best-on-validation epoch of each seed (0-based)."
+           "selected epochs: the best-on-validation epoch of each seed (0-based); NOTA answered: how many NOTA answers "
+           "per NOTA query (NOTA recall / precision, mean over seeds; 1 is calibrated, above 1 the method answers NOTA "
+           "too often, below too rarely)."
            + ("" if data.get("complete", True) else " **Incomplete run**: the rows present are what finished"
-              + (f" ({'; '.join(data['stopped'])})." if data.get("stopped") else ".")), "",
+              + (f" ({len(data['stopped'])} groups of runs not started: `stopped` in the results file)."
+                 if data.get("stopped") else ".")), "",
            "| setting | method | " + " | ".join(f"NOTA {r:g}: acc, % (95% CI) / NOTA F1" for r in st["test_na_rates"])
-           + " | selected epochs | train s/run |", "|---|---|" + "---|" * len(st["test_na_rates"]) + "---|---|"]
+           + " | NOTA answered (" + " / ".join(f"{r:g}" for r in st["test_na_rates"]) + ") | selected epochs | train s/run |",
+           "|---|---|" + "---|" * len(st["test_na_rates"]) + "---|---|---|"]
     rows: dict[tuple[str, str], dict[str, dict]] = {}
     for key, e in data["summary"].items():
         setting, method, rate = key.split("/")
@@ -151,8 +162,10 @@ def gpam_wordnet_rel(data: dict) -> str:
                  for r in st["test_na_rates"]]
         first = next(iter(by_rate.values()))
         epochs = ", ".join("?" if x is None else str(x) for x in first.get("selected_epochs", []))
+        answered = " / ".join(nota_answer_ratio(data.get("runs", []), method, int(setting.split("w")[1][:-1]), f"{r:g}")
+                              for r in st["test_na_rates"])
         out.append(f"| {setting} | {method} | " + " | ".join(cells)
-                   + f" | {epochs or 'not recorded'} | {first['train_seconds_mean']:.0f} |")
+                   + f" | {answered} | {epochs or 'not recorded'} | {first['train_seconds_mean']:.0f} |")
     t = data.get("transfer")
     if t:
         out += ["", f"The shipped `{t['checkpoint']}` (trained on WordNet-Rel), tested as is on the same 1-shot test "
