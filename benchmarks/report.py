@@ -123,18 +123,35 @@ def raml_wordnet(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def nota_answer_ratio(runs: list, method: str, shot: int, rate: str) -> str:
+    """NOTA answers per NOTA query (recall / precision = predicted NOTA / true NOTA), mean over a method's seeds."""
+    vals = [r["rates"][rate]["nota_recall"] / r["rates"][rate]["nota_precision"] for r in runs
+            if r["method"] == method and r["shot"] == shot and r["rates"][rate]["nota_precision"] > 0]
+    return f"{sum(vals) / len(vals):.2f}" if vals else "-"
+
+
 def gpam_wordnet_rel(data: dict) -> str:
+    """GPAM and its baselines on relation episodes with NOTA (WordNet-Rel or FewRel 2.0 NYT + SemEval)."""
     st = data["setting"]
     ep = st["episodes"]
-    out = [f"Budget: {st['epochs']} epochs of {ep['train']} training episodes (NOTA rate {st['train_na_rate']}), "
-           f"{ep['val']} validation episodes per epoch (NOTA rate {st['val_na_rate']}; best-on-validation checkpoint, "
-           f"where the threshold baseline also tunes its threshold), {ep['test']} fixed test episodes per NOTA rate "
+    data_args = f" ({' '.join(st['data_args'])})" if st.get("data_args") else ""
+    out = [f"{st.get('dataset', 'WordNet-Rel')}{data_args}. Budget, the same for every method: {st['epochs']} epochs of "
+           f"{ep['train']} training episodes (NOTA rate {st['train_na_rate']}), {ep['val']} validation episodes per "
+           f"epoch (NOTA rate {st['val_na_rate']}; best-on-validation checkpoint, where the threshold baselines also "
+           f"tune their threshold), {ep['test']} fixed test episodes per NOTA rate "
            f"(5-way, {st['queries_per_episode']} queries, {st['protocol']} protocol); seeds "
            f"{', '.join(map(str, st['seeds']))}; encoder {st['encoder']}, its features computed once "
-           f"({st['encode_seconds'] / 60:.1f} min)."
-           + ("" if data.get("complete", True) else " **Incomplete run**: the rows present are what finished."), "",
+           f"({st['encode_seconds'] / 60:.1f} min). Accuracy over N + 1 classes: mean over seeds (95% CI over the "
+           "test episodes of the seed-averaged accuracy); NOTA F1 pooled over the test queries, mean over seeds; "
+           "selected epochs: the best-on-validation epoch of each seed (0-based); NOTA answered: how many NOTA answers "
+           "per NOTA query (NOTA recall / precision, mean over seeds; 1 is calibrated, above 1 the method answers NOTA "
+           "too often, below too rarely)."
+           + ("" if data.get("complete", True) else " **Incomplete run**: the rows present are what finished"
+              + (f" ({len(data['stopped'])} groups of runs not started: `stopped` in the results file)."
+                 if data.get("stopped") else ".")), "",
            "| setting | method | " + " | ".join(f"NOTA {r:g}: acc, % (95% CI) / NOTA F1" for r in st["test_na_rates"])
-           + " | train s/run |", "|---|---|" + "---|" * len(st["test_na_rates"]) + "---|"]
+           + " | NOTA answered (" + " / ".join(f"{r:g}" for r in st["test_na_rates"]) + ") | selected epochs | train s/run |",
+           "|---|---|" + "---|" * len(st["test_na_rates"]) + "---|---|---|"]
     rows: dict[tuple[str, str], dict[str, dict]] = {}
     for key, e in data["summary"].items():
         setting, method, rate = key.split("/")
@@ -143,8 +160,18 @@ def gpam_wordnet_rel(data: dict) -> str:
         cells = [f"{pct(by_rate[f'nota{r:g}']['acc'], by_rate[f'nota{r:g}']['ci95_over_episodes'])} / "
                  f"{by_rate[f'nota{r:g}']['nota_f1']:.3f}" if f"nota{r:g}" in by_rate else ""
                  for r in st["test_na_rates"]]
-        train = next(iter(by_rate.values()))["train_seconds_mean"]
-        out.append(f"| {setting} | {method} | " + " | ".join(cells) + f" | {train:.0f} |")
+        first = next(iter(by_rate.values()))
+        epochs = ", ".join("?" if x is None else str(x) for x in first.get("selected_epochs", []))
+        answered = " / ".join(nota_answer_ratio(data.get("runs", []), method, int(setting.split("w")[1][:-1]), f"{r:g}")
+                              for r in st["test_na_rates"])
+        out.append(f"| {setting} | {method} | " + " | ".join(cells)
+                   + f" | {answered} | {epochs or 'not recorded'} | {first['train_seconds_mean']:.0f} |")
+    t = data.get("transfer")
+    if t:
+        out += ["", f"The shipped `{t['checkpoint']}` (trained on WordNet-Rel), tested as is on the same 1-shot test "
+                    "episodes: " + "; ".join(f"NOTA {r}: {pct(v['acc'], v['acc_ci95'])}, NOTA F1 {v['nota_f1']:.3f} "
+                                             f"(NOTA recall {v['nota_recall']:.3f})" for r, v in t["rates"].items())
+                + "."]
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
@@ -364,7 +391,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
     "raml_wordnet": raml_wordnet, "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap,
     "passage_embedding": passage_embedding, "demo_phases": demo_phases,
-    "gpam_wordnet_rel": gpam_wordnet_rel,
+    "gpam_wordnet_rel": gpam_wordnet_rel, "gpam_fewrel_nyt_semeval": gpam_wordnet_rel,
     "meta_rtl_wordnet_qa": meta_rtl_wordnet_qa,
     "meta_dmoe_glyphs_domains": meta_dmoe_glyphs_domains,
 }

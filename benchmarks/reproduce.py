@@ -38,7 +38,11 @@ FULL = [
     "python benchmarks/maml_glyphs.py --settings 5w1s --max-time 00:00:07:00",
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
-    "python benchmarks/gpam_wordnet_rel.py --export",
+    "python benchmarks/gpam_wordnet_rel.py --export --max-minutes 21",
+    "python benchmarks/gpam_fewrel_nyt_semeval.py --export --max-minutes 19",
+    "python benchmarks/gpam_fewrel_nyt_semeval.py --export --methods gpam protonet-threshold-views protonet-threshold "
+    "gpam-point gpam-fixed-margin --max-minutes 20 --resume",
+    "python benchmarks/gpam_fewrel_nyt_semeval.py --resume --shots 1 --methods gpam",  # transfer row, re-registered
     "python benchmarks/meta_rtl_wordnet_qa.py",
     "python benchmarks/meta_dmoe_glyphs_domains.py --seeds 0 1 2",
 ]
@@ -55,6 +59,7 @@ QUICK = [
     "python benchmarks/batched_episodes.py --quick",
     "python benchmarks/demo_phases.py --quick",
     "python benchmarks/gpam_wordnet_rel.py --quick",
+    "python benchmarks/gpam_fewrel_nyt_semeval.py --quick",
     "python benchmarks/meta_rtl_wordnet_qa.py --quick",
     "python benchmarks/meta_dmoe_glyphs_domains.py --quick",
 ]

@@ -12,8 +12,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from datamodules.relations import RelationDataModule
 from datamodules.text import TextSource
 from fixtures.text.shared import load_encoder
-from zoo.gpam import (GPAM, ProtoNOTA, boundary_predict, class_radius, gaussian_distance, gaussian_prototypes,
+from zoo.gpam import (GPAM, VIEWS, ProtoNOTA, boundary_predict, class_radius, gaussian_distance, gaussian_prototypes,
                       gpam_loss_terms, nota_counts, nota_f1, semi_factual_views, tune_threshold)
+from zoo.relation_encoder import EntityMarkerEncoder, entity_window, mark_entities
 
 # -- pure pieces, by hand --------------------------------------------------------------------------------------------
 
@@ -52,6 +53,11 @@ def test_class_radius_by_hand():
     a, b = torch.tensor(0.5), torch.tensor(-0.25)
     assert torch.allclose(class_radius(var, a, b), torch.tensor([1 + 1 + 0.5 - 0.25, 1 + 0 + 0 - 0.25]))
     assert torch.allclose(class_radius(var, a, b, adaptive=False), torch.tensor([0.75, 0.75]))
+    # point metric: e_c = mean variance 2 and 4, r = 1.5 e_c - 0.25
+    spread = torch.tensor([[1.0, 3.0], [4.0, 4.0]])
+    assert torch.allclose(class_radius(spread, a, b, metric="point"), torch.tensor([2.75, 5.75]))
+    with pytest.raises(ValueError, match="metric"):
+        class_radius(spread, a, b, metric="cosine")
 
 
 def test_gpam_loss_terms_by_hand():
@@ -196,14 +202,73 @@ def test_bad_arguments_are_named(minilm):
         GPAM(minilm, projection_dim=8).episode_outputs(e)
 
 
-def test_an_entity_cut_off_by_truncation_names_the_instance():
-    enc = load_encoder(max_length=8)
+def test_entities_that_alone_do_not_fit_name_the_instance_and_the_length_needed():
+    enc = load_encoder(max_length=8)  # 6 sub-words besides [CLS] and [SEP]
     e = synthetic().dataset("train")[(0, 0)]
     e.extras["tokens"][0] = ["x"] * 20 + e.extras["tokens"][0]
     e.extras["head"] = e.extras["head"] + torch.tensor([[20, 20]] + [[0, 0]] * (len(e.extras["head"]) - 1))
     e.extras["tail"] = e.extras["tail"] + torch.tensor([[20, 20]] + [[0, 0]] * (len(e.extras["tail"]) - 1))
-    with pytest.raises(ValueError, match=r"item 0 .*beyond the encoder's max_length"):
+    # "@ Alice @ owns # Bob #" alone is 7 sub-words
+    with pytest.raises(ValueError, match=r"item 0 .*take 7 sub-words.*raise max_length to at least 9"):
         GPAM(enc, projection_dim=8, views=["main"]).episode_outputs(e)
+
+
+def test_entity_window_by_hand():
+    # "ab cd ef gh": "ab" and "gh" are two sub-words each; the entities (with markers) are the characters of "cd ef"
+    text = "ab cd ef gh"
+    offsets = [(0, 1), (1, 2), (3, 5), (6, 8), (9, 10), (10, 11)]
+    # budget 4: entities are sub-words 2-3, one spare sub-word each side -> 1..4, shrunk to whole words -> 2..3
+    assert entity_window(offsets, text, 3, 8, 4) == (3, 8)
+    assert entity_window(offsets, text, 3, 8, 6) == (0, 11)  # it fits: all of it
+    # budget 5 with the entity at the end: the window shifts left (2..5 -> starts at "cd")
+    assert entity_window(offsets, text, 9, 11, 5) == (3, 11)
+    with pytest.raises(ValueError, match="take 4 sub-words"):
+        entity_window(offsets, text, 0, 8, 3)
+
+
+def test_a_sentence_whose_entities_lie_past_128_sub_words_is_encoded_through_a_window():
+    enc = EntityMarkerEncoder(load_encoder(max_length=128))
+    tokens = ["x"] * 200 + ["Alice", "owns", "Bob"] + ["y"] * 10
+    text, h, t, hm, tm = mark_entities(tokens, [200, 200], [202, 202])
+    assert len(enc.encoder.tokenizer(text, add_special_tokens=False)["input_ids"]) == 217  # one sub-word per word
+    # 126 sub-words of budget; the 7 of "@ Alice @ owns # Bob #" and 10 "y" to the right leave 109 "x" on the left
+    short = ["x"] * 109 + ["Alice", "owns", "Bob"] + ["y"] * 10
+    cut, _ = enc.windowed([text], [(h, t, hm, tm)], ["long"])
+    assert cut == [mark_entities(short, [109, 109], [111, 111])[0]]
+    got = enc([(tokens, [200, 200], [202, 202])])
+    assert torch.allclose(got, enc([(short, [109, 109], [111, 111])]), atol=1e-5)
+
+
+def test_point_ablation_keeps_an_adaptive_radius(minilm):
+    """Unit variance in the distance, but each class's radius still follows its support views' spread (the old
+    ablation set var = 1, so every class got radius 1 + b)."""
+    torch.manual_seed(0)
+    e = synthetic(k_shot=2).dataset("train")[(0, 0)]
+    model = GPAM(minilm, projection_dim=16, prototype="point")
+    dist, radius = model.distances(e)
+    assert radius.unique().numel() == e.n_way
+    feats = model.view_features(e, VIEWS)
+    support = feats[:, : e.n_way * 2].transpose(0, 1).reshape(e.n_way, 2 * len(VIEWS), -1)
+    mu, var = gaussian_prototypes(support, model.log_prior_var.exp(), model.shrinkage)
+    assert torch.allclose(radius, var.mean(-1) * (1 + model.radius_a) + model.radius_b)
+    query = feats[:, e.n_way * 2:].mean(0)
+    assert torch.allclose(dist, (query.unsqueeze(1) - mu).pow(2).mean(-1), atol=1e-5)
+
+
+def test_multi_view_protonet_averages_the_views_as_gpam_does(minilm):
+    torch.manual_seed(0)
+    e = synthetic(k_shot=2).dataset("train")[(0, 0)]
+    model = ProtoNOTA(minilm, projection_dim=16, views=list(VIEWS))
+    feats = model.view_features(e, VIEWS)  # [V, items, d]
+    ns = e.n_way * 2
+    protos = feats[:, :ns].transpose(0, 1).reshape(e.n_way, 2 * len(VIEWS), -1).mean(1)
+    query = feats[:, ns:].mean(0)
+    assert torch.allclose(model.distances(e), (query.unsqueeze(1) - protos).pow(2).mean(-1), atol=1e-5)
+    main_only = ProtoNOTA(minilm, projection_dim=16)
+    main_only.load_state_dict(model.state_dict())
+    assert not torch.allclose(main_only.distances(e), model.distances(e))  # the views change what it sees
+    with pytest.raises(ValueError, match="views must start with 'main'"):
+        ProtoNOTA(minilm, views=["tail"])
 
 
 @pytest.mark.slow

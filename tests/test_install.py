@@ -47,6 +47,8 @@ CHECK = textwrap.dedent('''
     except pretrained.ChecksumError as err:
         report["refused"] = str(err)
     report["downloaded"] = sorted(p.name for p in Path(os.environ["METAZOO_DATA"]).rglob("*.safetensors"))
+    import datamodules.relations.fewrel as fewrel  # the shipped FewRel files, read (sha256 checked) from the install
+    report["nyt_semeval"] = [str(fewrel.SHIPPED), {k: len(v) for k, v in fewrel.nyt_semeval_sources(10).items()}]
     print("REPORT " + json.dumps(report))
 ''')
 
@@ -70,6 +72,9 @@ def test_a_non_editable_install_lists_configs_and_loads_every_checkpoint(tmp_pat
     run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
          str(target), str(source)], cwd=tmp_path, env=dict(os.environ, PIP_NO_INDEX="1"))
     assert not (target / "zoo" / "checkpoints" / "protonet-conv4-glyphs-5w1s.safetensors").exists()
+    shipped = target / "datamodules" / "relations" / "data" / "fewrel"  # FewRel NYT/SemEval beside their licence
+    assert {p.name for p in shipped.iterdir()} >= {"val_nyt.json", "val_semeval.json", "pid2name.json", "LICENSE",
+                                                   "README.md"}
 
     weights = tmp_path / "weights"  # a copy of the weights, the only place they are
     shutil.copytree(ROOT / "checkpoints", weights, ignore=shutil.ignore_patterns("*.yaml", "*.lock"))
@@ -105,3 +110,4 @@ def test_a_non_editable_install_lists_configs_and_loads_every_checkpoint(tmp_pat
     assert report["from_url"]
     assert report["downloaded"] == ["protonet-conv4-glyphs-5w1s.safetensors"]  # the refused download was not kept
     assert "sha256" in report["refused"] and "0" * 64 in report["refused"]
+    assert report["nyt_semeval"] == [str(shipped), {"train": 220, "val": 100, "test": 100}]

@@ -222,3 +222,65 @@ def test_entity_spans_survive_tokenisation():
         assert tok.decode(ids[first: last + 1]) == words
     with pytest.raises(ValueError, match="item 7.*tail span"):
         mark_entities(tokens, [1, 2], [9, 9], where="item 7")
+
+
+# -- FewRel 2.0 NYT + SemEval, shipped -------------------------------------------------------------------------------
+
+def test_the_shipped_nyt_semeval_files_are_verified_and_split_relation_disjointly():
+    from datamodules.relations.fewrel import NYT_SEMEVAL_SPLITS, SHIPPED, SHIPPED_SHA256, nyt_semeval_sources
+
+    readme = (SHIPPED / "README.md").read_text()
+    assert all(f"{sha}  {name}" in readme for name, sha in SHIPPED_SHA256.items())
+    assert (SHIPPED / "LICENSE").read_text().startswith("MIT License")
+    names = [r for split in NYT_SEMEVAL_SPLITS.values() for rels in split.values() for r in rels]
+    assert len(names) == len(set(names)) == 42  # every relation of both files, each in one split
+    src = nyt_semeval_sources(max_per_relation=30)
+    sizes = {s: len(v.class_names) for s, v in src.items()}
+    assert sizes == {"train": 22, "val": 10, "test": 10}
+    assert not set(src["train"].class_names) & set(src["test"].class_names)
+    counts = torch.bincount(src["val"].labels)
+    assert counts[counts > 0].tolist() == [30] * 10
+    # both directions of a SemEval relation type stay in one split
+    for split in NYT_SEMEVAL_SPLITS.values():
+        kinds = {r.split("(")[0] for r in split["val_semeval.json"]}
+        assert all({f"{k}(e1,e2)", f"{k}(e2,e1)"} & set(split["val_semeval.json"]) for k in kinds)
+    assert nyt_semeval_sources(max_per_relation=30)["test"].items == src["test"].items  # the same sample every time
+
+
+def test_a_modified_shipped_file_is_refused(tmp_path):
+    from datamodules.relations.fewrel import SHIPPED, nyt_semeval_sources
+
+    for f in SHIPPED.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "val_nyt.json").write_bytes((SHIPPED / "val_nyt.json").read_bytes()[:-10] + b"   ]}]}    ")
+    with pytest.raises(ValueError, match=r"val_nyt.json has sha256 [0-9a-f]{64}, expected b519adc6"):
+        nyt_semeval_sources(root=tmp_path)
+    (tmp_path / "pid2name.json").unlink()
+    with pytest.raises(FileNotFoundError, match="pid2name.json is missing"):
+        nyt_semeval_sources(root=tmp_path)
+
+
+def test_nyt_semeval_episodes_carry_generic_entity_types():
+    from datamodules.relations import FewRelNYTSemEval
+
+    dm = FewRelNYTSemEval(max_per_relation=10, synonym_rate=0.0, n_way=5, k_shot=1, q_query=3, test_na_rates=[0.3])
+    dm.setup()
+    assert set(dm.sources["train"].fields["head_type"]) == {"entity"}
+    e = next(iter(dm.test_dataloader()[0]))
+    assert len(e.extras["tokens"]) == len(e.support_x) + len(e.query_x) and e.n_way == 5
+    with pytest.raises(ValueError, match="max_per_relation"):
+        FewRelNYTSemEval(max_per_relation=0, n_way=5, k_shot=1, q_query=3)
+
+
+def test_the_fewrel_nyt_semeval_config_fits_from_the_shipped_files(tmp_path):
+    """The shipped config end to end, a tiny fit: nothing but the package's files (and WordNet for synonyms)."""
+    from zoo.cli import main
+
+    main(["fit", "--config", str(ROOT / "configs/gpam/fewrel-nyt-semeval.yaml"), "--config",
+          str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",
+          "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--data.train_episodes=2",
+          "--data.val_episodes=2", "--data.test_episodes=2", "--data.max_per_relation=8", "--data.synonym_rate=0",
+          "--data.test_na_rates=[0.3]"])
+    run = next((tmp_path / "csv").iterdir())
+    assert next((run / "checkpoints").glob("best-*.ckpt"))
+    assert "test/nota0.3/acc" in (run / "metrics.csv").read_text().splitlines()[0]

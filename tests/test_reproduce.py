@@ -31,7 +31,8 @@ def recorded_commands() -> set[str]:
         per_family = {f["command"] for f in families.values() if isinstance(f, dict) and "command" in f}
         runs = data.get("runs") if isinstance(data.get("runs"), dict) else {}
         per_run = {r["command"] for r in runs.values() if isinstance(r, dict) and "command" in r}
-        out |= per_family or per_run or {data["command"]}
+        # a benchmark finished over several --resume invocations lists them all under ``commands``
+        out |= per_family or per_run or set(data.get("commands") or [data["command"]])
     return out
 
 

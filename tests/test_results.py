@@ -20,7 +20,7 @@ FIELDS = {"id": str, "statement": str, "diff": float, "ci95": float, "n": int, "
 #: Results files whose claims between trained methods still stand on items pooled from fewer than 5 seeds (measured
 #: before the comparison protocol), with the issue that re-measures them. The README marks each such claim
 #: "pre-protocol". A file leaves this map when it is re-measured; no file joins it.
-PRE_PROTOCOL = {"gpam_wordnet_rel": 19, "meta_rtl_wordnet_qa": 19, "maml_glyphs": 20, "meta_dmoe_glyphs_domains": 20,
+PRE_PROTOCOL = {"meta_rtl_wordnet_qa": 19, "maml_glyphs": 20, "meta_dmoe_glyphs_domains": 20,
                 "susana_glyphs": 20, "protonet_glyphs": 20, "nap": 21, "raml_wordnet": 21}
 SHIPPED = [p for p in sorted(RESULTS.glob("*.json")) if not p.stem.endswith("_quick")]
 
@@ -149,3 +149,26 @@ def test_faiss_bench_states_claims_for_the_default_indexes_from_per_query_values
     hnsw = rows[("hnsw", "M=32, efConstruction=200, efSearch=128")]
     assert claims["faiss-hnsw-default-recall-at-10-above-0.95"]["diff"] == pytest.approx(hnsw["recall_at_10"] - 0.95,
                                                                                          abs=1e-4)
+
+
+def test_gpam_benchmark_claims_pair_the_methods_seed_by_seed():
+    """The GPAM benchmark's claims: per seed, the mean paired difference over the shared test episodes, then a
+    t-interval over the seeds (a seed one method lacks is left out), and the NOTA-answered ratio by hand."""
+    bench = load_benchmark_module("gpam_wordnet_rel")
+    report = load_benchmark_module("report")
+
+    def row(method, seed, accs, recall=0.5, precision=0.25):
+        rates = {r: {"acc": sum(accs) / len(accs), "nota_f1": 0.3, "per_episode": accs, "nota_recall": recall,
+                     "nota_precision": precision} for r in ("0.15", "0.3", "0.5")}
+        return {"method": method, "shot": 1, "seed": seed, "train_seconds": 1.0, "selected_epoch": 0, "rates": rates}
+
+    gains = [0.1, 0.2, 0.3, 0.2, 0.2]
+    rows = [row("gpam", s, [0.5 + g, 0.5 + g]) for s, g in enumerate(gains)]
+    rows += [row("protonet-threshold-views", s, [0.5, 0.5]) for s in range(6)]  # seed 5: no GPAM run to pair with
+    _, claims = bench.summarize(rows, "wordnet-rel")
+    c = next(c for c in claims if c["id"] == "gpam-vs-protonet-threshold-views-5w1s-nota0.3")
+    # per-seed differences 0.1 0.2 0.3 0.2 0.2: the hand computation of test_seed_claim_is_a_t_interval...
+    assert c["seeds"] == 5 and c["unit"] == "seeds" and c["items"] == 10
+    assert c["diff"] == pytest.approx(0.2) and c["ci95"] == pytest.approx(0.087798, abs=1e-6) and c["holds"]
+    assert report.nota_answer_ratio(rows, "gpam", 1, "0.3") == "2.00"  # recall 0.5 / precision 0.25
+    assert report.nota_answer_ratio(rows, "gpam-point", 1, "0.3") == "-"

@@ -24,12 +24,15 @@ and is a constructor switch.
   class and, with ``negatives="nota+other"``, known queries against the other classes: negative sampling).
 * **NOTA** (:func:`boundary_predict`): the nearest class if the query lies inside its boundary, else NOTA.
 
-Baselines (:class:`ProtoNOTA`): ProtoNet on the same entity features (main view, point prototypes, squared
-Euclidean distance per dimension) with NOTA when the nearest prototype is farther than a threshold tuned on the
-validation episodes (``nota="threshold"``), or with the FewRel toolkit's NOTA logit, the minimum class logit minus
-1, trained by cross-entropy over N + 1 classes (``nota="logit"``; it practically never predicts NOTA, which is
-why the toolkit's ProtoNet scores poorly with NOTA). Ablations are GPAM switches: ``views=["main"]``,
-``prototype="point"``, ``adaptive_margin=False``.
+Baselines (:class:`ProtoNOTA`): ProtoNet on the same entity features (point prototypes, squared Euclidean
+distance per dimension) with NOTA when the nearest prototype is farther than a threshold tuned on the validation
+episodes (``nota="threshold"``), or with the FewRel toolkit's NOTA logit, the minimum class logit minus 1, trained
+by cross-entropy over N + 1 classes (``nota="logit"``; it can never predict NOTA - a logit 1 below the smallest
+class logit is never the largest, so the argmax is always a class - which is why the toolkit's ProtoNet scores
+poorly with NOTA, and why the benchmarks make no claim against it). ``views`` gives ProtoNet GPAM's four views
+(prototype = mean over the K x V support view features, query = mean of its views): the multi-view baseline, the
+one that sees the same inputs as GPAM. Ablations are GPAM switches: ``views=["main"]``, ``prototype="point"``,
+``adaptive_margin=False``.
 
 Every module here is evaluated the same way (:class:`NotaRelationModule`): accuracy over N + 1 classes per episode
 (mean +- 95% CI over the fixed episodes) and NOTA precision / recall / F1 pooled over all queries, on the
@@ -114,13 +117,26 @@ def gaussian_distance(queries: torch.Tensor, mu: torch.Tensor, var: torch.Tensor
     return (diff.pow(2) / var.unsqueeze(0) + var.log().unsqueeze(0)).mean(-1)
 
 
-def class_radius(var: torch.Tensor, a: torch.Tensor, b: torch.Tensor, adaptive: bool = True) -> torch.Tensor:
-    """Boundary ``r_c`` of each class from its variance ``[N, d]``: ``1 + m_c + a m_c + b`` with ``m_c`` the mean
-    log variance (adaptive), or ``1 + b`` for every class (not adaptive). See the module docstring."""
+def class_radius(var: torch.Tensor, a: torch.Tensor, b: torch.Tensor, adaptive: bool = True,
+                 metric: str = "gaussian") -> torch.Tensor:
+    """Boundary ``r_c`` of each class from the variance ``[N, d]`` of its support view features.
+
+    ``metric="gaussian"`` (D of :func:`gaussian_distance` with the class variance): ``1 + m_c + a m_c + b`` with
+    ``m_c`` the mean log variance, since ``1 + m_c`` is the expected D of a sample of the class's own Gaussian.
+    ``metric="point"`` (D with unit variance, the point-prototype ablation): ``e_c + a e_c + b`` with
+    ``e_c = mean_d var_cd``, the expected mean squared distance of a class sample to its mean; the boundary still
+    adapts to each class's spread, so the ablation removes the variance from the metric only. Not adaptive:
+    ``1 + b`` for every class. See the module docstring.
+    """
     if not adaptive:
         return (1 + b).expand(var.shape[0])
-    m = var.log().mean(-1)
-    return 1 + m + a * m + b
+    if metric == "gaussian":
+        m = var.log().mean(-1)
+        return 1 + m + a * m + b
+    if metric == "point":
+        e = var.mean(-1)
+        return e + a * e + b
+    raise ValueError(f"class_radius metric must be 'gaussian' or 'point', got {metric!r}")
 
 
 def gpam_loss_terms(dist: torch.Tensor, radius: torch.Tensor, labels: torch.Tensor, tau: float = 1.0,
@@ -337,7 +353,8 @@ class GPAM(NotaRelationModule):
         encoder / entity_pooling / projection_dim: see :class:`NotaRelationModule`.
         views: which semi-factual views build the prototypes (``["main"]``: the no-views ablation).
         query_fusion: [INTERP] a query's feature: ``"mean"`` of its views or its ``"main"`` view.
-        prototype: ``"gaussian"`` or ``"point"`` (unit variance: the no-variance ablation).
+        prototype: ``"gaussian"`` or ``"point"`` (unit variance in the distance: the no-variance ablation; the
+            boundary still adapts to each class's spread, see :func:`class_radius`).
         shrinkage: [INTERP] pseudo-samples of the learned prior variance in each class's variance.
         adaptive_margin: per-class boundaries from the class variance, or one learned radius.
         tau: temperature of the contrastive term.
@@ -378,12 +395,12 @@ class GPAM(NotaRelationModule):
         n_support = n * k
         support = feats[:, :n_support].transpose(0, 1).reshape(n, k * len(self.views), -1)  # class-major support
         query = feats[:, n_support:].mean(0) if self.query_fusion == "mean" else feats[0, n_support:]
-        if self.prototype == "gaussian":
-            mu, var = gaussian_prototypes(support, self.log_prior_var.exp(), self.shrinkage)
-        else:
-            mu, var = support.mean(1), torch.ones_like(support[:, 0])
-        dist = gaussian_distance(query, mu, var)
-        return dist, class_radius(var, self.radius_a, self.radius_b, self.adaptive_margin)
+        mu, var = gaussian_prototypes(support, self.log_prior_var.exp(), self.shrinkage)
+        # the point ablation drops the variance from the metric, not from the boundary (the spread of the support
+        # views still sets each class's radius), so it isolates what the Gaussian metric adds
+        metric_var = var if self.prototype == "gaussian" else torch.ones_like(var)
+        dist = gaussian_distance(query, mu, metric_var)
+        return dist, class_radius(var, self.radius_a, self.radius_b, self.adaptive_margin, self.prototype)
 
     def episode_outputs(self, episode: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         dist, radius = self.distances(episode)
@@ -393,10 +410,12 @@ class GPAM(NotaRelationModule):
 
 
 class ProtoNOTA(NotaRelationModule):
-    """ProtoNet on the entity features of the main view, with NOTA by a tuned threshold or the FewRel NOTA logit.
+    """ProtoNet on the entity features of the given views, with NOTA by a tuned threshold or the FewRel NOTA logit.
 
     Args:
         encoder / entity_pooling / projection_dim: see :class:`NotaRelationModule`.
+        views: the views that build prototypes and queries (``["main"]``: plain ProtoNet; GPAM's four views: the
+            multi-view baseline that sees every input GPAM sees, averaged as GPAM averages them).
         nota: ``"threshold"``: trained by cross-entropy over the N classes on known queries; a query is NOTA when
             its nearest prototype is farther than ``threshold``, chosen after every validation to maximise
             validation accuracy over N + 1 (and saved with the weights; under DDP each rank tunes it on its own
@@ -405,20 +424,28 @@ class ProtoNOTA(NotaRelationModule):
     """
 
     def __init__(self, encoder: nn.Module, entity_pooling: str = "span", projection_dim: int = 256,
-                 nota: str = "threshold", optimizer: OptimizerCallable = torch.optim.Adam,
-                 scheduler: LRSchedulerCallable | None = None):
+                 nota: str = "threshold", views: list[str] | None = None,
+                 optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
         super().__init__(encoder, entity_pooling, projection_dim, optimizer, scheduler)
         if nota not in ("threshold", "logit"):
             raise ValueError(f"ProtoNOTA nota must be 'threshold' or 'logit', got {nota!r}")
+        views = list(views) if views is not None else ["main"]
+        if not views or views[0] != "main" or not set(views) <= set(VIEWS) or len(set(views)) != len(views):
+            raise ValueError(f"ProtoNOTA views must start with 'main' and name distinct views among {VIEWS}, got "
+                             f"{views}")
         self.save_config()
-        self.nota = nota
+        self.nota, self.views = nota, views
         self.register_buffer("threshold", torch.tensor(float("inf")))
 
     def distances(self, episode: Episode) -> torch.Tensor:
-        feats = self.view_features(episode, ["main"])[0]
+        """Mean squared Euclidean distance ``[Q, N]`` of each query's view mean to each class's point prototype,
+        the mean of its K x V support view features (GPAM's ``mu_c`` and query fusion, without variance or margin).
+        """
+        feats = self.view_features(episode, self.views)  # [V, items, d]
         n_support = len(episode.support_y)
-        protos = feats[:n_support].reshape(episode.n_way, episode.k_shot, -1).mean(1)
-        return gaussian_distance(feats[n_support:], protos, torch.ones_like(protos))
+        support = feats[:, :n_support].transpose(0, 1).reshape(episode.n_way, episode.k_shot * len(self.views), -1)
+        protos = support.mean(1)
+        return gaussian_distance(feats[:, n_support:].mean(0), protos, torch.ones_like(protos))
 
     def episode_outputs(self, episode: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         dist = self.distances(episode)

@@ -7,8 +7,14 @@ character span of each entity is carried through the tokenizer's offset mapping 
 instance is represented by ``concat(h_head, h_tail)`` of the last layer (``pooling="span"``: the mean over each
 entity's sub-words; ``"marker"``: the state of the opening marker, as D-Proto's ``--cat_entity_rep``).
 
-An entity cut off by truncation cannot be represented, so it is an error naming the instance, never a silent
-zero vector. With a frozen encoder the features are cached per marked string (``2 * hidden`` floats each, about
+Real sentences can be longer than the encoder (``max_length`` sub-words, special tokens included). Such a
+sentence is encoded through a window that holds both entities (:func:`entity_window`): the sub-words from the first
+opening marker to the last closing marker, plus as much context as the budget leaves, split evenly between the
+left and the right (what one side lacks, because the sentence ends there, goes to the other), then shrunk to whole
+words. (The thunlp/FewRel toolkit's encoders instead cut the sentence at ``max_length`` and clamp an entity
+position past it to the last sub-word, which represents that entity by an unrelated token.) Only when the two
+entities with the words between them do not fit in ``max_length`` is it an error, naming the instance and the
+length it needs, never a silent zero vector. With a frozen encoder the features are cached per marked string (``2 * hidden`` floats each, about
 twenty times less than its token states), shared by every module of the process that uses the same weights files,
 length and pooling: a benchmark encodes each view of each instance once.
 """
@@ -77,6 +83,38 @@ def subword_span(offsets: torch.Tensor, start: int, end: int) -> tuple[int, int]
     return int(hit[0]), int(hit[-1])
 
 
+def entity_window(offsets: Sequence[Sequence[int]], text: str, lo: int, hi: int, budget: int) -> tuple[int, int]:
+    """Character range ``[start, end)`` of ``text`` to encode when its sub-words do not fit in ``budget``.
+
+    ``offsets``: each sub-word's character span (no special tokens); ``[lo, hi)``: the characters from the first
+    opening entity marker to the last closing one. The window holds the sub-words of ``[lo, hi)`` and up to
+    ``budget`` sub-words in all: the spare budget is split evenly between left and right context (shifted to one
+    side where the sentence ends on the other), then shrunk to whole words (a sub-word starts a word when it
+    starts the text or follows a space), so re-tokenising the cut text gives at most ``budget`` sub-words. Raises
+    ``ValueError`` when ``[lo, hi)`` alone needs more than ``budget`` sub-words.
+    """
+    n = len(offsets)
+    if n <= budget:
+        return 0, len(text)
+    inside = [i for i, (s, e) in enumerate(offsets) if e > s and s < hi and e > lo]
+    a, b = inside[0], inside[-1]
+    need = b - a + 1
+    if need > budget:
+        raise ValueError(f"the two entities and the words between them take {need} sub-words, more than the "
+                         f"{budget} that max_length leaves; raise max_length to at least {need + 2}")
+    start = min(max(a - (budget - need) // 2, 0), n - budget)
+    end = start + budget - 1  # inclusive
+
+    def starts_word(i: int) -> bool:
+        return offsets[i][0] == 0 or text[offsets[i][0] - 1] == " "
+
+    while not starts_word(start):  # never past a: the opening marker starts a word
+        start += 1
+    while end + 1 < n and not starts_word(end + 1):  # never before b: the closing marker ends a word
+        end -= 1
+    return int(offsets[start][0]), int(offsets[end][1])
+
+
 @functools.lru_cache(maxsize=1 << 18)
 def _cached_mark(tokens: tuple[str, ...], h0: int, h1: int, t0: int, t1: int, head_markers: tuple[str, str],
                  tail_markers: tuple[str, str]) -> tuple[str, tuple[int, int], tuple[int, int], int, int]:
@@ -123,7 +161,30 @@ class EntityMarkerEncoder(nn.Module):
         key = (source, encoder.max_length, pooling, self.head_markers, self.tail_markers)
         self._cache: dict[str, torch.Tensor] = _SHARED.setdefault(key, {}) if self.frozen else {}
 
+    def windowed(self, texts: list[str], chars: list[tuple], wheres: list[str]) -> tuple[list[str], list[tuple]]:
+        """Each text cut to the window of :func:`entity_window` where it is longer than ``max_length`` allows, with
+        its character spans and marker offsets shifted to match (texts that fit are returned as they are)."""
+        tok = self.encoder.tokenizer
+        budget = self.encoder.max_length - tok.num_special_tokens_to_add(pair=False)
+        offsets = tok(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        out_texts, out_chars = [], []
+        for text, (h, t, hm, tm), offs, where in zip(texts, chars, offsets, wheres):
+            if len(offs) <= budget:
+                out_texts.append(text)
+                out_chars.append((h, t, hm, tm))
+                continue
+            lo = min(hm, tm)
+            hi = max(h[1] + 1 + len(self.head_markers[1]), t[1] + 1 + len(self.tail_markers[1]))
+            try:
+                start, end = entity_window(offs, text, lo, hi, budget)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
+            out_texts.append(text[start:end])
+            out_chars.append(((h[0] - start, h[1] - start), (t[0] - start, t[1] - start), hm - start, tm - start))
+        return out_texts, out_chars
+
     def _encode(self, texts: list[str], chars: list[tuple], wheres: list[str]) -> torch.Tensor:
+        texts, chars = self.windowed(texts, chars, wheres)
         enc = self.encoder.tokenizer(texts, padding=True, truncation=True, max_length=self.encoder.max_length,
                                      return_offsets_mapping=True, return_tensors="pt")
         offsets = enc.pop("offset_mapping")
@@ -135,7 +196,7 @@ class EntityMarkerEncoder(nn.Module):
             for name, span, mark in (("head", h_chars, h_mark), ("tail", t_chars, t_mark)):
                 pos = subword_span(offsets[b], *span) if self.pooling == "span" else \
                     subword_span(offsets[b], mark, mark + 1)
-                if pos is None:
+                if pos is None:  # cannot happen after windowing unless the tokenizer splits a word differently
                     raise ValueError(f"{wheres[b]}: the {name} entity lies beyond the encoder's max_length "
                                      f"({self.encoder.max_length} sub-words); raise max_length")
                 feats.append(states[b, pos[0]: pos[1] + 1].mean(0))

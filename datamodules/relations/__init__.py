@@ -4,8 +4,8 @@ FewRel 1.0 / 2.0 files (fewrel.py) and what GPAM's semi-factual views need from 
 
 from datamodules.relations.base import RELATION_FIELDS, RelationDataModule, rate_name
 from datamodules.relations.episodes import NotaEpisodeDataset, check_na_rate
-from datamodules.relations.fewrel import FewRelNOTA
+from datamodules.relations.fewrel import FewRelNOTA, FewRelNYTSemEval
 from datamodules.relations.wordnet_rel import WordNetRel
 
-__all__ = ["FewRelNOTA", "NotaEpisodeDataset", "RELATION_FIELDS", "RelationDataModule", "WordNetRel",
+__all__ = ["FewRelNOTA", "FewRelNYTSemEval", "NotaEpisodeDataset", "RELATION_FIELDS", "RelationDataModule", "WordNetRel",
            "check_na_rate", "rate_name"]

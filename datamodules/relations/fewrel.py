@@ -10,18 +10,25 @@ GPAM's debiased views replace an entity by a type string: FewRel gives each enti
 ("instance of" label) must come from the user's disk, as ``qid_types`` (a JSON object ``{"Q42": "human", ...}``);
 entities it does not list, or every entity without it, get ``generic_type``. The context-debiased view needs WordNet
 (``wordnet_root``, found automatically) unless ``synonym_rate`` is 0.
+
+:class:`FewRelNYTSemEval` needs no user files: FewRel 2.0's NYT and SemEval-2010 validation files ship with the
+package (``datamodules/relations/data/fewrel/``, MIT licence beside them, sha256 checked on every read), split into
+relation-disjoint train / validation / test relations by the fixed lists of :data:`NYT_SEMEVAL_SPLITS`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from datamodules.episodes import Source
 from datamodules.relations.base import RelationDataModule
-from datamodules.relations.views import SynonymTable, context_debiased
-from datamodules.text.readers import FewRelDataModule, TextSource
+from datamodules.relations.views import SynonymTable, _unit, context_debiased
+from datamodules.text.readers import FewRelDataModule, TextRecords, TextSource, read_fewrel_json, read_pid2name
 from datamodules.text.wordnet import find_wordnet, read_wordnet
 
 
@@ -40,6 +47,27 @@ def read_qid_types(path: str | Path) -> dict[str, str]:
         if not isinstance(t, str) or not t.strip():
             raise ValueError(f"{p}: entry {qid!r} must map to a non-empty string, got {t!r}")
     return data
+
+
+def add_view_fields(sources: dict[str, TextSource], types: dict[str, str], generic_type: str,
+                    table: SynonymTable | None, synonym_rate: float) -> None:
+    """Give every source the fields of GPAM's views (in place): ``head_type`` / ``tail_type`` from ``types`` by the
+    entity id (``generic_type`` where it has none) and ``context_tokens`` (WordNet synonyms; a copy of the tokens
+    without ``table``). A source that two splits share is done once."""
+    done: set[int] = set()
+    for src in sources.values():
+        if id(src) in done:
+            continue
+        f = src.fields
+        f["head_type"] = [types.get(q, generic_type) for q in f["head_id"]]
+        f["tail_type"] = [types.get(q, generic_type) for q in f["tail_id"]]
+        if table is None:
+            f["context_tokens"] = [list(t) for t in f["tokens"]]
+        else:
+            f["context_tokens"] = [context_debiased(t, list(map(int, h)), list(map(int, tl)), synonym_rate,
+                                                    f"{i}/{' '.join(t)}", table)
+                                   for i, (t, h, tl) in enumerate(zip(f["tokens"], f["head"], f["tail"]))]
+        done.add(id(src))
 
 
 class FewRelNOTA(RelationDataModule, FewRelDataModule):
@@ -76,19 +104,123 @@ class FewRelNOTA(RelationDataModule, FewRelDataModule):
         sources = FewRelDataModule.build_sources(self)
         types = read_qid_types(Path(self.root).expanduser() / self.qid_types) if self.qid_types else {}
         table = SynonymTable(read_wordnet(find_wordnet(self.wordnet_root))) if self.synonym_rate > 0 else None
-        done: dict[int, TextSource] = {}
-        for split, src in sources.items():
-            if id(src) in done:  # the test split may be the validation source itself
-                sources[split] = done[id(src)]
-                continue
-            f = src.fields
-            f["head_type"] = [types.get(q, self.generic_type) for q in f["head_id"]]
-            f["tail_type"] = [types.get(q, self.generic_type) for q in f["tail_id"]]
-            if table is None:
-                f["context_tokens"] = [list(t) for t in f["tokens"]]
-            else:
-                f["context_tokens"] = [context_debiased(t, h.tolist(), tl.tolist(), self.synonym_rate,
-                                                        f"{i}/{' '.join(t)}", table)
-                                       for i, (t, h, tl) in enumerate(zip(f["tokens"], f["head"], f["tail"]))]
-            done[id(src)] = src
+        add_view_fields(sources, types, self.generic_type, table, self.synonym_rate)
+        return sources
+
+
+# -- FewRel 2.0 NYT + SemEval-2010, shipped ----------------------------------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parent / "data" / "fewrel"
+SHIPPED_SHA256 = {
+    "val_nyt.json": "b519adc61a2bab0f05178e33a3cd8f284338b635629493e9e09616ba81bb428e",
+    "val_semeval.json": "fd79cf35481f6596c23b92cd3ded3265481f3027a4b78d99921104f8fe632eb5",
+    "pid2name.json": "eeedd25512a8e4c2bc06b78009836d27de81807bcba6ed929debd5cd713c07ea",
+}
+# Relation-disjoint splits of the 42 relations, fixed. NYT (25 Wikidata properties): in file order, positions i with
+# i mod 4 in {0, 1} train, 2 validation, 3 test (13 / 6 / 6). SemEval (17 directed relations): both directions of a
+# relation type stay in one split (so no relation is seen in training with its arguments swapped); Cause-Effect,
+# Component-Whole, Entity-Destination (one direction in the file), Entity-Origin and Member-Collection train,
+# Content-Container and Instrument-Agency validate, Message-Topic and Product-Producer test (9 / 4 / 4).
+# Every split mixes news (NYT) and SemEval's web sentences: 22 train, 10 validation, 10 test relations.
+NYT_SEMEVAL_SPLITS: dict[str, dict[str, list[str]]] = {
+    "train": {"val_nyt.json": ["P413", "P463", "P272", "P749", "P2094", "P410", "P50", "P108", "P40", "P172", "P171",
+                               "P1441", "P186"],
+              "val_semeval.json": ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Component-Whole(e1,e2)",
+                                   "Component-Whole(e2,e1)", "Entity-Destination(e1,e2)", "Entity-Origin(e1,e2)",
+                                   "Entity-Origin(e2,e1)", "Member-Collection(e1,e2)", "Member-Collection(e2,e1)"]},
+    "val": {"val_nyt.json": ["P921", "P509", "P54", "P166", "P452", "P1056"],
+            "val_semeval.json": ["Content-Container(e1,e2)", "Content-Container(e2,e1)", "Instrument-Agency(e1,e2)",
+                                 "Instrument-Agency(e2,e1)"]},
+    "test": {"val_nyt.json": ["P344", "P414", "P161", "P162", "P412", "P25"],
+             "val_semeval.json": ["Message-Topic(e1,e2)", "Message-Topic(e2,e1)", "Product-Producer(e1,e2)",
+                                  "Product-Producer(e2,e1)"]},
+}
+
+
+def verified_shipped(name: str, root: Path = SHIPPED) -> Path:
+    """The path of shipped file ``name`` after checking its sha256 (a modified or truncated copy is an error)."""
+    path = root / name
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped FewRel file {path} is missing (is the package installed with its data?)")
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != SHIPPED_SHA256[name]:
+        raise ValueError(f"shipped FewRel file {path} has sha256 {got}, expected {SHIPPED_SHA256[name]}: the file was "
+                         "modified; reinstall the package")
+    return path
+
+
+def nyt_semeval_sources(max_per_relation: int | None = None, root: Path = SHIPPED) -> dict[str, TextSource]:
+    """The three relation-disjoint splits of :data:`NYT_SEMEVAL_SPLITS` as sources with FewRel's fields.
+
+    ``max_per_relation`` keeps that many instances of each relation, chosen by a hash of (relation, position), so
+    the same ones every time (SemEval's 110-1,135 per relation become at most that many; NYT has 100 each).
+    """
+    if max_per_relation is not None and max_per_relation < 1:
+        raise ValueError(f"max_per_relation must be a positive number of instances, got {max_per_relation}")
+    names = read_pid2name(verified_shipped("pid2name.json", root))
+    records = {f: read_fewrel_json(verified_shipped(f, root), 0, names) for f in ("val_nyt.json", "val_semeval.json")}
+    out: dict[str, TextSource] = {}
+    label = 0
+    for split, files in NYT_SEMEVAL_SPLITS.items():
+        texts, labels, fields, class_names = [], [], {k: [] for k in ("tokens", "head", "tail", "head_id", "tail_id")}, {}
+        for file, relations in files.items():
+            rec: TextRecords = records[file]
+            by_id = {name.split(" ")[0]: i for i, name in rec.class_names.items()}
+            for rel in relations:
+                if rel not in by_id:
+                    raise ValueError(f"{root / file}: relation {rel!r} of the {split} split is not in the file")
+                idx = [j for j, y in enumerate(rec.labels) if int(y) == by_id[rel]]
+                if max_per_relation is not None:
+                    idx = sorted(sorted(idx, key=lambda j: _unit(rel, j))[:max_per_relation])
+                class_names[label] = rec.class_names[by_id[rel]]
+                for j in idx:
+                    texts.append(rec.texts[j])
+                    labels.append(label)
+                    for k in fields:
+                        fields[k].append(rec.fields[k][j])
+                label += 1
+        fields["head"] = torch.tensor(fields["head"], dtype=torch.long).reshape(-1, 2)
+        fields["tail"] = torch.tensor(fields["tail"], dtype=torch.long).reshape(-1, 2)
+        out[split] = TextSource(texts, labels, class_names, fields)
+    return out
+
+
+class FewRelNYTSemEval(RelationDataModule):
+    """Few-shot relation classification with NOTA on real sentences, offline: FewRel 2.0's NYT (25 relations) and
+    SemEval-2010 (17) validation files shipped with the package, in the fixed relation-disjoint splits of
+    :data:`NYT_SEMEVAL_SPLITS` (22 train / 10 validation / 10 test relations).
+
+    Entity types for GPAM's head/tail views: the files give no type - NYT's entities are Wikidata ids (their
+    "instance of" types are not offline) and SemEval's "ids" are the entity words - so every entity's type string
+    is ``generic_type`` (the debiased view then asks "what does the sentence say without this entity's name"),
+    unless ``qid_types`` (a JSON ``{id: type}`` file of the user's) names one.
+
+    Args:
+        max_per_relation: instances kept per relation (None: all; NYT has 100, SemEval up to 1,135).
+        qid_types: optional path of a ``{entity id: type string}`` JSON file.
+        generic_type: the type string of entities without one.
+        wordnet_root / synonym_rate: the context-debiased view (see :class:`FewRelNOTA`).
+        **kwargs: NOTA rates and the episode setting, see :class:`datamodules.relations.RelationDataModule`.
+    """
+
+    def __init__(self, max_per_relation: int | None = 100, qid_types: str | None = None,
+                 generic_type: str = "entity", wordnet_root: str | None = None, synonym_rate: float = 0.15,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        if max_per_relation is not None and max_per_relation < 1:
+            raise ValueError(f"FewRelNYTSemEval max_per_relation must be positive or null, got {max_per_relation}")
+        if not 0 <= synonym_rate <= 1:
+            raise ValueError(f"FewRelNYTSemEval synonym_rate must be in [0, 1], got {synonym_rate}")
+        self.max_per_relation, self.qid_types, self.generic_type = max_per_relation, qid_types, generic_type
+        self.wordnet_root, self.synonym_rate = wordnet_root, synonym_rate
+
+    @property
+    def name(self) -> str:
+        return "FewRel-NYT-SemEval"
+
+    def build_sources(self) -> dict[str, Source]:
+        sources = nyt_semeval_sources(self.max_per_relation)
+        types = read_qid_types(self.qid_types) if self.qid_types else {}
+        table = SynonymTable(read_wordnet(find_wordnet(self.wordnet_root))) if self.synonym_rate > 0 else None
+        add_view_fields(sources, types, self.generic_type, table, self.synonym_rate)
         return sources
