@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -c constraints.txt
 
-.PHONY: demo test wordnet chromium reproduce
+.PHONY: demo test docs wordnet chromium reproduce
 
 # Install, then train ProtoNet Conv-4 on the embedded Glyphs benchmark and test it on 1,000 fixed episodes
 # (validating on 100 of the 500 fixed validation episodes per epoch: configs/trainer/demo.yaml).
@@ -16,6 +16,12 @@ demo:
 test: wordnet chromium
 	$(PIP_INSTALL) -e ".[all,dev]"
 	$(PYTHON) -m pytest
+
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors; open it through a local web server,
+# e.g. `python -m http.server -d site`, or run `mkdocs serve` while editing.
+docs:
+	$(PIP_INSTALL) -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
 
 # WordNet 3.0 database files for the text benchmark (Debian/Ubuntu package wordnet-base).
 wordnet:

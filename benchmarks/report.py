@@ -1,9 +1,21 @@
-"""Render the README's result tables from benchmarks/results/*.json (never by hand).
+"""Render the result tables of the README and the documentation site from benchmarks/results/*.json (never by hand).
 
-    python benchmarks/report.py          # rewrites the blocks between <!-- results:NAME --> ... <!-- /results:NAME -->
+    python benchmarks/report.py          # rewrites every generated block in README.md and docs/**/*.md
+    python benchmarks/report.py --check  # exit 1, naming the files, when a block is not what the files render
 
-Each block names the command that produced its figures and the machine they were measured on. A results file that
-does not exist yet leaves its block saying so.
+Two kinds of block, each between an opening and a closing comment:
+
+* ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``: the table of ``benchmarks/results/NAME.json``. Each
+  names the command that produced its figures and the machine they were measured on. A results file that does not
+  exist yet leaves its block saying so.
+* ``<!-- registry:SYSTEM -->`` ... ``<!-- /registry:SYSTEM -->``: the pretrained checkpoints of
+  ``checkpoints/registry.yaml`` whose ``system`` is SYSTEM (``all``: every entry), with the figures each entry
+  records and the command that produced them.
+* ``<!-- configs:DIR -->`` ... ``<!-- /configs:DIR -->``: the shipped configs under ``configs/DIR/`` with the first
+  sentence of each one's header comment, so the docs list exactly the configs that ship.
+
+The README and the docs pages are filled by the same renderers in one pass, so a block of the same name reads the
+same wherever it appears.
 """
 
 from __future__ import annotations
@@ -17,6 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+REGISTRY = ROOT / "checkpoints" / "registry.yaml"
+CONFIGS = ROOT / "configs"
+BLOCK = re.compile(r"<!-- (results|registry|configs):(\w+) -->.*?<!-- /\1:\2 -->", flags=re.S)
 
 
 def pct(x: float, ci: float | None = None) -> str:
@@ -408,16 +424,103 @@ def render(name: str) -> str:
     return renderer(data)
 
 
-def main() -> None:
-    text = README.read_text()
+def registry_metrics(metrics: dict) -> str:
+    """One cell for an entry's recorded figures: accuracy ± CI over its test episodes (or domains), or NAP's
+    regret after the trials it records."""
+    if "test_acc" in metrics:
+        over = next((f"{metrics[k]:,} {k[5:]}" for k in ("test_episodes", "test_domains") if k in metrics), "")
+        return pct(metrics["test_acc"], metrics.get("test_ci95")) + (f" % ({over})" if over else " %")
+    regrets = sorted((int(k.split("@")[1]), k) for k in metrics if k.startswith("test/regret@") and "ci95" not in k)
+    if regrets:
+        return "regret " + ", ".join(f"@{t} {metrics[k]:.4f} ± {metrics[k + '_ci95']:.4f}" for t, k in regrets) + (
+            f" ({metrics['test_runs']} runs)" if "test_runs" in metrics else "")
+    return ""
 
-    def fill(match: re.Match) -> str:
-        name = match.group(1)
-        return f"<!-- results:{name} -->\n{render(name)}\n<!-- /results:{name} -->"
 
-    new = re.sub(r"<!-- results:(\w+) -->.*?<!-- /results:\1 -->", fill, text, flags=re.S)
-    README.write_text(new)
-    print(f"updated {README}")
+def registry(system: str) -> str:
+    """The registry entries of one system (``all``: every entry) as a table: name, setting, figures, command."""
+    import yaml
+
+    entries = yaml.safe_load(REGISTRY.read_text()) or {}
+    rows = [(name, e) for name, e in entries.items() if system == "all" or e.get("system") == system]
+    if not rows:
+        return f"*No checkpoint of system `{system}` in `checkpoints/registry.yaml` yet.*"
+    lines = ["| name | system | setting | test result (95% CI) | produced by |", "|---|---|---|---|---|"]
+    for name, e in rows:
+        setting = str(e.get("setting", "")).replace("|", "/")
+        lines.append(f"| `{name}` | {e.get('system', '?')} | {setting} | {registry_metrics(e.get('metrics', {}))} | "
+                     f"`{e.get('command', '?')}` |")
+    return ("\n".join(lines) + "\n\nFrom `checkpoints/registry.yaml`; test one with "
+            f"`zoo test --pretrained {rows[0][0]}`.")
+
+
+def config_summary(path: Path) -> str:
+    """The first sentence of a config's header comment (the comment lines before its first key); a long one is cut
+    at its first colon (what the config is comes before it, the details after). Periods and colons inside
+    parentheses ("(Chen et al. 2019)") do not count."""
+    words = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("# ").strip())
+    text = " ".join(w for w in words if w)
+    depth, sentence_end, colon = 0, len(text), None
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and ch == "." and text[i + 1:i + 2] in ("", " "):
+            sentence_end = i + 1
+            break
+        if depth == 0 and ch == ":" and colon is None:
+            colon = i
+    sentence = text[:colon] if sentence_end > 120 and colon is not None else text[:sentence_end]
+    return sentence.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")  # a table cell, not HTML
+
+
+def configs(directory: str) -> str:
+    """The shipped configs of ``configs/<directory>/`` as a table: the name ``--config`` takes, the file, and what
+    the header says it is."""
+    files = sorted((CONFIGS / directory).glob("*.yaml"), key=lambda f: f.stem)
+    if not files:
+        return f"*No config under `configs/{directory}/`.*"
+    lines = ["| `--config` name | file | what it is |", "|---|---|---|"]
+    for f in files:
+        lines.append(f"| `{directory}/{f.stem}` | `configs/{directory}/{f.name}` | {config_summary(f)} |")
+    return "\n".join(lines)
+
+
+def fill(text: str) -> str:
+    """``text`` with every generated block rendered afresh from the results files and the registry."""
+
+    def one(match: re.Match) -> str:
+        kind, name = match.group(1), match.group(2)
+        body = {"results": render, "registry": registry, "configs": configs}[kind](name)
+        return f"<!-- {kind}:{name} -->\n{body}\n<!-- /{kind}:{name} -->"
+
+    return BLOCK.sub(one, text)
+
+
+def targets() -> list[Path]:
+    """The files holding generated blocks: the README and every page of the documentation site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    check = "--check" in (sys.argv[1:] if argv is None else argv)
+    stale = []
+    for path in targets():
+        text = path.read_text()
+        new = fill(text)
+        if new == text:
+            continue
+        stale.append(path)
+        if not check:
+            path.write_text(new)
+            print(f"updated {path.relative_to(ROOT)}")
+    if check and stale:
+        print("stale generated blocks (run `python benchmarks/report.py`): "
+              + ", ".join(str(p.relative_to(ROOT)) for p in stale), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

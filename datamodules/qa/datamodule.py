@@ -179,9 +179,10 @@ class FileQADataModule(MultipleChoiceDataModule):
             "test": path (optional: a held-out part of dev is taken otherwise), "train_labels"/"dev_labels"/
             "test_labels": labels files (SocialIQA, PIQA)}}``. Relative paths are under ``root``.
         root: directory the relative paths are resolved against.
-        Other arguments: :class:`MultipleChoiceDataModule`. The public test sets of these datasets are
-        unlabelled, so by default a task's ``dev`` file is split: its first half is the dev set, the second the
-        test set ([INTERP], the usual protocol of low-resource commonsense papers).
+
+    Other arguments: :class:`MultipleChoiceDataModule`. The public test sets of these datasets are unlabelled, so
+    by default a task's ``dev`` file is split: its first half is the dev set, the second the test set ([INTERP],
+    the usual protocol of low-resource commonsense papers).
     """
 
     def __init__(self, files: dict[str, dict[str, str]], target: str, root: str = ".", **kwargs: Any):
