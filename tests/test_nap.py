@@ -594,3 +594,32 @@ def test_ask_tell_suggests_from_a_registry_checkpoint(name):
         i, x = opt.ask()
         opt.tell(i, -float(((torch.as_tensor(x) - 0.5) ** 2).sum()))
     assert len(set(opt.indices)) == 8
+
+
+def test_regret_benchmark_takes_stage_one_from_a_pretraining_run(tmp_path):
+    """``nap_regret.py --pretrained``: the weights and the learning curve of a ``nap_pretrain.py`` run directory
+    (or a bare weights file) become stage 1; a missing file is a clear error naming what was expected."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("nap_regret_under_test", bench / "nap_regret.py")
+        nap_regret = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(nap_regret)
+    finally:
+        sys.path.remove(str(bench))
+    model = tiny_module(2)
+    save_nap(model, tmp_path / "nap-sl-fam.safetensors")
+    points = [{"step": 250, "nll@5": -0.3, "nll@50": -0.5}]
+    (tmp_path / "curve.json").write_text(json.dumps({"points": points, "seconds": 12.0, "iterations": 250,
+                                                     "stopped_by": "schedule"}))
+    loaded, info = nap_regret.pretrained_stage(tmp_path, "nap-sl-fam")
+    assert torch.equal(loaded.net.borders, model.net.borders)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert info["curve"] == points and info["iterations"] == 250 and info["stopped_by"] == "schedule"
+    _, info = nap_regret.pretrained_stage(tmp_path / "nap-sl-fam.safetensors", "ignored")
+    assert "curve" not in info
+    with pytest.raises(SystemExit, match="nap-sl-other.safetensors"):
+        nap_regret.pretrained_stage(tmp_path, "nap-sl-other")
