@@ -31,8 +31,8 @@ Outputs ``benchmarks/results/nap.json``, ``benchmarks/results/nap_regret.png`` a
     python benchmarks/nap_regret.py --quick         # end-to-end check in a few minutes
     python benchmarks/nap_regret.py --skip-train    # re-evaluate the checkpoints already in checkpoints/
     python benchmarks/nap_regret.py --from-registry --test-tasks 5 --threads 1   # check the registered numbers
-    python benchmarks/nap_regret.py --families gp-prior-d4 --pretrained runs/nap-pretrain-gp-prior-d4 \
-        --train-seeds 3 --test-tasks 5 --threads 1                                # what nap.json holds (README)
+    python benchmarks/nap_regret.py --families gp-prior-d4 hartmann3 --pretrained runs/nap-pretrain-gp-prior-d4 \
+        checkpoints/nap-sl-hartmann3.safetensors --train-seeds 3 --test-tasks 5 --threads 1   # nap.json (README)
 
 Families measured with the same settings accumulate in one results file, so the two families can run as two
 processes side by side (``--families hartmann3``, ``--families gp-prior-d4``); the plot shows every family in it.
@@ -394,9 +394,9 @@ def main() -> None:
     ap.add_argument("--n-init", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=None, help="override the config's PPO iterations")
     ap.add_argument("--skip-train", action="store_true", help="evaluate the checkpoints in --checkpoint-dir")
-    ap.add_argument("--pretrained", default=None,
-                    help="stage 1 is not trained here: a benchmarks/nap_pretrain.py run directory (its "
-                         "nap-sl-<family>.safetensors and learning curve) or a .safetensors file (one family)")
+    ap.add_argument("--pretrained", nargs="+", default=None,
+                    help="stage 1 is not trained here: per family (in --families order), a benchmarks/nap_pretrain.py "
+                         "run directory (its nap-sl-<family>.safetensors and learning curve) or a .safetensors file")
     ap.add_argument("--train-seeds", type=int, default=1,
                     help="PPO fine-tuning seeds (stage 2), each from the same stage-1 head")
     ap.add_argument("--checkpoint-dir", default=None)
@@ -410,6 +410,9 @@ def main() -> None:
     ap.add_argument("--from-registry", action="store_true",
                     help="re-test the registered checkpoints against their recorded regret; no training or writing")
     args = ap.parse_args()
+    if args.pretrained and len(args.pretrained) != len(args.families):
+        raise SystemExit(f"--pretrained needs one directory or weights file per family: {len(args.families)} "
+                         f"families ({args.families}), {len(args.pretrained)} given")
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
     if args.from_registry:
@@ -448,7 +451,7 @@ def main() -> None:
         if args.skip_train:
             models["nap-sl"], info = load_nap(sl_path), {"seconds": None}
         elif args.pretrained:
-            models["nap-sl"], info = pretrained_stage(Path(args.pretrained), sl_name)
+            models["nap-sl"], info = pretrained_stage(Path(args.pretrained[args.families.index(fam)]), sl_name)
             if Path(info["source"]).resolve() != sl_path.resolve():
                 save_nap(models["nap-sl"], sl_path)
         else:
