@@ -15,6 +15,8 @@ from ``<out-dir>/last.ckpt``. Every epoch writes ``<out-dir>/curve.json`` and
 
     python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22             # chunk 1
     python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 40 --resume    # chunk 2 (40 min in all)
+    python benchmarks/nap_pretrain.py --family gp-prior-d4 --network-init official --max-minutes 6 \
+        --out-dir runs/nap-pretrain-gp-prior-d4-official-init                          # the initialisation ablation
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ def main() -> None:
     ap.add_argument("--curve-tasks", type=int, default=16, help="validation functions of the learning curve")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--network-init", choices=["official", "torch"], default=None,
+                    help="override the config's network init (zoo.nap.NAPNetwork(init=...)): the ablation that "
+                         "shows why the GP-prior configs use PyTorch's initialisation")
     args = ap.parse_args()
     if args.max_minutes <= 0:
         raise SystemExit(f"--max-minutes must be > 0, got {args.max_minutes}")
@@ -104,10 +109,15 @@ def main() -> None:
     cfg = load_config(f"{args.family}-likelihood")
     pl.seed_everything(int(cfg.get("seed_everything", 0)), verbose=False)
     dm = build_data(cfg)
-    model = instantiate_module(pl.LightningModule, {"_class_path": cfg["model"]["class_path"],
-                                                    **stage_args(cfg, args.budget, None)})
+    model_args = stage_args(cfg, args.budget, None)
+    if args.network_init:
+        net = model_args["network"]
+        model_args["network"] = {**net, "init_args": {**net["init_args"], "init": args.network_init}}
+    model = instantiate_module(pl.LightningModule, {"_class_path": cfg["model"]["class_path"], **model_args})
     tasks = build_data(cfg, val_tasks=args.curve_tasks, val_seeds=1).fixed_tasks("val")
-    command = f"python benchmarks/nap_pretrain.py --family {args.family} (chunks: --max-minutes, --resume)"
+    command = (f"python benchmarks/nap_pretrain.py --family {args.family}"
+               + (f" --network-init {args.network_init}" if args.network_init else "")
+               + " (chunks: --max-minutes, --resume)")
     from lightning.pytorch.loggers import CSVLogger
 
     m, s = divmod(int(args.max_minutes * 60), 60)
