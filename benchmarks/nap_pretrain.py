@@ -13,7 +13,8 @@ from ``<out-dir>/last.ckpt``. Every epoch writes ``<out-dir>/curve.json`` and
 ``<out-dir>/nap-sl-<family>.safetensors`` (``zoo.bo.save_nap``), so a stopped chunk keeps what it finished;
 ``benchmarks/nap_regret.py --pretrained <out-dir>`` then uses those weights and records the curve in ``nap.json``.
 
-    python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22             # chunk 1
+    python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22             # chunk 1 (what nap.json holds)
+    python benchmarks/nap_pretrain.py --quick                                          # end-to-end check
     python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 40 --resume    # chunk 2 (40 min in all)
     python benchmarks/nap_pretrain.py --family gp-prior-d4 --network-init official --max-minutes 6 \
         --out-dir runs/nap-pretrain-gp-prior-d4-official-init                          # the initialisation ablation
@@ -69,7 +70,8 @@ class ContextCurve(Callback):
                  f"nll_{hi}_minus_{lo}": round(s[f"nll_{hi}_minus_{lo}"]["diff"], 4),
                  f"nll_{hi}_minus_{lo}_ci95": round(s[f"nll_{hi}_minus_{lo}"]["ci95"], 4)}
         self.record["points"].append(point)
-        self.record.update(family=self.family, command=self.command, contexts=CURVE_CONTEXTS,
+        self.record.setdefault("command", self.command)
+        self.record.update(family=self.family, contexts=CURVE_CONTEXTS,
                            tasks=len(self.tasks), metric="held-out NLL of the bar distribution on the validation "
                            "pools' points outside the 50-point context (zoo.nap_diagnostics.context_curves)")
         self.record["seconds"] = round(self.record.get("seconds_before", 0.0) + time.perf_counter() - self.start, 1)
@@ -85,7 +87,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", default="gp-prior-d4")
     ap.add_argument("--out-dir", default=None, help="default runs/nap-pretrain-<family>")
-    ap.add_argument("--max-minutes", type=float, required=True, help="wall-clock limit of the whole run")
+    ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock limit of the whole run (required)")
+    ap.add_argument("--quick", action="store_true",
+                    help="two steps of one epoch, two curve tasks, into a temporary directory: proves the pipeline")
     ap.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.ckpt")
     ap.add_argument("--curve-tasks", type=int, default=16, help="validation functions of the learning curve")
     ap.add_argument("--budget", type=int, default=50)
@@ -94,8 +98,14 @@ def main() -> None:
                     help="override the config's network init (zoo.nap.NAPNetwork(init=...)): the ablation that "
                          "shows why the GP-prior configs use PyTorch's initialisation")
     args = ap.parse_args()
-    if args.max_minutes <= 0:
-        raise SystemExit(f"--max-minutes must be > 0, got {args.max_minutes}")
+    if args.quick:
+        import tempfile
+
+        args.max_minutes = args.max_minutes or 5.0
+        args.out_dir = args.out_dir or tempfile.mkdtemp(prefix="nap-pretrain-quick-")
+        args.curve_tasks = 2
+    if args.max_minutes is None or args.max_minutes <= 0:
+        raise SystemExit(f"--max-minutes must be given and > 0, got {args.max_minutes}")
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
     out_dir = Path(args.out_dir or ROOT / "runs" / f"nap-pretrain-{args.family}")
@@ -107,6 +117,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     cfg = load_config(f"{args.family}-likelihood")
+    if args.quick:
+        cfg["data"]["init_args"]["train_tasks"] = 2 * cfg["data"]["init_args"]["tasks_per_batch"]
+        cfg["trainer"]["max_epochs"] = 1
     pl.seed_everything(int(cfg.get("seed_everything", 0)), verbose=False)
     dm = build_data(cfg)
     model_args = stage_args(cfg, args.budget, None)
@@ -115,9 +128,8 @@ def main() -> None:
         model_args["network"] = {**net, "init_args": {**net["init_args"], "init": args.network_init}}
     model = instantiate_module(pl.LightningModule, {"_class_path": cfg["model"]["class_path"], **model_args})
     tasks = build_data(cfg, val_tasks=args.curve_tasks, val_seeds=1).fixed_tasks("val")
-    command = (f"python benchmarks/nap_pretrain.py --family {args.family}"
-               + (f" --network-init {args.network_init}" if args.network_init else "")
-               + " (chunks: --max-minutes, --resume)")
+    # the first chunk's command line is what reproduces the run (a resumed chunk only extends its time limit)
+    command = "python benchmarks/nap_pretrain.py " + " ".join(a for a in sys.argv[1:] if a != "--resume")
     from lightning.pytorch.loggers import CSVLogger
 
     m, s = divmod(int(args.max_minutes * 60), 60)
@@ -129,8 +141,12 @@ def main() -> None:
                                     ModelCheckpoint(dirpath=str(out_dir), save_last=True, save_top_k=0)])
     trainer.fit(model, dm, ckpt_path=str(last) if args.resume else None)
     record = json.loads((out_dir / "curve.json").read_text())
-    record["stopped_by"] = ("max_time" if model.iterations_done < cfg["model"]["init_args"]["scheduler"]
-                            ["init_args"]["total_steps"] else "schedule")
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+    record["stopped_by"] = ("max_time" if (timer.time_remaining() or 0) <= 0 else "max_epochs"
+                            if model.iterations_done < cfg["model"]["init_args"]["scheduler"]["init_args"]
+                            ["total_steps"] else "schedule")
     record["iterations"] = model.iterations_done
     atomic_write_text(out_dir / "curve.json", json.dumps(record, indent=1))
     print(json.dumps(record["points"][-1]), record["stopped_by"], flush=True)

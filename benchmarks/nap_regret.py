@@ -252,7 +252,10 @@ def merged(results: dict[str, Any], out: Path) -> dict[str, Any]:
     if not same:
         return results
     families = {**old.get("families", {}), **results["families"]}
-    return {**results, "settings": {**results["settings"], "families": list(families)}, "families": families}
+    runs = {k: v for k, v in {**old.get("runs", {}), **results.get("runs", {})}.items()
+            if k.removeprefix("nap-sl-") in families}
+    return {**results, "settings": {**results["settings"], "families": list(families)}, "families": families,
+            **({"runs": runs} if runs else {})}
 
 
 def write_json(results: dict[str, Any], out: Path) -> None:
@@ -538,6 +541,8 @@ def main() -> None:
 
             for name, fields in registry_entries(results, [fam]).items():
                 register(Entry(name=name, **fields))
+        if fres["training"]["nap-sl"].get("command"):  # stage 1 ran as its own command (benchmarks/nap_pretrain.py)
+            results.setdefault("runs", {})[f"nap-sl-{fam}"] = {"command": fres["training"]["nap-sl"]["command"]}
         results = merged(results, out)
         results["claims"] = [c for f in results["families"].values() for c in f.get("claims", [])]
         results["machine"] = machine()
