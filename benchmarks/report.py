@@ -269,6 +269,32 @@ def nap(data: dict) -> str:
                        if train.get("seconds") is not None else "")
             out.append(f"| {fam} ({res['runs']} runs) | {NAP_NAMES.get(name, name)} | " + " | ".join(cells)
                        + f" | {sec:.3f} | {trained} |")
+    for fam, f in data["families"].items():
+        timing = f.get("decision_timing", {})
+        if "nap-reference-path" in timing:
+            ds = f["decision_seconds"]
+            out += ["", f"{fam}: NAP decides in {1e3 * ds['nap']:.1f} ms (split, cached inference path; the "
+                    f"reference path takes {1e3 * ds['nap-reference-path']:.1f} ms on the same {timing['runs']} runs "
+                    f"and makes {'the same' if timing['same_decisions_as_reference_path'] else 'DIFFERENT'} choices) "
+                    f"vs {1e3 * ds['gp-ei']:.1f} ms for GP-EI: {ds['gp-ei'] / ds['nap']:.1f}x."]
+        seeds = f.get("by_seed", {}).get("regret_at_budget_mean")
+        if seeds and len(seeds["nap"]) > 1:
+            out += ["", f"{fam}: mean regret @{st['budget']} per PPO training seed (the claims' unit): NAP "
+                    + ", ".join(f"{v:.4f}" for v in seeds["nap"]) + "; random search (same seeds' keys) "
+                    + ", ".join(f"{v:.4f}" for v in seeds["random"]) + f"; GP-EI {f['by_seed']['gp-ei']:.4f}."]
+        curve = f.get("training", {}).get("nap-sl", {}).get("curve")
+        if curve:
+            sl = f["training"]["nap-sl"]
+            out += ["", f"{fam}: learning curve of the likelihood stage ({sl.get('tasks')} held-out validation "
+                    f"functions, pools of {st.get('eval_num_candidates', '?')}; held-out NLL on the points outside the "
+                    f"50-point context; {sl.get('iterations')} steps in {(sl.get('seconds') or 0) / 60:.0f} min, "
+                    f"stopped by {sl.get('stopped_by', '?')}; `{sl.get('command', '')}`).", "",
+                    "| step | task draws | train NLL | NLL @5 | NLL @50 | NLL 50 - 5 | Spearman @5 | Spearman @50 |",
+                    "|---|---|---|---|---|---|---|---|"]
+            for p in curve:
+                out.append(f"| {p['step']} | {p['task_draws']:,} | {p['train_loss_nll']:.3f} | {p['nll@5']:.3f} | "
+                           f"{p['nll@50']:.3f} | {p['nll_50_minus_5']:+.3f} ± {p['nll_50_minus_5_ci95']:.3f} | "
+                           f"{p['spearman@5']:.2f} | {p['spearman@50']:.2f} |")
     diag = {fam: f["diagnostics"] for fam, f in data["families"].items() if "diagnostics" in f}
     if diag:
         out += ["", "Does the network use its history? On held-out validation functions of each family (pools of the "

@@ -34,7 +34,9 @@ FULL = [
     "python benchmarks/raml_passage_sweep.py",
     "python benchmarks/faiss_bench.py",
     "python benchmarks/nap_regret.py --families hartmann3 --test-tasks 5 --threads 1",
-    "python benchmarks/nap_regret.py --families gp-prior-d4 --test-tasks 5 --threads 1",
+    "python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22",
+    "python benchmarks/nap_regret.py --families gp-prior-d4 --pretrained runs/nap-pretrain-gp-prior-d4 "
+    "--train-seeds 3 --test-tasks 5 --threads 1",
     "python benchmarks/maml_glyphs.py --settings 5w1s --max-time 00:00:07:00",
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
@@ -55,6 +57,7 @@ QUICK = [
     "python benchmarks/raml_passage_sweep.py --quick",
     "python benchmarks/faiss_bench.py --quick",
     "python benchmarks/nap_regret.py --quick",
+    "python benchmarks/nap_pretrain.py --quick",
     "python benchmarks/maml_glyphs.py --quick",
     "python benchmarks/batched_episodes.py --quick",
     "python benchmarks/demo_phases.py --quick",

@@ -130,6 +130,66 @@ def test_candidates_are_independent_and_depend_on_the_history():
     assert torch.allclose(logits, logits4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_hist", [0, 1, 6])
+def test_split_inference_path_matches_the_reference_path(n_hist):
+    """The decision path (history and candidates held apart, first-layer candidate projections cached) computes
+    what the reference path computes, for the policy, EI and UCB, with and without a cache hit."""
+    net = randomise(NAPNetwork(3, d_model=16, n_layers=2, n_heads=2, dim_feedforward=32, n_buckets=20, af_hidden=8,
+                               af_prior="log_ei")).eval()
+    g = torch.Generator().manual_seed(0)
+    hx, hy, cx = torch.rand(2, n_hist, 3, generator=g), torch.rand(2, n_hist, generator=g), torch.rand(2, 9, 3,
+                                                                                                     generator=g)
+    valid = torch.ones(2, n_hist, dtype=torch.bool)
+    feats = torch.tensor([[0.7, 0.25], [0.2, 0.5]])
+    cache: dict = {}
+    with torch.no_grad():
+        for af_name in ("mlp", "ei", "ucb"):
+            ref_af, ref_logits, _ = net(hx, hy, valid, cx, feats, af_name, split=False)
+            for _ in range(2):  # the second call reads the cache
+                af, logits, _ = net(hx, hy, valid, cx, feats, af_name, cache=cache)
+                assert torch.allclose(logits, ref_logits, atol=1e-5)
+                assert torch.allclose(af, ref_af, rtol=1e-5, atol=1e-5)
+        assert cache["emb"].shape == (2, 9, 16)
+        # another pool, or the same one changed in place, must not be served from the cache
+        cx2 = torch.rand(2, 9, 3, generator=g)
+        af2, _, _ = net(hx, hy, valid, cx2, feats, cache=cache)
+        assert torch.allclose(af2, net(hx, hy, valid, cx2, feats, split=False)[0], rtol=1e-5, atol=1e-5)
+        cx2[:, 0] = 0.5
+        af3, _, _ = net(hx, hy, valid, cx2, feats, cache=cache)
+        assert torch.allclose(af3, net(hx, hy, valid, cx2, feats, split=False)[0], rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():  # Lightning's evaluation loops
+        af4, _, _ = net(hx, hy, valid, cx.clone(), feats, cache={})
+    with torch.no_grad():
+        assert torch.allclose(af4, net(hx, hy, valid, cx, feats, split=False)[0], rtol=1e-5, atol=1e-5)
+    # with gradients (training) the reference path is the one taken: the output keeps its graph
+    af, _, _ = net(hx, hy, valid, cx, feats)
+    assert af.requires_grad
+
+
+def test_optimised_decisions_equal_the_reference_decisions():
+    """Whole BO runs: the cached split path picks exactly the candidates the reference path picks."""
+    for acq in ("mlp", "ei"):
+        m = randomise(tiny_module(3, af_prior="log_ei"))
+        batch = hartmann_batch(n_init=2)
+        fast = run_bo(NAPStrategy(m, acq), batch, 10)
+        ref = run_bo(NAPStrategy(m, acq, split=False), batch, 10)
+        assert torch.equal(fast.actions, ref.actions), acq
+
+
+def test_network_init_switch():
+    official = NAPNetwork(2, d_model=16, n_layers=1, n_heads=2, dim_feedforward=32, n_buckets=20, af_hidden=8)
+    torch_init = NAPNetwork(2, d_model=16, n_layers=1, n_heads=2, dim_feedforward=32, n_buckets=20, af_hidden=8,
+                            init="torch")
+    # official: N(0, 0.01^2) weights, zero biases; PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    with torch.no_grad():
+        assert float(official.bucket_decoder[2].weight.std()) < 0.02
+        assert float(official.bucket_decoder[2].bias.abs().max()) == 0
+        assert float(torch_init.bucket_decoder[2].weight.std()) > 0.05
+    assert "init" not in official.init_args and torch_init.init_args["init"] == "torch"
+    with pytest.raises(ValueError, match="init must be"):
+        NAPNetwork(2, init="xavier")
+
+
 # -- bar distribution --------------------------------------------------------------------------------------------
 def test_bar_distribution_by_hand():
     borders = torch.tensor([0.0, 0.5, 2.0])
@@ -534,3 +594,32 @@ def test_ask_tell_suggests_from_a_registry_checkpoint(name):
         i, x = opt.ask()
         opt.tell(i, -float(((torch.as_tensor(x) - 0.5) ** 2).sum()))
     assert len(set(opt.indices)) == 8
+
+
+def test_regret_benchmark_takes_stage_one_from_a_pretraining_run(tmp_path):
+    """``nap_regret.py --pretrained``: the weights and the learning curve of a ``nap_pretrain.py`` run directory
+    (or a bare weights file) become stage 1; a missing file is a clear error naming what was expected."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("nap_regret_under_test", bench / "nap_regret.py")
+        nap_regret = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(nap_regret)
+    finally:
+        sys.path.remove(str(bench))
+    model = tiny_module(2)
+    save_nap(model, tmp_path / "nap-sl-fam.safetensors")
+    points = [{"step": 250, "nll@5": -0.3, "nll@50": -0.5}]
+    (tmp_path / "curve.json").write_text(json.dumps({"points": points, "seconds": 12.0, "iterations": 250,
+                                                     "stopped_by": "schedule"}))
+    loaded, info = nap_regret.pretrained_stage(tmp_path, "nap-sl-fam")
+    assert torch.equal(loaded.net.borders, model.net.borders)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert info["curve"] == points and info["iterations"] == 250 and info["stopped_by"] == "schedule"
+    _, info = nap_regret.pretrained_stage(tmp_path / "nap-sl-fam.safetensors", "ignored")
+    assert "curve" not in info
+    with pytest.raises(SystemExit, match="nap-sl-other.safetensors"):
+        nap_regret.pretrained_stage(tmp_path, "nap-sl-other")

@@ -20,8 +20,8 @@ SCRIPTS = sorted(f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("*.p
 
 
 def recorded_commands() -> set[str]:
-    """The commands the shipped results files say produced them (per NAP family, or per part of a file that merges
-    several runs under ``runs``, where recorded)."""
+    """The commands the shipped results files say produced them (per NAP family, and per part of a file that merges
+    several runs under ``runs``, where recorded: NAP's separately run likelihood stage)."""
     out = set()
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         if path.stem.endswith("_quick"):
@@ -32,7 +32,7 @@ def recorded_commands() -> set[str]:
         runs = data.get("runs") if isinstance(data.get("runs"), dict) else {}
         per_run = {r["command"] for r in runs.values() if isinstance(r, dict) and "command" in r}
         # a benchmark finished over several --resume invocations lists them all under ``commands``
-        out |= per_family or per_run or set(data.get("commands") or [data["command"]])
+        out |= (per_family | per_run) or set(data.get("commands") or [data["command"]])
     return out
 
 

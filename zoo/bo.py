@@ -133,18 +133,29 @@ class GPEI(Strategy):
 class NAPStrategy(Strategy):
     """NAP's greedy decision: argmax of the policy logits (``acquisition="mlp"``) over the candidates not yet
     evaluated, or argmax of EI computed from the bar distribution (``"ei"``, the likelihood-only ablation) or of
-    mean + 2 std (``"ucb"``). ``t / T`` uses the run's horizon, as the official HPO-B evaluation does."""
+    mean + 2 std (``"ucb"``). ``t / T`` uses the run's horizon, as the official HPO-B evaluation does.
 
-    def __init__(self, model: NAPModule, acquisition: str | None = None, name: str | None = None):
+    Decisions take the network's split inference path (:meth:`zoo.nap.NAPNetwork.forward`): the candidates'
+    embedding and first-layer projections are computed once per run and cached (``reset`` clears them);
+    ``split=False`` takes the reference path, which gives the same choices (tested) more slowly."""
+
+    def __init__(self, model: NAPModule, acquisition: str | None = None, name: str | None = None,
+                 split: bool | None = None):
         self.model = model.eval()
         self.acquisition = acquisition or model.hparams.get("eval_af") or model.net.af_name
         self.name = name or ("nap" if self.acquisition == "mlp" else f"nap-{self.acquisition}")
+        self.split = split
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def reset(self, key: Any) -> None:
+        self._cache.clear()
 
     @torch.no_grad()
     def select(self, state: BOState) -> torch.Tensor:
         hist_valid = torch.ones_like(state.hist_idx, dtype=torch.bool)
         feats = bo_features(state.hist_y, hist_valid, state.t, state.horizon)
-        af, _, _ = self.model(state.hist_x, state.hist_y, hist_valid, state.x, feats, af_name=self.acquisition)
+        af, _, _ = self.model.net(state.hist_x, state.hist_y, hist_valid, state.x, feats, af_name=self.acquisition,
+                                  split=self.split, cache=self._cache if self.split is not False else None)
         return af.masked_fill(~state.allowed, float("-inf")).argmax(-1)
 
 

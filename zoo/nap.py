@@ -120,12 +120,20 @@ def bar_ei(logits: torch.Tensor, borders: torch.Tensor, best_f: torch.Tensor) ->
         borders: ``[K + 1]``.
         best_f: incumbent, broadcastable to ``logits.shape[:-1]``.
     """
+    return bar_ei_from_probs(torch.softmax(logits, -1), borders, best_f)
+
+
+def bar_ei_from_probs(probs: torch.Tensor, borders: torch.Tensor, best_f: torch.Tensor) -> torch.Tensor:
+    """:func:`bar_ei` from bucket probabilities already computed (the policy's forward pass needs them for its
+    MLP too, and a second softmax over ``N x K`` was a sixth of a decision's time). The per-bucket improvement
+    depends on the incumbent only, so it is computed once per task (``[..., 1, K]``) and the EI of every candidate
+    is one weighted sum over buckets."""
     a, b = borders[:-1], borders[1:]
-    f = torch.as_tensor(best_f, dtype=logits.dtype, device=logits.device).unsqueeze(-1)
+    f = torch.as_tensor(best_f, dtype=probs.dtype, device=probs.device).unsqueeze(-1)
     full = (a + b) / 2 - f
     partial = (b - f).clamp_min(0) ** 2 / (2 * (b - a))
     contrib = torch.where(f <= a, full, partial)
-    return (torch.softmax(logits, -1) * contrib).sum(-1)
+    return (probs * contrib).sum(-1)
 
 
 def neg_log10_regret(y_star: torch.Tensor, incumbent: torch.Tensor, floor: float = REWARD_FLOOR,
@@ -217,6 +225,34 @@ class HistoryAttention(nn.Module):
             out = v  # only the token itself is visible: softmax over one score is 1
         return self.out_proj(out.transpose(1, 2).reshape(bsz, length, d))
 
+    def forward_split(self, zh: torch.Tensor, zc: torch.Tensor, qkv_c: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for an all-valid history ``zh`` ``[B, H, d]`` and candidates ``zc`` ``[B, N, d]`` held
+        apart (inference). The history attends to itself alone (plain attention, itself once among the keys); a
+        candidate attends to the history's keys and its own, with the softmax over the ``H + 1`` scores written
+        out, so the ``N x H`` scores are neither masked nor concatenated. ``qkv_c`` are the candidates' projections
+        when the caller has them (the first layer's depend on ``x`` only and are cached across the steps of a run).
+        Equal to :meth:`forward` up to float rounding (tested)."""
+        bsz, n_hist, d = zh.shape
+        h, dh = self.n_heads, d // self.n_heads
+        if qkv_c is None:
+            qkv_c = F.linear(zc, self.in_proj_weight, self.in_proj_bias)
+        qc, kc, vc = (t.view(bsz, -1, h, dh).transpose(1, 2) for t in qkv_c.chunk(3, dim=-1))  # [B, h, N, dh]
+        scale = 1.0 / math.sqrt(dh)
+        if n_hist == 0:
+            return zh, self.out_proj(vc.transpose(1, 2).reshape(bsz, -1, d))
+        qh, kh, vh = (t.view(bsz, n_hist, h, dh).transpose(1, 2)
+                      for t in F.linear(zh, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
+        out_h = torch.softmax(qh @ kh.transpose(-1, -2) * scale, -1) @ vh
+        s_hist = qc @ kh.transpose(-1, -2) * scale  # [B, h, N, H]
+        s_self = (qc * kc).sum(-1, keepdim=True) * scale  # [B, h, N, 1]
+        top = torch.maximum(s_hist.amax(-1, keepdim=True), s_self)
+        e_hist, e_self = (s_hist - top).exp_(), (s_self - top).exp_()
+        norm = e_hist.sum(-1, keepdim=True) + e_self
+        out_c = (e_hist @ vh + e_self * vc) / norm
+        return (self.out_proj(out_h.transpose(1, 2).reshape(bsz, n_hist, d)),
+                self.out_proj(out_c.transpose(1, 2).reshape(bsz, -1, d)))
+
 
 class NAPEncoderLayer(nn.Module):
     """``nn.TransformerEncoderLayer`` (post-LN, GELU, ``batch_first``) with :class:`HistoryAttention`.
@@ -235,7 +271,16 @@ class NAPEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, z: torch.Tensor, n_hist: int, hist_valid: torch.Tensor) -> torch.Tensor:
-        z = self.norm1(z + self.dropout(self.self_attn(z, n_hist, hist_valid)))
+        return self._feed_forward(z, self.self_attn(z, n_hist, hist_valid))
+
+    def forward_split(self, zh: torch.Tensor, zc: torch.Tensor, qkv_c: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer on a history and candidates held apart (:meth:`HistoryAttention.forward_split`)."""
+        ah, ac = self.self_attn.forward_split(zh, zc, qkv_c)
+        return self._feed_forward(zh, ah), self._feed_forward(zc, ac)
+
+    def _feed_forward(self, z: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        z = self.norm1(z + self.dropout(attn))
         return self.norm2(z + self.dropout(self.linear2(self.dropout(F.gelu(self.linear1(z))))))
 
 
@@ -263,12 +308,21 @@ class NAPNetwork(nn.Module):
             argmax equal to the "likelihood only (EI)" ablation) and PPO learns a correction to it. The log makes
             the logits' scale independent of the task's regret scale (EI spans orders of magnitude as a run
             progresses).
+        init: ``"official"`` (``NAP.init_weights``: every ``nn.Linear`` N(0, 0.01^2) with zero bias) or
+            ``"torch"`` (PyTorch's default initialisation of every layer). [INTERP] Under the official
+            initialisation the GP-prior likelihood head collapsed to the marginal of ``y``: its held-out NLL was
+            identical with 5 and 50 context points after 250, 500 and 750 steps (the bucket decoder's two
+            0.01-scale layers pass ~1e-4 of a gradient back to the encoder), while with ``"torch"`` the NLL at 50
+            points was below that at 5 after 250 steps (``benchmarks/nap_pretrain.py --network-init``); on
+            Hartmann-3, where ``x`` alone predicts ``y``, the official one learns. The GP-prior configs use
+            ``"torch"``; the README's NAP section has the curves.
     """
 
     def __init__(self, input_dim: int, d_model: int = 512, n_layers: int = 6, n_heads: int = 4,
                  dim_feedforward: int = 1024, dropout: float = 0.0, n_buckets: int = 1000, y_low: float = -0.1,
                  y_high: float = 1.1, af_name: str = "mlp", af_hidden: int = 200,
-                 joint_model_af_training: bool = True, temperature: float = 0.1, af_prior: str | None = None):
+                 joint_model_af_training: bool = True, temperature: float = 0.1, af_prior: str | None = None,
+                 init: str = "official"):
         super().__init__()
         # the architecture, stored beside the weights (zoo.bo.save_nap, registry entries, ZooModule.save_config)
         self.init_args = dict(input_dim=input_dim, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
@@ -277,6 +331,10 @@ class NAPNetwork(nn.Module):
                               joint_model_af_training=joint_model_af_training, temperature=temperature)
         if af_prior is not None:  # recorded only when set, so files written before the switch keep their args
             self.init_args["af_prior"] = af_prior
+        if init != "official":  # likewise
+            self.init_args["init"] = init
+        if init not in ("official", "torch"):
+            raise ValueError(f"init must be 'official' or 'torch', got {init!r}")
         if af_name not in ("mlp", "ei", "ucb"):
             raise ValueError(f"af_name must be 'mlp', 'ei' or 'ucb', got {af_name!r}")
         if af_prior not in (None, "log_ei"):
@@ -298,7 +356,8 @@ class NAPNetwork(nn.Module):
                                         nn.Linear(af_hidden, af_hidden), nn.ReLU(),
                                         nn.Linear(af_hidden, 1))
         self.value_head = nn.Sequential(nn.Linear(2, d_model), nn.Tanh(), nn.Linear(d_model, 1))
-        self.apply(self._init_weights)
+        if init == "official":
+            self.apply(self._init_weights)
         if af_prior is not None:  # the policy starts as the prior exactly (see af_prior above)
             nn.init.zeros_(self.af_decoder[-1].weight)
 
@@ -311,7 +370,8 @@ class NAPNetwork(nn.Module):
             m.bias.data.zero_()
 
     def forward(self, hist_x: torch.Tensor, hist_y: torch.Tensor, hist_valid: torch.Tensor, cand_x: torch.Tensor,
-                features: torch.Tensor, af_name: str | None = None, need_af: bool = True
+                features: torch.Tensor, af_name: str | None = None, need_af: bool = True,
+                split: bool | None = None, cache: dict[str, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Scores every candidate given the history.
 
@@ -323,36 +383,72 @@ class NAPNetwork(nn.Module):
             features: ``[B, 2]`` = ``[incumbent, t / T]``.
             af_name: overrides the acquisition for this call (``"ei"`` is the likelihood-only ablation).
             need_af: ``False`` skips the acquisition head (the likelihood pass needs only the buckets).
+            split: encode the history and the candidates apart (:meth:`NAPEncoderLayer.forward_split`: no
+                ``(H + N) x H`` mask, and the candidates' first-layer projections can be cached); ``None``
+                (default) does so whenever it is exact in law: no gradient, no active dropout and an all-valid
+                history, i.e. when deciding. ``False`` is the reference path (the one training uses).
+            cache: a dict kept by the caller across the steps of one run on the same ``cand_x`` (e.g.
+                :class:`zoo.bo.NAPStrategy`): the candidates' embedding and first-layer projections are stored in
+                it on the first call and reused after (split path only).
         Returns:
             ``(af, bucket_logits, value)``: ``[B, N]`` acquisition / temperature (the policy logits for
             ``"mlp"``), ``[B, N, K]`` and ``[B]``.
         """
         af_name = af_name or self.af_name
-        n_hist = hist_x.shape[1]
-        x_emb = self.x_encoder(torch.cat([hist_x, cand_x], 1))
-        z = x_emb.clone()
-        z[:, :n_hist] = z[:, :n_hist] + self.y_encoder(hist_y.unsqueeze(-1))
-        for layer in self.layers:
-            z = layer(z, n_hist, hist_valid)
-        logits = self.bucket_decoder(z[:, n_hist:])
+        if split is None:
+            split = (not torch.is_grad_enabled() and not (self.training and self.layers[0].self_attn.dropout > 0)
+                     and bool(hist_valid.all()))
+        if split:
+            cand_emb, zc = self._encode_split(hist_x, hist_y, cand_x, cache)
+        else:
+            n_hist = hist_x.shape[1]
+            x_emb = self.x_encoder(torch.cat([hist_x, cand_x], 1))
+            z = x_emb.clone()
+            z[:, :n_hist] = z[:, :n_hist] + self.y_encoder(hist_y.unsqueeze(-1))
+            for layer in self.layers:
+                z = layer(z, n_hist, hist_valid)
+            cand_emb, zc = x_emb[:, n_hist:], z[:, n_hist:]
+        logits = self.bucket_decoder(zc)
         incumbent = features[:, 0]
         value = self.value_head(features).squeeze(-1)
         if not need_af:
             return None, logits, value
         if af_name == "mlp":
-            probs, emb = logits.softmax(-1), x_emb[:, n_hist:]
+            probs, emb = logits.softmax(-1), cand_emb
             if not self.joint:
                 probs, emb = probs.detach(), emb.detach()
             feats = features[:, None, :].expand(-1, cand_x.shape[1], -1)
             af = self.af_decoder(torch.cat([probs, emb, feats], -1)).squeeze(-1)
-            if self.af_prior == "log_ei":
-                prior_logits = logits if self.joint else logits.detach()
-                af = af + torch.log(bar_ei(prior_logits, self.borders, incumbent[:, None]) + 1e-12)
+            if self.af_prior == "log_ei":  # the same probabilities (detached or not, as the MLP's)
+                af = af + torch.log(bar_ei_from_probs(probs, self.borders, incumbent[:, None]) + 1e-12)
         elif af_name == "ei":
             af = bar_ei(logits, self.borders, incumbent[:, None])
         else:
             af = bar_mean(logits, self.borders) + 2.0 * bar_std(logits, self.borders)
         return af / self.temperature, logits, value
+
+    def _encode_split(self, hist_x: torch.Tensor, hist_y: torch.Tensor, cand_x: torch.Tensor,
+                      cache: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate embeddings and encodings, the history and the candidates held apart; the candidates' part
+        that depends on ``x`` alone (embedding, first-layer projections) comes from ``cache`` when it holds them
+        for this ``cand_x``."""
+        # the cache holds the very tensor it was computed from (so its memory cannot be reused by another) and
+        # its version counter (an in-place change invalidates it; inference tensors cannot change in place)
+        version = None if cand_x.is_inference() else cand_x._version
+        if cache is not None and cache.get("x") is cand_x and cache.get("version") == version:
+            cand_emb, qkv_c = cache["emb"], cache["qkv"]
+        else:
+            cand_emb = self.x_encoder(cand_x)
+            attn = self.layers[0].self_attn
+            qkv_c = F.linear(cand_emb, attn.in_proj_weight, attn.in_proj_bias) if len(self.layers) else None
+            if cache is not None:
+                cache.clear()
+                cache.update(x=cand_x, version=version, emb=cand_emb, qkv=qkv_c)
+        zh = self.x_encoder(hist_x) + self.y_encoder(hist_y.unsqueeze(-1))
+        zc = cand_emb
+        for i, layer in enumerate(self.layers):
+            zh, zc = layer.forward_split(zh, zc, qkv_c if i == 0 else None)
+        return cand_emb, zc
 
 
 # ----------------------------------------------------------------------------------------------------------------
