@@ -1,27 +1,38 @@
 """Meta-RTL vs its baselines on WordNet-QA, leave-one-task-out, low-resource targets, same fixed test items.
 
 For each target task, target size and seed this script trains, through the real CLI config
-(``configs/meta_rtl/wordnet-qa.yaml``, the other six tasks as sources), every method of ``--methods``:
+(``configs/meta_rtl/wordnet-qa.yaml``, the other six tasks as sources), every arm of ``--methods``:
 
 * ``meta_rtl``: the LSTM policy's source weights, REINFORCE-trained on target rewards (the system);
+* ``frozen_policy``: the same system with ``policy_lr 0`` (uniform weights, Meta-RTL's epsilon-greedy draws);
 * ``uniform``: the same Reptile meta-transfer with equal weights (the paper's main baseline);
 * ``exp3``: an EXP3 bandit over the sources on the same rewards (a previous task-selection strategy);
 * ``multitask``: joint training on all sources and the target, then fine-tuning;
 * ``target_only``: fine-tuning on the target alone;
+* ``meta_rtl_normalised``: Meta-RTL with rewards standardised per iteration on two target batches (an ablation
+  of the reward switch);
 
-each followed by fine-tuning on the target subset and selection on the target's 100 dev items, then tested on
-the target's 300 fixed test items (``seed`` draws the target subset, the batches and the source draws; the test
-items are the same for every run). Reported: accuracy per (target, size, method) as the mean over seeds, with
-the 95% CI over test items of the seed-averaged correctness; paired differences on the same items (targets
-pooled) per size; the source weights Meta-RTL ends with. Checks of the benchmark itself: a choice-only scorer
-(a linear score of the choice embedding alone, trained on each task's train split) should stay near chance
-(25%), and the untrained encoder's cosine(prompt, choice) shows how far embedding similarity alone gets.
+and reports the untrained cosine(prompt, choice) scorer (the scorer's starting point: a fixed method). Every arm
+has the same data, budget (``meta_iterations`` then fine-tuning, ``epochs`` x ``iterations_per_epoch`` steps) and
+model selection: every epoch is a checkpoint candidate in every arm (``zoo.meta_rtl``: one optimiser step per
+training step in every strategy), the best on the target's 100 dev items is tested on its 300 fixed test items,
+and each run records the epoch it selected and its validation curve. ``seed`` draws the target subset, the
+batches and the source draws. Claims follow the comparison protocol: per seed the mean paired difference over
+the targets' test items, a t-interval over seeds (``common.seed_claim``). Diagnostics: the source weights each
+weighting arm ends with, and per source the t statistic of its reward centred on the other sources drawn with it
+(does the reward carry signal?). Checks of the benchmark itself: a choice-only scorer (a linear score of the
+choice embedding alone, trained on each task's train split) should stay near chance (25%).
 
-    python benchmarks/meta_rtl_wordnet_qa.py --quick   # end-to-end check -> meta_rtl_wordnet_qa_quick.json
-    python benchmarks/meta_rtl_wordnet_qa.py           # the README table; registers meta-rtl-minilm-wordnet-qa
+``--mislabelled synonym definition`` makes two sources harmful (their training answers moved to a wrong choice,
+``datamodules.qa.datamodule.mislabel``) and writes ``meta_rtl_harmful_sources``, with the claim that Meta-RTL's
+policy ends with them weighted below 1/K.
 
-The budget (targets, sizes, seeds, iterations) is in the results file; the first run also encodes the ~21k
-prompts and choices with MiniLM and caches the vectors under $METAZOO_DATA/wordnet_qa.
+    python benchmarks/meta_rtl_wordnet_qa.py --quick                       # end-to-end check (*_quick.json)
+    python benchmarks/meta_rtl_wordnet_qa.py --sizes 32 128 --max-minutes 20   # the README table
+    python benchmarks/meta_rtl_wordnet_qa.py --mislabelled synonym definition --max-minutes 20
+
+The budget (targets, sizes, seeds, iterations, minutes) is in the results file; the first run also encodes the
+~21k prompts and choices with MiniLM and caches the vectors under $METAZOO_DATA/wordnet_qa.
 """
 
 from __future__ import annotations
