@@ -327,3 +327,18 @@ def test_every_strategy_has_the_same_checkpoint_candidates(tmp_path):
     # optimiser in the meta phase, so without the shared step their meta-phase epochs were never candidates.
     epochs = {arm: candidate_epochs(tmp_path, arm) for arm in STRATEGY_ARMS}
     assert epochs == {arm: [0, 1, 2, 3] for arm in STRATEGY_ARMS}
+
+
+def test_reward_diagnostic_centres_on_the_sources_drawn_together_by_hand():
+    from test_results import load_benchmark_module
+
+    bench = load_benchmark_module("meta_rtl_wordnet_qa")
+    # iteration 1 draws a (0.3) and b (0.1): mean 0.2; iteration 2 draws b alone (no comparison: skipped);
+    # iteration 3 draws a (0.0), b (-0.3), c (0.0): mean -0.1
+    centred = bench.centred_rewards([{0: 0.3, 1: 0.1}, {1: 0.5}, {0: 0.0, 1: -0.3, 2: 0.0}], ["a", "b", "c"])
+    expected = {"a": [0.1, 0.1], "b": [-0.1, -0.2], "c": [0.1]}
+    assert centred.keys() == expected.keys()
+    assert all(centred[k] == pytest.approx(v) for k, v in expected.items())
+    signal = bench.reward_signal([{"centred_rewards": {"a": [0.1, 0.3], "b": [-0.1, -0.2], "c": [0.1]}}])
+    # a: mean 0.2, std 0.141421, t = 0.2 / (0.141421 / sqrt 2) = 2; c has one value: no t
+    assert signal["a"]["t"] == pytest.approx(2.0) and signal["b"]["mean"] == pytest.approx(-0.15) and "c" not in signal
