@@ -56,6 +56,7 @@ from common import export_and_register, fit_then_test_best, seed_claim, selected
 
 from datamodules.cache import data_root
 from datamodules.qa.wordnet_qa import TASKS, load_or_build
+from zoo.checkpoint_io import load_checkpoint
 from zoo.meta_rtl import load_embedding_cache, save_embedding_cache
 from zoo.metrics import mean_ci95
 from zoo.text_encoder import TextEncoder
@@ -147,10 +148,13 @@ def run(method: str, target: str, size: int, seed: int, args: argparse.Namespace
            "train_seconds": round(train_seconds, 1), "per_item": [records[i] for i in sorted(records)],
            "overrides": overrides}
     names = json.loads(sources)
-    history = cli.model.weight_history
-    if history:
-        w = torch.tensor(history)
-        out["final_weights"] = dict(zip(names, w[-1].tolist()))
+    # testing the best checkpoint restored the weight history saved with it (up to the selected epoch); the whole
+    # meta phase's history is in the last checkpoint
+    selected = cli.model.weight_history
+    if selected:
+        w = torch.tensor(load_checkpoint(cli.trainer.checkpoint_callback.last_model_path)["meta_rtl_weight_history"])
+        out["final_weights"] = dict(zip(names, w[-1].tolist()))  # after the last meta-iteration
+        out["selected_weights"] = dict(zip(names, selected[-1]))  # the tested model's policy
         out["mean_weights"] = dict(zip(names, w.mean(0).tolist()))
         out["weights_every_10"] = [[round(x, 4) for x in row] for row in w[::10].tolist()]
         out["centred_rewards"] = centred_rewards(cli.model.raw_reward_history, names)
@@ -372,6 +376,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"registered {REGISTRY_NAME}: {entry.metrics}", flush=True)
         for r in rows:
             r.pop("_cli", None)
+            if "centred_rewards" in r:  # the summary's reward_signal holds the diagnostic; keep each run's means
+                r["centred_rewards"] = {k: {"mean": sum(v) / len(v) if v else None, "n": len(v)}
+                                        for k, v in r["centred_rewards"].items()}
     name = args.name or ("meta_rtl_harmful_sources" if args.mislabelled else "meta_rtl_wordnet_qa")
     if args.quick:
         name += "_quick"
