@@ -320,7 +320,7 @@ def meta_rtl(data: dict) -> str:
     if weights:
         sources = {s for w in weights.values() for s in w}
         order = [s for s in data["checks"] if s in sources]
-        out += ["", "Final source weights (mean over seeds; 1/K = "
+        out += ["", "Source weights after the last meta-iteration (mean over seeds; 1/K = "
                 f"{1 / len(next(iter(weights.values()))):.3f} is uniform"
                 + (", mislabelled sources in bold" if harm else "") + "):", "",
                 "| target / arm | " + " | ".join(f"**{s}**" if s in harm else s for s in order) + " |",
@@ -340,6 +340,16 @@ def meta_rtl(data: dict) -> str:
         by_seed = summary["harmful_weight_by_seed"]
         out += ["", "Mean final weight of the mislabelled sources per seed: " + "; ".join(
             f"{RTL_NAMES[m]} " + ", ".join(f"{v:.3f}" for v in w.values()) for m, w in by_seed.items() if w) + "."]
+        trajectory = []
+        for m in ("meta_rtl", "meta_rtl_normalised", "exp3"):
+            runs = [r for r in data["runs"] if r["method"] == m and "weights_every_10" in r]
+            if runs:
+                per_run = [[sum(row[list(r["final_weights"]).index(h)] for h in harm) / len(harm)
+                            for row in r["weights_every_10"]] for r in runs]
+                steps = min(map(len, per_run))
+                trajectory.append(f"{RTL_NAMES[m]} " + ", ".join(
+                    f"{sum(t[i] for t in per_run) / len(per_run):.3f}" for i in range(steps)))
+        out += ["", "Their mean weight at meta-iterations 1, 11, 21, ... (all runs): " + "; ".join(trajectory) + "."]
     checks = data["checks"]
     out += ["", "Benchmark checks per task (test split): choice-only linear scorer (chance 25%) / untrained "
             "cosine(prompt, choice): " + "; ".join(
