@@ -320,7 +320,9 @@ def meta_rtl(data: dict) -> str:
     if weights:
         sources = {s for w in weights.values() for s in w}
         order = [s for s in data["checks"] if s in sources]
-        out += ["", "Source weights after the last meta-iteration (mean over seeds; 1/K = "
+        when = ("after the last meta-iteration" if any("selected_weights" in r for r in data["runs"]) else
+                "at the selected checkpoint (iteration 50 when epoch 0 was selected, else 100)")
+        out += ["", f"Source weights {when} (mean over seeds; 1/K = "
                 f"{1 / len(next(iter(weights.values()))):.3f} is uniform"
                 + (", mislabelled sources in bold" if harm else "") + "):", "",
                 "| target / arm | " + " | ".join(f"**{s}**" if s in harm else s for s in order) + " |",
@@ -338,7 +340,7 @@ def meta_rtl(data: dict) -> str:
                     for key, sig in signal.items()) + "."]
     if harm:
         by_seed = summary["harmful_weight_by_seed"]
-        out += ["", "Mean final weight of the mislabelled sources per seed: " + "; ".join(
+        out += ["", f"Mean weight of the mislabelled sources {when}, per seed: " + "; ".join(
             f"{RTL_NAMES[m]} " + ", ".join(f"{v:.3f}" for v in w.values()) for m, w in by_seed.items() if w) + "."]
         trajectory = []
         for m in ("meta_rtl", "meta_rtl_normalised", "exp3"):

@@ -39,7 +39,8 @@ FULL = [
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
     "python benchmarks/gpam_wordnet_rel.py --export",
-    "python benchmarks/meta_rtl_wordnet_qa.py",
+    "python benchmarks/meta_rtl_wordnet_qa.py --sizes 32 128 --max-minutes 22",
+    "python benchmarks/meta_rtl_wordnet_qa.py --mislabelled synonym definition --max-minutes 20",
     "python benchmarks/meta_dmoe_glyphs_domains.py --seeds 0 1 2",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
