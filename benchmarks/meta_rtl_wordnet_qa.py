@@ -38,6 +38,7 @@ The budget (targets, sizes, seeds, iterations, minutes) is in the results file; 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -56,7 +57,6 @@ from common import export_and_register, fit_then_test_best, seed_claim, selected
 
 from datamodules.cache import data_root
 from datamodules.qa.wordnet_qa import TASKS, load_or_build
-from zoo.checkpoint_io import load_checkpoint
 from zoo.meta_rtl import load_embedding_cache, save_embedding_cache
 from zoo.metrics import mean_ci95
 from zoo.text_encoder import TextEncoder
@@ -149,17 +149,26 @@ def run(method: str, target: str, size: int, seed: int, args: argparse.Namespace
            "overrides": overrides}
     names = json.loads(sources)
     # testing the best checkpoint restored the weight history saved with it (up to the selected epoch); the whole
-    # meta phase's history is in the last checkpoint
+    # meta phase's weights are in the run's log (weights/<source>, every log_every_n_steps = 10 iterations)
     selected = cli.model.weight_history
     if selected:
-        w = torch.tensor(load_checkpoint(cli.trainer.checkpoint_callback.last_model_path)["meta_rtl_weight_history"])
-        out["final_weights"] = dict(zip(names, w[-1].tolist()))  # after the last meta-iteration
+        w = torch.tensor(logged_weights(cli.trainer.logger.log_dir, names))
+        out["final_weights"] = dict(zip(names, w[-1].tolist()))  # at the last logged meta-iteration (the 100th)
         out["selected_weights"] = dict(zip(names, selected[-1]))  # the tested model's policy
         out["mean_weights"] = dict(zip(names, w.mean(0).tolist()))
-        out["weights_every_10"] = [[round(x, 4) for x in row] for row in w[::10].tolist()]
+        out["weights_every_10"] = [[round(x, 4) for x in row] for row in w.tolist()]  # iterations 10, 20, ...
         out["centred_rewards"] = centred_rewards(cli.model.raw_reward_history, names)
     out["_cli"] = cli
     return out
+
+
+def logged_weights(log_dir: str, names: list[str]) -> list[list[float]]:
+    """The source weights a run logged (``weights/<source>`` in its CSV log), one row per logged meta-iteration."""
+    with open(Path(log_dir) / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(f"weights/{names[0]}")]
+    if not rows:
+        raise ValueError(f"{log_dir}/metrics.csv: no weights/{names[0]} column values (was the meta phase logged?)")
+    return [[float(r[f"weights/{n}"]) for n in names] for r in rows]
 
 
 def centred_rewards(raw: list[dict[int, float]], names: list[str]) -> dict[str, list[float]]:

@@ -351,7 +351,8 @@ def meta_rtl(data: dict) -> str:
                 steps = min(map(len, per_run))
                 trajectory.append(f"{RTL_NAMES[m]} " + ", ".join(
                     f"{sum(t[i] for t in per_run) / len(per_run):.3f}" for i in range(steps)))
-        out += ["", "Their mean weight at meta-iterations 1, 11, 21, ... (all runs): " + "; ".join(trajectory) + "."]
+        at = ("10, 20, 30" if any("selected_weights" in r for r in data["runs"]) else "1, 11, 21")
+        out += ["", f"Their mean weight at meta-iterations {at}, ... (all runs): " + "; ".join(trajectory) + "."]
     checks = data["checks"]
     out += ["", "Benchmark checks per task (test split): choice-only linear scorer (chance 25%) / untrained "
             "cosine(prompt, choice): " + "; ".join(
