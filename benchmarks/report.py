@@ -375,33 +375,83 @@ def batched_episodes(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
-RTL_NAMES = {"meta_rtl": "Meta-RTL", "uniform": "uniform Reptile", "exp3": "EXP3 weighting",
-             "multitask": "multi-task + fine-tune", "target_only": "target-only fine-tune"}
+RTL_NAMES = {"meta_rtl": "Meta-RTL", "frozen_policy": "Meta-RTL, frozen policy", "uniform": "uniform Reptile",
+             "exp3": "EXP3 weighting", "multitask": "multi-task + fine-tune", "target_only": "target-only fine-tune",
+             "cosine": "untrained cosine", "meta_rtl_normalised": "Meta-RTL, normalised rewards"}
 
 
-def meta_rtl_wordnet_qa(data: dict) -> str:
-    st = data["setting"]
-    summary = data["summary"]
-    out = [f"Targets {', '.join(st['targets'])} (leave-one-task-out, the other six tasks as sources); target sizes "
-           f"{', '.join(map(str, st['sizes']))}; seeds {', '.join(map(str, st['seeds']))}; {st['meta_iterations']} "
-           f"meta-iterations then fine-tuning, {st['epochs']} epochs of {st['iterations_per_epoch']} steps, best on "
-           f"{st['dev_items']} target dev items, {st['test_items']} fixed test items; encoder {st['encoder']}. "
-           "Accuracy: mean over seeds, 95% CI over test items.", "",
-           "| target | size | " + " | ".join(RTL_NAMES[m] for m in st["methods"]) + " |",
-           "|---|---|" + "---|" * len(st["methods"])]
+def meta_rtl(data: dict) -> str:
+    """Meta-RTL on WordNet-QA (clean or with mislabelled sources): accuracy over seeds per arm, Meta-RTL minus each
+    arm (interval over seeds), the epochs model selection picked, the source weights and the reward diagnostic."""
+    st, summary = data["setting"], data["summary"]
+    methods = st["methods"]
+    harm = st.get("mislabelled_sources") or []
+    out = [f"Targets {', '.join(st['targets'])} (leave-one-task-out, the other six tasks as sources"
+           + (f"; **{', '.join(harm)} mislabelled**: every training answer moved to a wrong choice" if harm else "")
+           + f"); target sizes {', '.join(map(str, st['sizes']))}; seeds {', '.join(map(str, st['seeds']))}; "
+           f"{st['meta_iterations']} meta-iterations then fine-tuning, {st['epochs']} epochs of "
+           f"{st['iterations_per_epoch']} steps; rewards: normalisation `{st['reward_normalization']}`, "
+           f"{st['reward_batches']} target batch(es); checkpoint candidates: {st['checkpoint_candidates']}; "
+           f"{st['test_items']} fixed test items; encoder {st['encoder']}. Accuracy: mean over seeds ± 95% "
+           "t-interval over seeds (the untrained cosine scorer is one fixed model).", "",
+           "| target | size | " + " | ".join(RTL_NAMES[m] for m in methods) + " | untrained cosine |",
+           "|---|---|" + "---|" * (len(methods) + 1)]
+    table = summary["per_target"]
     for target in st["targets"]:
         for size in st["sizes"]:
-            cells = [summary["per_target"].get(f"{target}/{size}/{m}") for m in st["methods"]]
-            out.append(f"| {target} | {size} | " + " | ".join(pct(c["mean"], c["ci95_over_items"]) if c else ""
-                                                            for c in cells) + " |")
-    out += ["", "Meta-RTL minus each baseline, points (paired over the test items of all targets, 95% CI):", "",
-            "| size | " + " | ".join(f"vs {RTL_NAMES[m]}" for m in st["methods"] if m != "meta_rtl") + " |",
-            "|---|" + "---|" * (len(st["methods"]) - 1)]
+            cells = [table.get(f"{target}/{size}/{m}") for m in methods]
+            out.append(f"| {target} | {size} | " + " | ".join(pct(c["mean"], c["ci95_over_seeds"]) if c else ""
+                                                            for c in cells)
+                       + f" | {pct(table[f'{target}/cosine']['mean'])} |")
+    arms = [m for m in [*methods, "cosine"] if m != "meta_rtl"]
+    out += ["", "Meta-RTL minus each arm, points (per seed the mean paired difference over the targets' test items; "
+            "95% t-interval over seeds):", "", "| size | " + " | ".join(f"vs {RTL_NAMES[m]}" for m in arms) + " |",
+            "|---|" + "---|" * len(arms)]
     for size in st["sizes"]:
-        cells = [summary["pooled_over_targets"].get(f"{size}/meta_rtl - {m}") for m in st["methods"]
-                 if m != "meta_rtl"]
-        out.append(f"| {size} | " + " | ".join(f"{100 * c['mean']:+.2f} ± {100 * c['ci95']:.2f}" if c else ""
+        cells = [summary["meta_rtl_minus"].get(f"{size}/meta_rtl - {m}") for m in arms]
+        out.append(f"| {size} | " + " | ".join(f"{100 * c['diff']:+.2f} ± {100 * c['ci95']:.2f}" if c else ""
                                                for c in cells) + " |")
+    out += ["", "Epochs model selection picked (every arm's candidates: each of the epochs; the meta phase is the first "
+            f"{st['meta_iterations'] // st['iterations_per_epoch']}): " + "; ".join(
+                f"{RTL_NAMES[m]} " + ", ".join(f"{e}×{epochs.count(e)}" for e in sorted(set(epochs)))
+                for m, epochs in summary["selected_epochs"].items()) + "."]
+    weights = summary["weights"]
+    if weights:
+        sources = {s for w in weights.values() for s in w}
+        order = [s for s in data["checks"] if s in sources]
+        when = ("after the last meta-iteration" if any("selected_weights" in r for r in data["runs"]) else
+                "at the selected checkpoint (iteration 50 when epoch 0 was selected, else 100)")
+        out += ["", f"Source weights {when} (mean over seeds; 1/K = "
+                f"{1 / len(next(iter(weights.values()))):.3f} is uniform"
+                + (", mislabelled sources in bold" if harm else "") + "):", "",
+                "| target / arm | " + " | ".join(f"**{s}**" if s in harm else s for s in order) + " |",
+                "|---|" + "---|" * len(order)]
+        for key, w in weights.items():
+            target, method = key.split("/")
+            out.append(f"| {target} / {RTL_NAMES[method]} | " + " | ".join(
+                f"{w[s]:.3f}" if s in w else "(target)" for s in order) + " |")
+    signal = {k: v for k, v in summary["reward_signal"].items() if k.endswith("/uniform") and v}
+    if signal:
+        out += ["", "Reward diagnostic (uniform Reptile's runs, where every source is drawn alike): per source, the t "
+                "statistic of its reward minus the mean reward of the sources drawn with it (|t| > 2: the reward tells "
+                "the source apart from the others): " + "; ".join(
+                    f"{key.split('/')[0]}: " + ", ".join(f"{s} {v['t']:+.1f}" for s, v in sig.items())
+                    for key, sig in signal.items()) + "."]
+    if harm:
+        by_seed = summary["harmful_weight_by_seed"]
+        out += ["", f"Mean weight of the mislabelled sources {when}, per seed: " + "; ".join(
+            f"{RTL_NAMES[m]} " + ", ".join(f"{v:.3f}" for v in w.values()) for m, w in by_seed.items() if w) + "."]
+        trajectory = []
+        for m in ("meta_rtl", "meta_rtl_normalised", "exp3"):
+            runs = [r for r in data["runs"] if r["method"] == m and "weights_every_10" in r]
+            if runs:
+                per_run = [[sum(row[list(r["final_weights"]).index(h)] for h in harm) / len(harm)
+                            for row in r["weights_every_10"]] for r in runs]
+                steps = min(map(len, per_run))
+                trajectory.append(f"{RTL_NAMES[m]} " + ", ".join(
+                    f"{sum(t[i] for t in per_run) / len(per_run):.3f}" for i in range(steps)))
+        at = ("10, 20, 30" if any("selected_weights" in r for r in data["runs"]) else "1, 11, 21")
+        out += ["", f"Their mean weight at meta-iterations {at}, ... (all runs): " + "; ".join(trajectory) + "."]
     checks = data["checks"]
     out += ["", "Benchmark checks per task (test split): choice-only linear scorer (chance 25%) / untrained "
             "cosine(prompt, choice): " + "; ".join(
@@ -434,7 +484,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "raml_wordnet": raml_wordnet, "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap,
     "passage_embedding": passage_embedding, "demo_phases": demo_phases,
     "gpam_wordnet_rel": gpam_wordnet_rel, "gpam_fewrel_nyt_semeval": gpam_wordnet_rel,
-    "meta_rtl_wordnet_qa": meta_rtl_wordnet_qa,
+    "meta_rtl_wordnet_qa": meta_rtl, "meta_rtl_harmful_sources": meta_rtl,
     "meta_dmoe_glyphs_domains": meta_dmoe_glyphs_domains,
 }
 

@@ -45,7 +45,8 @@ FULL = [
     "python benchmarks/gpam_fewrel_nyt_semeval.py --export --methods gpam protonet-threshold-views protonet-threshold "
     "gpam-point gpam-fixed-margin --max-minutes 20 --resume",
     "python benchmarks/gpam_fewrel_nyt_semeval.py --resume --shots 1 --methods gpam",  # transfer row, re-registered
-    "python benchmarks/meta_rtl_wordnet_qa.py",
+    "python benchmarks/meta_rtl_wordnet_qa.py --sizes 32 128 --max-minutes 22",
+    "python benchmarks/meta_rtl_wordnet_qa.py --mislabelled synonym definition --max-minutes 20",
     "python benchmarks/meta_dmoe_glyphs_domains.py --seeds 0 1 2",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.

@@ -12,8 +12,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from datamodules.qa import MCTask, MultipleChoiceDataModule, make_item
-from zoo.meta_rtl import (MetaRTL, exp3_probabilities, exp3_update, policy_gradient_loss, source_rewards,
-                          weighted_reptile_update)
+from datamodules.qa.datamodule import mislabel
+from zoo.meta_rtl import (MetaRTL, exp3_probabilities, exp3_update, normalise_rewards, policy_gradient_loss,
+                          source_rewards, weighted_reptile_update)
 from zoo.rl import update_baseline
 
 
@@ -53,6 +54,14 @@ def test_policy_gradient_matches_hand_computation():
     policy_gradient_loss(logits, torch.tensor([0]), torch.tensor([1.0]), 0.5, epsilon=0.2,
                          entropy_coeff=0.0).backward()
     assert logits.grad.tolist() == pytest.approx([-0.2, 0.2])
+
+
+def test_normalise_rewards_by_hand():
+    # rewards 0.01, 0.03, 0.05: mean 0.03, population std sqrt((0.0004 + 0 + 0.0004) / 3) = 0.016330
+    assert normalise_rewards(torch.tensor([0.01, 0.03, 0.05])).tolist() == pytest.approx([-1.224745, 0.0, 1.224745],
+                                                                                        abs=1e-5)
+    assert normalise_rewards(torch.tensor([0.2])).tolist() == [0.0]  # one source drawn: nothing to compare
+    assert normalise_rewards(torch.tensor([0.1, 0.1])).tolist() == [0.0, 0.0]
 
 
 def test_exp3_by_hand():
@@ -178,9 +187,43 @@ def test_fit_checkpoint_test_round_trip(tmp_path):
     assert len(fresh.item_records["test"]) == 24
 
 
+def test_mislabelled_sources_always_point_at_a_wrong_choice():
+    dm = toy_data(mislabelled_sources=["copy"])
+    dm.setup()
+    clean = toy_data()
+    clean.setup()
+    for name in ("echo", "copy"):
+        a, b = dm.tasks[name].train, clean.tasks[name].train
+        assert [(x.prompt, x.choices) for x in a] == [(x.prompt, x.choices) for x in b]
+        same = [x.answer == y.answer for x, y in zip(a, b)]
+        assert all(same) if name == "echo" else not any(same)
+    wrong = [x.answer for x in dm.tasks["copy"].train]
+    assert len(set(wrong)) == 3 and wrong == [x.answer for x in mislabel(clean.tasks["copy"].train, "copy")]
+    assert dm.tasks["copy"].dev == clean.tasks["copy"].dev  # only the training labels are harmful
+    with pytest.raises(ValueError, match=r"mislabelled_sources \['target'\] are not among the sources"):
+        toy_data(mislabelled_sources=["target"]).setup()
+
+
+def test_reward_batches_measure_rewards_on_more_target_items():
+    dm = toy_data(reward_batches=2)
+    one = toy_data()
+    batch, plain = next(iter(dm.train_dataloader())), next(iter(one.train_dataloader()))
+    assert len(batch["reward_target"]["answer"]) == 16 and "reward_target" not in plain
+    assert torch.equal(batch["target"]["index"], plain["target"]["index"])  # the training batches are unchanged
+    model = toy_model(reward_normalization="iteration")
+    trainer(epochs=1).fit(model, datamodule=toy_data(reward_batches=2, iterations_per_epoch=3))
+    for raw, seen in zip(model.raw_reward_history, model.reward_history):
+        if len(raw) == 2:  # two sources drawn: standardised to -1 and +1
+            assert sorted(x for x in seen if x) == pytest.approx([-1.0, 1.0], abs=1e-4)
+    with pytest.raises(ValueError, match="reward_batches must be >= 1"):
+        toy_data(reward_batches=0)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="strategy must be one of"):
         toy_model("reptile")
+    with pytest.raises(ValueError, match="reward_normalization must be one of"):
+        toy_model(reward_normalization="rank")
     with pytest.raises(ValueError, match="sources must be distinct"):
         toy_model(sources=["echo", "echo"])
     with pytest.raises(ValueError, match=r"model.sources \['copy', 'echo'\] differ from the data module's"):
@@ -259,3 +302,43 @@ def test_embedding_cache_round_trip_and_mismatch(tmp_path):
     with pytest.raises(ValueError, match="embeddings of another encoder"):
         load_embedding_cache(other, tmp_path / "emb.pt")
     assert load_embedding_cache(other, tmp_path / "missing.pt") == 0
+
+
+# -- model selection: every strategy has the same checkpoint candidates ---------------------------------------
+
+STRATEGY_ARMS = {"meta_rtl": {}, "frozen_policy": {"strategy": "meta_rtl", "policy_lr": 0.0}, "uniform": {},
+                 "exp3": {}, "multitask": {}, "target_only": {}}
+
+
+def candidate_epochs(tmp_path, arm: str) -> list[int]:
+    """The epochs a ``ModelCheckpoint`` that keeps every candidate (``save_top_k=-1``) saved for one arm: 2 epochs
+    of meta-transfer (10 iterations of 5 per epoch), then 2 of fine-tuning."""
+    pl.seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / arm, monitor="val/acc", mode="max", save_top_k=-1,
+                           filename="e{epoch}", auto_insert_metric_name=False)
+    kw = {"strategy": arm, **STRATEGY_ARMS[arm]}
+    trainer(tmp_path, epochs=4, callbacks=[ckpt]).fit(toy_model(**kw), datamodule=toy_data(iterations_per_epoch=5))
+    return sorted(int(p.stem[1:]) for p in (tmp_path / arm).glob("e*.ckpt"))
+
+
+def test_every_strategy_has_the_same_checkpoint_candidates(tmp_path):
+    # Under manual optimisation Lightning's global_step counts optimiser steps and ModelCheckpoint skips an epoch
+    # whose global_step has not moved since its last save; the fixed-weight strategies (uniform, exp3) step no
+    # optimiser in the meta phase, so without the shared step their meta-phase epochs were never candidates.
+    epochs = {arm: candidate_epochs(tmp_path, arm) for arm in STRATEGY_ARMS}
+    assert epochs == {arm: [0, 1, 2, 3] for arm in STRATEGY_ARMS}
+
+
+def test_reward_diagnostic_centres_on_the_sources_drawn_together_by_hand():
+    from test_results import load_benchmark_module
+
+    bench = load_benchmark_module("meta_rtl_wordnet_qa")
+    # iteration 1 draws a (0.3) and b (0.1): mean 0.2; iteration 2 draws b alone (no comparison: skipped);
+    # iteration 3 draws a (0.0), b (-0.3), c (0.0): mean -0.1
+    centred = bench.centred_rewards([{0: 0.3, 1: 0.1}, {1: 0.5}, {0: 0.0, 1: -0.3, 2: 0.0}], ["a", "b", "c"])
+    expected = {"a": [0.1, 0.1], "b": [-0.1, -0.2], "c": [0.1]}
+    assert centred.keys() == expected.keys()
+    assert all(centred[k] == pytest.approx(v) for k, v in expected.items())
+    signal = bench.reward_signal([{"centred_rewards": {"a": [0.1, 0.3], "b": [-0.1, -0.2], "c": [0.1]}}])
+    # a: mean 0.2, std 0.141421, t = 0.2 / (0.141421 / sqrt 2) = 2; c has one value: no t
+    assert signal["a"]["t"] == pytest.approx(2.0) and signal["b"]["mean"] == pytest.approx(-0.15) and "c" not in signal

@@ -44,6 +44,7 @@ from zoo.inner_loop import Params, adapt, functional_forward, reptile_interpolat
 from zoo.rl import categorical_entropy, epsilon_greedy, reinforce_loss, update_baseline
 
 STRATEGIES = ("meta_rtl", "uniform", "exp3", "multitask", "target_only")
+REWARD_NORMALIZATIONS = ("none", "iteration")
 
 
 # -- pure pieces ------------------------------------------------------------------------------------------------
@@ -85,6 +86,21 @@ def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, rewards: t
     logp = torch.log(mixed[actions])
     entropy = categorical_entropy(logits).expand_as(logp)
     return reinforce_loss(logp, rewards, baseline, entropy, entropy_coeff)
+
+
+def normalise_rewards(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """One iteration's rewards standardised over the sources drawn in it, ``(r - mean r) / (std r + eps)``
+    (population std; a single source, or equal rewards, give zeros).
+
+    [INTERP] A switch of this zoo (``reward_normalization: iteration``), not of the paper: the raw reward
+    ``L(theta; B_T) - L(theta_i; B_T)`` mixes how hard the target batch is for every source alike with how
+    much each source helps; per-iteration standardisation keeps only the second, the comparison between the
+    sources drawn together, and puts the rewards on one scale whatever the loss's.
+    """
+    if rewards.numel() < 2:
+        return torch.zeros_like(rewards)
+    centred = rewards - rewards.mean()
+    return centred / (centred.pow(2).mean().sqrt() + eps)
 
 
 def exp3_probabilities(log_weights: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -207,6 +223,11 @@ class MetaRTL(ZooModule):
             scale sets how much the entropy bonus counts against the policy gradient: on WordNet-QA (rewards of a
             few hundredths) 1 keeps the weights spread (0.15-0.19 after 100 iterations), 10 or 100 collapse them
             onto one source within a few dozen iterations (target-dev accuracy no better).
+        reward_normalization: ``none`` (the paper's raw rewards) or ``iteration`` (:func:`normalise_rewards`:
+            standardised over the sources drawn in each iteration, before ``reward_scale``; for every strategy
+            that uses rewards, so EXP3 sees what the policy sees). The rewards are measured on the batch's
+            ``reward_target`` when the data module draws one (``reward_batches`` > 1: several target batches,
+            one loss over their union), else on its target batch.
         exp3_gamma: EXP3's exploration rate; its rewards are ``sigmoid(reward_scale * r)`` ([INTERP]: EXP3
             needs rewards in [0, 1]).
         seed: seeds the generator that draws sources (independent of the data's seed).
@@ -218,7 +239,7 @@ class MetaRTL(ZooModule):
                  cosine_prior: bool = True,
                  policy_hidden: int = 128, policy_lr: float = 3e-3, entropy_coeff: float = 1e-2,
                  epsilon: float = 0.1, baseline_decay: float = 0.9, reward_scale: float = 1.0,
-                 exp3_gamma: float = 0.1, seed: int = 0,
+                 reward_normalization: str = "none", exp3_gamma: float = 0.1, seed: int = 0,
                  optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
         super().__init__(optimizer, scheduler)
         if strategy not in STRATEGIES:
@@ -228,6 +249,9 @@ class MetaRTL(ZooModule):
         for name, value in (("meta_iterations", meta_iterations), ("inner_steps", inner_steps)):
             if value < 0:
                 raise ValueError(f"MetaRTL {name} must be >= 0, got {value}")
+        if reward_normalization not in REWARD_NORMALIZATIONS:
+            raise ValueError(f"MetaRTL reward_normalization must be one of {REWARD_NORMALIZATIONS}, "
+                             f"got {reward_normalization!r}")
         if sources_per_iteration < 1:
             raise ValueError(f"MetaRTL sources_per_iteration must be >= 1, got {sources_per_iteration}")
         self.save_config()
@@ -245,7 +269,8 @@ class MetaRTL(ZooModule):
         self.register_buffer("exp3_log_weights", torch.zeros(k))
         self.register_buffer("iterations_done", torch.zeros((), dtype=torch.long))
         self.weight_history: list[list[float]] = []  # p^m per meta-iteration
-        self.reward_history: list[list[float]] = []  # scaled r^m per meta-iteration (0 for sources not drawn)
+        self.reward_history: list[list[float]] = []  # r^m as the policy saw it per meta-iteration (0: not drawn)
+        self.raw_reward_history: list[dict[int, float]] = []  # unnormalised r_i per meta-iteration, drawn sources
         self.item_records: dict[str, dict[int, float]] = {}
         self._generator = torch.Generator().manual_seed(seed)
         self._eval: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
@@ -307,7 +332,7 @@ class MetaRTL(ZooModule):
         actions = self.draw(weights.detach(), logits)
         chosen = sorted(set(actions.tolist()))
         theta = self.trainable()
-        target = batch["target"]
+        target = batch.get("reward_target", batch["target"])  # several target batches: the data's reward_batches
         with torch.no_grad():
             general = self.loss_with(theta, target)
         adapted, losses = [], []
@@ -319,21 +344,30 @@ class MetaRTL(ZooModule):
                 losses.append(self.loss_with(phi, target))
             adapted.append(phi)
         rewards = source_rewards(general, torch.stack(losses))
+        self.raw_reward_history.append(dict(zip(chosen, rewards.tolist())))
+        if self.hparams.reward_normalization == "iteration":
+            rewards = normalise_rewards(rewards)
         reward_of = dict(zip(chosen, rewards))
         with torch.no_grad():
             new = weighted_reptile_update(theta, adapted, weights.detach()[chosen], self.hparams.meta_step)
             for n, p in theta.items():
                 p.copy_(new[n])
         drawn_rewards = torch.stack([reward_of[a] for a in actions.tolist()]) * self.hparams.reward_scale
+        opt = self.optimizers()[1]
+        opt.zero_grad()
         if self.strategy == "meta_rtl":
             loss = policy_gradient_loss(logits, actions, drawn_rewards, self.baseline, self.hparams.epsilon,
                                         self.hparams.entropy_coeff)
-            opt = self.optimizers()[1]
-            opt.zero_grad()
             self.manual_backward(loss)
-            opt.step()
             self.baseline.copy_(update_baseline(self.baseline, drawn_rewards, self.hparams.baseline_decay))
-        elif self.strategy == "exp3":
+        # Every strategy steps the policy's optimiser once per meta-iteration (without gradients - uniform, exp3 -
+        # Adam leaves the policy as it is). Under manual optimisation Lightning's global_step counts optimiser steps
+        # and ModelCheckpoint skips an epoch whose global_step has not moved since its last save: without this
+        # step the fixed-weight strategies' meta-phase epochs were never checkpoint candidates while Meta-RTL's
+        # were. With it global_step equals the training steps taken in every strategy, so every strategy has the
+        # same candidates (every epoch) under the same rule (tests/test_meta_rtl.py checks it).
+        opt.step()
+        if self.strategy == "exp3":
             for a, r in zip(actions.tolist(), drawn_rewards.tolist()):
                 self.exp3_log_weights.copy_(exp3_update(self.exp3_log_weights, weights, a,
                                                         float(torch.sigmoid(torch.tensor(r))),
