@@ -33,6 +33,7 @@ FULL = [
     "python benchmarks/raml_wordnet.py",
     "python benchmarks/raml_passage_sweep.py",
     "python benchmarks/faiss_bench.py",
+    "python benchmarks/passage_embedding.py",
     "python benchmarks/nap_regret.py --families hartmann3 --test-tasks 5 --threads 1",
     "python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22",
     "python benchmarks/nap_regret.py --families gp-prior-d4 --pretrained runs/nap-pretrain-gp-prior-d4 "
@@ -57,6 +58,7 @@ QUICK = [
     "python benchmarks/raml_wordnet.py --quick",
     "python benchmarks/raml_passage_sweep.py --quick",
     "python benchmarks/faiss_bench.py --quick",
+    "python benchmarks/passage_embedding.py --quick",
     "python benchmarks/nap_regret.py --quick",
     "python benchmarks/nap_pretrain.py --quick",
     "python benchmarks/maml_glyphs.py --quick",
