@@ -1,4 +1,5 @@
-"""Package data that lives outside the packages: the shipped configs and the checkpoint registry.
+"""Package data: the shipped configs and the checkpoint registry (outside the packages), and the Omniglot files of
+``datamodules.images.OmniglotSmall`` (inside ``datamodules/images/data/``).
 
 ``configs/`` and ``checkpoints/registry.yaml`` stay where the README, tests and benchmarks use them; a wheel maps
 them into the package as ``zoo/configs/`` and ``zoo/checkpoints/registry.yaml`` (``zoo.shipped`` finds either), so
@@ -13,6 +14,8 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["zoo*", "datamodules*", "callbacks*"]), "zoo.configs", "zoo.checkpoints"],
     package_dir={"zoo.configs": "configs", "zoo.checkpoints": "checkpoints"},
-    package_data={"zoo.configs": ["**/*.yaml"], "zoo.checkpoints": ["registry.yaml"]},
+    package_data={"zoo.configs": ["**/*.yaml"], "zoo.checkpoints": ["registry.yaml"],
+                  # Omniglot's minimal background sets and one-shot runs, with their licence (OmniglotSmall)
+                  "datamodules.images": ["data/omniglot/*.zip", "data/omniglot/LICENSE", "data/omniglot/README.md"]},
     include_package_data=False,  # only the files named above, never the weights beside the registry
 )

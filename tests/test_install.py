@@ -70,6 +70,9 @@ def test_a_non_editable_install_lists_configs_and_loads_every_checkpoint(tmp_pat
     run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
          str(target), str(source)], cwd=tmp_path, env=dict(os.environ, PIP_NO_INDEX="1"))
     assert not (target / "zoo" / "checkpoints" / "protonet-conv4-glyphs-5w1s.safetensors").exists()
+    omniglot = target / "datamodules" / "images" / "data" / "omniglot"  # OmniglotSmall trains with no download
+    assert {p.name for p in omniglot.iterdir()} == {"all_runs.zip", "images_background_small1.zip",
+                                                    "images_background_small2.zip", "LICENSE", "README.md"}
 
     weights = tmp_path / "weights"  # a copy of the weights, the only place they are
     shutil.copytree(ROOT / "checkpoints", weights, ignore=shutil.ignore_patterns("*.yaml", "*.lock"))
