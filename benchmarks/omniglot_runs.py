@@ -65,6 +65,10 @@ BUDGET = ["--trainer.max_epochs=8", "--data.train_episodes=64", "--data.val_epis
 #: on one CPU thread); 5 steps at validation and test as the paper. [INTERP] CPU budget, stated in the results.
 META = ["--data.episodes_per_batch=4", "--model.init_args.inner_steps=1"]
 QUICK = ["--trainer.max_epochs=1", "--data.train_episodes=4", "--data.val_episodes=4"]
+#: methods whose best-on-validation seed is exported and registered
+REGISTER = {"protonet-ce": "protonet-conv4-omniglot-small-20w1s",
+            "protonet-glyphs-pretrain": "protonet-conv4-glyphs-omniglot-small-20w1s",
+            "maml": "maml-conv4-omniglot-small-20w1s"}
 ZERO_SHOT = ["protonet-conv4-glyphs-5w1s", "protonet-conv4-glyphs-5w5s", "protonet-prototriplet-conv4-glyphs-5w1s",
              "protonet-icnn-conv4-glyphs-5w1s"]
 #: (claim id, method a, method b, statement): a has the lower error rate (higher per-run accuracy) than b
@@ -154,6 +158,23 @@ def claims_from(methods: dict) -> list[dict]:
     return out
 
 
+def merge_results(name: str, measured: dict, zero: dict) -> None:
+    """Merge this command's methods and zero-shot rows into ``results/<name>.json`` (under a lock: commands for other
+    methods may run beside it) and recompute the claims from every method present."""
+    target = RESULTS / f"{name}.json"
+    with file_lock(target):
+        old = json.loads(target.read_text()) if target.is_file() else {}
+        methods = {**old.get("methods", {}), **measured}
+        methods = {k: methods[k] for k in METHODS if k in methods}
+        path = write_results(name, {
+            "command": COMMAND + " (each method's own command is under methods.<key>.command)", "data": CITATION,
+            "published_error": PUBLISHED_ERROR,
+            "published_note": "Lake et al. (2015) on these 20 runs; those models learned from the full 30-alphabet "
+                              "background set (964 characters), ours from 6 minimal-set alphabets (183 characters)",
+            "methods": methods, "zero_shot": {**old.get("zero_shot", {}), **zero}, "claims": claims_from(methods)})
+    print(f"wrote {path}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=[])
@@ -165,10 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     overrides = QUICK if args.quick else BUDGET
     seeds = args.seeds[:1] if args.quick else args.seeds
-    measured, zero = {}, {}
+    name = "omniglot_runs_quick" if args.quick else "omniglot_runs"
     with tempfile.TemporaryDirectory() as tmp:
-        if args.zero_shot:
-            zero = {name: {**zero_shot(name, tmp), "command": command} for name in ZERO_SHOT}
+        if args.zero_shot:  # written at once, and each method when it is done: a later failure loses nothing
+            merge_results(name, {}, {n: {**zero_shot(n, tmp), "command": command} for n in ZERO_SHOT})
         for key in args.methods:
             rows, best = [], None
             for seed in seeds:
@@ -177,40 +198,29 @@ def main(argv: list[str] | None = None) -> None:
                 if best is None or row["best_val_acc"] > best[0]["best_val_acc"]:  # chosen on validation, not test
                     best = (row, cli)
             label, config, extra, pretrained = METHODS[key]
-            measured[key] = {"label": label, "config": config, "extra_configs": extra[1::2], "init_from": pretrained,
-                             "command": command, "machine": machine(), "budget_overrides": overrides, "shape": SHAPE,
-                             "meta_overrides": META if key in ("maml", "anil") else [], **summarise(rows),
-                             "runs": rows}
-            if key in ("protonet-ce", "protonet-glyphs-pretrain", "maml") and not (args.quick or args.no_register):
-                row, cli = best
-                name = {"protonet-ce": "protonet-conv4-omniglot-small-20w1s",
-                        "protonet-glyphs-pretrain": "protonet-conv4-glyphs-omniglot-small-20w1s",
-                        "maml": "maml-conv4-omniglot-small-20w1s"}[key]
-                acc = 1 - row["error_rate"] / 100
-                export_and_register(
-                    name, {"cli": cli, "test_acc": acc, "test_ci95": row["error_ci95"] / 100, "test_episodes": 20,
-                           "best_val_acc": row["best_val_acc"], "train_seconds": row["train_seconds"]},
-                    system="maml" if key == "maml" else "protonet", config=config,
-                    setting="Omniglot one-shot runs of Lake et al. (2015), 20-way 1-shot, 20 runs; trained on the "
-                            "minimal background sets",
-                    command=f"{command}  (seed {row['seed']}, best validation accuracy of the seeds)",
-                    notes=f"{label}; error rate {row['error_rate']:.1f} % over the 400 test items. Data: {CITATION}",
-                    overrides=[*extra, f"--seed_everything={row['seed']}", f"--data.seed={row['seed']}", *SHAPE,
-                               *overrides, *(META if key in ("maml", "anil") else [])])
-    name = "omniglot_runs_quick" if args.quick else "omniglot_runs"
-    target = RESULTS / f"{name}.json"
-    with file_lock(target):
-        old = json.loads(target.read_text()) if target.is_file() else {}
-        methods = {**old.get("methods", {}), **measured}
-        methods = {k: methods[k] for k in METHODS if k in methods}
-        zero = {**old.get("zero_shot", {}), **zero}
-        path = write_results(name, {
-            "command": COMMAND + " (each method's own command is under methods.<key>.command)", "data": CITATION,
-            "published_error": PUBLISHED_ERROR,
-            "published_note": "Lake et al. (2015) on these 20 runs; those models learned from the full 30-alphabet "
-                              "background set (964 characters), ours from 6 minimal-set alphabets (183 characters)",
-            "methods": methods, "zero_shot": zero, "claims": claims_from(methods)})
-    print(f"wrote {path}")
+            measured = {"label": label, "config": config, "extra_configs": extra[1::2], "init_from": pretrained,
+                        "command": command, "machine": machine(), "budget_overrides": overrides, "shape": SHAPE,
+                        "meta_overrides": META if key in ("maml", "anil") else [], **summarise(rows), "runs": rows}
+            if key in REGISTER and not (args.quick or args.no_register):
+                register_best(key, *best, command, overrides)
+            merge_results(name, {key: measured}, {})
+            del best, cli  # the trained models are not needed past here
+
+
+def register_best(key: str, row: dict, cli, command: str, overrides: list[str]) -> None:
+    """Export the seed chosen on validation (never on the runs) into checkpoints/ and the registry."""
+    label, config, extra, _ = METHODS[key]
+    options = [*extra, f"--seed_everything={row['seed']}", f"--data.seed={row['seed']}", *SHAPE, *overrides,
+               *(META if key in ("maml", "anil") else [])]
+    export_and_register(
+        REGISTER[key], {"cli": cli, "test_acc": 1 - row["error_rate"] / 100, "test_ci95": row["error_ci95"] / 100,
+                        "test_episodes": 20, "best_val_acc": row["best_val_acc"], "train_seconds": row["train_seconds"]},
+        system="maml" if key == "maml" else "protonet", config=config,
+        setting="Omniglot one-shot runs of Lake et al. (2015): 20-way 1-shot, 20 runs; trained on the minimal "
+                "background sets",
+        command=f"{command}  (seed {row['seed']}, best validation accuracy of the seeds)",
+        notes=f"{label}; error rate {row['error_rate']:.1f} % over the 400 test items (test_acc is 1 - error). "
+              f"Data: {CITATION}", overrides=options)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,41 @@ def test_zoo_fit_trains_from_the_shipped_files_and_zoo_test_reports_the_error_ra
     acc = float(out.split("test accuracy: ")[1].split(" +-")[0])
     assert error == pytest.approx(100 - acc, abs=0.051)
     assert "Lake, Salakhutdinov & Tenenbaum" in out  # the data source goes with the number
+
+
+def test_the_benchmark_pairs_its_claims_by_seed_and_renders_beside_the_published_figures(tmp_path, monkeypatch):
+    """benchmarks/omniglot_runs.py's bookkeeping with the training replaced by fixed per-run accuracies."""
+    import json
+
+    from test_results import load_benchmark_module
+
+    bench = load_benchmark_module("omniglot_runs")
+    report = load_benchmark_module("report")
+
+    def fake_run(key, seed, overrides, save_dir):
+        per_run = [{"protonet-ce": 0.8, "maml": 0.7}[key] + 0.01 * seed] * 20
+        return {"seed": seed, **runs_error_rate(per_run), "per_run_acc": per_run, "best_val_acc": 0.5,
+                "selected_epoch": 7, "epochs": 8, "train_seconds": 60.0, "val_curve": [],
+                "budget_stopped": True}, None
+
+    def fake_write(name, payload):
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+        return tmp_path / f"{name}.json"
+
+    monkeypatch.setattr(bench, "run_method", fake_run)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "write_results", fake_write)
+    bench.main(["--methods", "protonet-ce", "--no-register"])
+    bench.main(["--methods", "maml", "--no-register", "--seeds", "0", "1", "2", "3", "4"])  # merged with the first
+    data = json.loads((tmp_path / "omniglot_runs.json").read_text())
+    assert list(data["methods"]) == ["protonet-ce", "maml"]
+    ce = data["methods"]["protonet-ce"]
+    # seeds 0..4: accuracy 0.80..0.84 on every run, so 18 % error averaged over seeds, 0 width over runs
+    assert ce["error_rate"] == pytest.approx(18.0) and ce["error_ci95_runs"] == pytest.approx(0.0, abs=1e-9)
+    assert ce["budget_stopped_seeds"] == 5 and ce["selected_epochs"] == [7] * 5
+    (c,) = data["claims"]
+    assert c["id"] == "maml-vs-protonet-omniglot-runs" and c["diff"] == pytest.approx(-0.1)
+    assert (c["seeds"], c["unit"], c["items"], c["holds"]) == (5, "seeds", 100, False)
+    block = report.omniglot_runs({**data, "machine": {}})
+    assert "| people (Lake et al. 2015) | 30 background alphabets | 4.5 |" in block
+    assert "`maml-vs-protonet-omniglot-runs`" in block and "18.0 ± 0.0" in block and "Lake, Salakhutdinov" in block
