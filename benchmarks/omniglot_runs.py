@@ -34,6 +34,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 
 from common import (MIN_SEEDS, RESULTS, ROOT, export_and_register, fit_then_test_best, machine,
                     selected_epoch, seed_claim, validation_curve, write_results)
@@ -182,18 +183,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zero-shot", action="store_true", help="also test the shipped Glyphs checkpoints")
     parser.add_argument("--quick", action="store_true", help="tiny budget, 1 seed, nothing registered")
     parser.add_argument("--no-register", action="store_true", help="do not export the best checkpoints")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no further seed when the slowest seed so far would end past this wall time "
+                             "(the seeds run are recorded; claims with fewer than 5 say why)")
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     overrides = QUICK if args.quick else BUDGET
     seeds = args.seeds[:1] if args.quick else args.seeds
     name = "omniglot_runs_quick" if args.quick else "omniglot_runs"
+    start, slowest = time.perf_counter(), 0.0
     with tempfile.TemporaryDirectory() as tmp:
         if args.zero_shot:  # written at once, and each method when it is done: a later failure loses nothing
             merge_results(name, {}, {n: {**zero_shot(n, tmp), "command": command} for n in ZERO_SHOT})
         for key in args.methods:
             rows, best = [], None
             for seed in seeds:
+                elapsed = time.perf_counter() - start
+                if rows and args.max_minutes and elapsed + slowest > 60 * args.max_minutes:
+                    print(f"{key}: --max-minutes {args.max_minutes} reached after seeds "
+                          f"{[r['seed'] for r in rows]}", flush=True)
+                    break
                 row, cli = run_method(key, seed, overrides, tmp)
+                slowest = max(slowest, time.perf_counter() - start - elapsed)
                 rows.append(row)
                 if best is None or row["best_val_acc"] > best[0]["best_val_acc"]:  # chosen on validation, not test
                     best = (row, cli)
