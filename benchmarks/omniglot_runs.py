@@ -3,6 +3,7 @@
     python benchmarks/omniglot_runs.py --methods protonet-ce protonet-glyphs-pretrain   # some methods, 5 seeds each
     python benchmarks/omniglot_runs.py --zero-shot        # the shipped Glyphs checkpoints, no training
     python benchmarks/omniglot_runs.py --quick            # tiny budget, 1 seed, into results/omniglot_runs_quick.json
+    python benchmarks/omniglot_runs.py                    # no training: recompute summaries and claims of the file
 
 Every run merges what it measured into benchmarks/results/omniglot_runs.json (under a file lock, so two commands
 may run side by side), keeping the other methods' figures with their own command and machine, and recomputes the
@@ -121,6 +122,9 @@ def summarise(rows: list[dict]) -> dict:
             "error_ci95_seeds": half, "seeds": [r["seed"] for r in rows],
             "budget_stopped_seeds": sum(r["budget_stopped"] for r in rows),
             "selected_epochs": [r["selected_epoch"] for r in rows],
+            # validation accuracy gained over the last two epochs (points, mean over seeds): near 0 is a plateau
+            "val_gain_last_two_epochs": 100 * statistics.fmean(r["val_curve"][-1]["val_acc"] - r["val_curve"][-3]["val_acc"]
+                                                               for r in rows) if len(rows[0]["val_curve"]) >= 3 else None,
             "train_minutes_median": round(statistics.median(r["train_seconds"] for r in rows) / 60, 2)}
 
 
@@ -166,7 +170,7 @@ def merge_results(name: str, measured: dict, zero: dict) -> None:
     with file_lock(target):
         old = json.loads(target.read_text()) if target.is_file() else {}
         methods = {**old.get("methods", {}), **measured}
-        methods = {k: methods[k] for k in METHODS if k in methods}
+        methods = {k: {**methods[k], **summarise(methods[k]["runs"])} for k in METHODS if k in methods}
         path = write_results(name, {
             "command": COMMAND + " (each method's own command is under methods.<key>.command)", "data": CITATION,
             "published_error": PUBLISHED_ERROR,

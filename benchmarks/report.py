@@ -335,9 +335,10 @@ def omniglot_runs(data: dict) -> str:
            "scores them; our rows average each run's accuracy over the seeds, the first interval is over the 20 runs, "
            "the second over the seeds (Student t). Published rows: " + data["published_note"] + ".", "",
            "| method | learned from | error rate, % (95% CI over runs) | 95% CI over seeds | seeds | selected epoch "
-           "per seed (of) | training per seed |", "|---|---|---|---|---|---|---|"]
+           "per seed (of) | validation gain in the last 2 epochs, points | training per seed |",
+           "|---|---|---|---|---|---|---|---|"]
     for name, err in data["published_error"].items():
-        out.append(f"| {name} (Lake et al. 2015) | 30 background alphabets | {err:.1f} | | | | |")
+        out.append(f"| {name} (Lake et al. 2015) | 30 background alphabets | {err:.1f} | | | | | |")
     for m in methods.values():
         seeds_ci = f"± {m['error_ci95_seeds']:.1f}" if m.get("error_ci95_seeds") is not None else ""
         epochs = m["runs"][0]["epochs"]
@@ -346,10 +347,11 @@ def omniglot_runs(data: dict) -> str:
         out.append(f"| {m['label']} | 6 minimal-set alphabets{start} | {m['error_rate']:.1f} ± "
                    f"{m['error_ci95_runs']:.1f} | {seeds_ci} | {len(m['seeds'])} | "
                    f"{', '.join(str(e) for e in m['selected_epochs'])} (of 0-{epochs - 1}){stopped} | "
-                   f"{m['train_minutes_median']:.1f} min |")
+                   + (f"{m['val_gain_last_two_epochs']:+.1f}" if m.get("val_gain_last_two_epochs") is not None else "")
+                   + f" | {m['train_minutes_median']:.1f} min |")
     for name, z in zero.items():
-        out.append(f"| `{name}`, zero-shot | Glyphs ({z['setting']}) | {z['error_rate']:.1f} ± {z['error_ci95']:.1f} "
-                   "| | 1 (shipped) | | |")
+        out.append(f"| `{name}`, zero-shot | {z['setting']} | {z['error_rate']:.1f} ± {z['error_ci95']:.1f} "
+                   "| | 1 (shipped) | | | |")
     runs = {m["command"]: m for m in methods.values()}
     out += ["", "Budget of every training (on top of its config): " + budget(next(iter(methods.values()))["budget_overrides"]
             if methods else []) + "; episodes " + budget(next(iter(methods.values()))["shape"] if methods else [])
