@@ -163,13 +163,27 @@ def claims_from(methods: dict) -> list[dict]:
     return out
 
 
+def add_seeds(old: dict, new: dict) -> dict:
+    """A method's seeds from two commands, when both trained it alike (config, budget, episodes): the union by seed,
+    the newer run of a seed winning, each command named; otherwise the newer measurement replaces the older."""
+    same = ("config", "extra_configs", "init_from", "budget_overrides", "shape", "meta_overrides")
+    if any(old.get(k) != new.get(k) for k in same):
+        return new
+    runs = {r["seed"]: r for r in old["runs"]}
+    runs.update({r["seed"]: r for r in new["runs"]})
+    commands = [c for c in old["command"].split(" ; ") if c != new["command"]] + [new["command"]]
+    return {**new, "command": " ; ".join(commands), "runs": [runs[s] for s in sorted(runs)]}
+
+
 def merge_results(name: str, measured: dict, zero: dict) -> None:
     """Merge this command's methods and zero-shot rows into ``results/<name>.json`` (under a lock: commands for other
     methods may run beside it) and recompute the claims from every method present."""
     target = RESULTS / f"{name}.json"
     with file_lock(target):
         old = json.loads(target.read_text()) if target.is_file() else {}
-        methods = {**old.get("methods", {}), **measured}
+        methods = dict(old.get("methods", {}))
+        for key, new in measured.items():
+            methods[key] = add_seeds(methods[key], new) if key in methods else new
         methods = {k: {**methods[k], **summarise(methods[k]["runs"])} for k in METHODS if k in methods}
         path = write_results(name, {
             "command": COMMAND + " (each method's own command is under methods.<key>.command)", "data": CITATION,

@@ -162,16 +162,19 @@ def test_the_benchmark_pairs_its_claims_by_seed_and_renders_beside_the_published
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     monkeypatch.setattr(bench, "write_results", fake_write)
     bench.main(["--methods", "protonet-ce", "--no-register"])
-    bench.main(["--methods", "maml", "--no-register", "--seeds", "0", "1", "2", "3", "4"])  # merged with the first
+    bench.main(["--methods", "maml", "--no-register", "--seeds", "0", "1", "2", "3"])  # merged with the first
+    bench.main(["--methods", "maml", "--no-register", "--seeds", "4", "5"])  # seeds added alike, seed 4 re-run
     data = json.loads((tmp_path / "omniglot_runs.json").read_text())
     assert list(data["methods"]) == ["protonet-ce", "maml"]
+    assert [r["seed"] for r in data["methods"]["maml"]["runs"]] == [0, 1, 2, 3, 4, 5]
+    assert data["methods"]["maml"]["command"].count("--seeds") == 2
     ce = data["methods"]["protonet-ce"]
     # seeds 0..4: accuracy 0.80..0.84 on every run, so 18 % error averaged over seeds, 0 width over runs
     assert ce["error_rate"] == pytest.approx(18.0) and ce["error_ci95_runs"] == pytest.approx(0.0, abs=1e-9)
     assert ce["budget_stopped_seeds"] == 5 and ce["selected_epochs"] == [7] * 5
     (c,) = data["claims"]
     assert c["id"] == "maml-vs-protonet-omniglot-runs" and c["diff"] == pytest.approx(-0.1)
-    assert (c["seeds"], c["unit"], c["items"], c["holds"]) == (5, "seeds", 100, False)
+    assert (c["seeds"], c["unit"], c["items"], c["holds"]) == (5, "seeds", 100, False)  # seed 5 has no CE pair
     block = report.omniglot_runs({**data, "machine": {}})
     assert "| people (Lake et al. 2015) | 30 background alphabets | 4.5 |" in block
     assert "`maml-vs-protonet-omniglot-runs`" in block and "18.0 ± 0.0" in block and "Lake, Salakhutdinov" in block
