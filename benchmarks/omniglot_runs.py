@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
 def register_best(key: str, row: dict, cli, command: str, overrides: list[str]) -> None:
     """Export the seed chosen on validation (never on the runs) into checkpoints/ and the registry."""
     label, config, extra, _ = METHODS[key]
-    options = [*extra, f"--seed_everything={row['seed']}", f"--data.seed={row['seed']}", *SHAPE, *overrides,
+    # the setting of the recorded numbers (`zoo test --pretrained NAME` tests on the runs with it); the loss
+    # overlay (--config configs/losses/...) only shapes training and is in the notes' training command
+    options = [f"--seed_everything={row['seed']}", f"--data.seed={row['seed']}", *SHAPE, *overrides,
                *(META if key in ("maml", "anil") else [])]
     export_and_register(
         REGISTER[key], {"cli": cli, "test_acc": 1 - row["error_rate"] / 100, "test_ci95": row["error_ci95"] / 100,
@@ -249,7 +251,9 @@ def register_best(key: str, row: dict, cli, command: str, overrides: list[str]) 
                 "background sets",
         command=f"{command}  (seed {row['seed']}, best validation accuracy of the seeds)",
         notes=f"{label}; error rate {row['error_rate']:.1f} % over the 400 test items (test_acc is 1 - error). "
-              f"Data: {CITATION}", overrides=options)
+              f"Trained with: zoo fit --config {config} {' '.join([*extra, *options])}"
+              + (f" starting from the weights of {METHODS[key][3]}" if METHODS[key][3] else "") + f". Data: {CITATION}",
+        overrides=options)
 
 
 if __name__ == "__main__":
