@@ -31,13 +31,19 @@ def machine() -> dict[str, Any]:
                                   text=True).stdout.strip()}
 
 
-def fit_then_test_best(config: str | Path, overrides: list[str], save_dir: str | Path) -> tuple[Any, float]:
+def fit_then_test_best(config: str | Path, overrides: list[str], save_dir: str | Path,
+                       pretrained: str | None = None) -> tuple[Any, float]:
     """``zoo fit`` of ``config`` + ``overrides`` in this process (CSV log under ``save_dir``, no progress bar), then
     test of its best-on-validation checkpoint. Returns the CLI (the model holds the best weights) and the training
-    wall time in seconds; each benchmark reads what it reports from ``cli.trainer.callback_metrics``."""
+    wall time in seconds; each benchmark reads what it reports from ``cli.trainer.callback_metrics``.
+    ``pretrained`` (a registry name) starts training from that checkpoint's weights, as ``zoo fit --pretrained``."""
     cli = build_cli(["fit", "--config", str(config), "--config", CSV_LOGGER, f"--trainer.logger.init_args.save_dir={save_dir}",
                      "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides],
                     run=False)
+    if pretrained is not None:
+        from zoo.pretrained import load_pretrained_weights
+
+        load_pretrained_weights(cli.model, pretrained)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     train_seconds = time.perf_counter() - start

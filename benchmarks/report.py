@@ -478,6 +478,38 @@ def meta_dmoe_glyphs_domains(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def omniglot_runs(data: dict) -> str:
+    methods, zero = data.get("methods", {}), data.get("zero_shot", {})
+    out = [f"Data: {data['data']}. Error rate over the 400 test items of the 20 runs (20-way 1-shot), as the paper "
+           "scores them; our rows average each run's accuracy over the seeds, the first interval is over the 20 runs, "
+           "the second over the seeds (Student t). Published rows: " + data["published_note"] + ".", "",
+           "| method | learned from | error rate, % (95% CI over runs) | 95% CI over seeds | seeds | selected epoch "
+           "per seed (of) | validation gain in the last 2 epochs, points | training per seed |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, err in data["published_error"].items():
+        out.append(f"| {name} (Lake et al. 2015) | 30 background alphabets | {err:.1f} | | | | | |")
+    for m in methods.values():
+        seeds_ci = f"± {m['error_ci95_seeds']:.1f}" if m.get("error_ci95_seeds") is not None else ""
+        epochs = m["runs"][0]["epochs"]
+        stopped = f"; budget-stopped in {m['budget_stopped_seeds']}" if m["budget_stopped_seeds"] else ""
+        start = f" (+ Glyphs: `{m['init_from']}`)" if m.get("init_from") else ""
+        out.append(f"| {m['label']} | 6 minimal-set alphabets{start} | {m['error_rate']:.1f} ± "
+                   f"{m['error_ci95_runs']:.1f} | {seeds_ci} | {len(m['seeds'])} | "
+                   f"{', '.join(str(e) for e in m['selected_epochs'])} (of 0-{epochs - 1}){stopped} | "
+                   + (f"{m['val_gain_last_two_epochs']:+.1f}" if m.get("val_gain_last_two_epochs") is not None else "")
+                   + f" | {m['train_minutes_median']:.1f} min |")
+    for name, z in zero.items():
+        out.append(f"| `{name}`, zero-shot | {z['setting']} | {z['error_rate']:.1f} ± {z['error_ci95']:.1f} "
+                   "| | 1 (shipped) | | | |")
+    runs = {m["command"]: m for m in methods.values()}
+    out += ["", "Budget of every training (on top of its config): " + budget(next(iter(methods.values()))["budget_overrides"]
+            if methods else []) + "; episodes " + budget(next(iter(methods.values()))["shape"] if methods else [])
+            + "; MAML/ANIL also " + budget(next((m["meta_overrides"] for m in methods.values() if m["meta_overrides"]),
+                                               [])) + ". Produced by " + "; ".join(provenance(m) for m in runs.values())
+            + (f"; zero-shot rows by `{next(iter(zero.values()))['command']}`" if zero else "") + "."]
+    return "\n".join(out) + claims_line(data) + footer(data)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
@@ -486,6 +518,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "gpam_wordnet_rel": gpam_wordnet_rel, "gpam_fewrel_nyt_semeval": gpam_wordnet_rel,
     "meta_rtl_wordnet_qa": meta_rtl, "meta_rtl_harmful_sources": meta_rtl,
     "meta_dmoe_glyphs_domains": meta_dmoe_glyphs_domains,
+    "omniglot_runs": omniglot_runs,
 }
 
 

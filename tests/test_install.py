@@ -75,6 +75,9 @@ def test_a_non_editable_install_lists_configs_and_loads_every_checkpoint(tmp_pat
     shipped = target / "datamodules" / "relations" / "data" / "fewrel"  # FewRel NYT/SemEval beside their licence
     assert {p.name for p in shipped.iterdir()} >= {"val_nyt.json", "val_semeval.json", "pid2name.json", "LICENSE",
                                                    "README.md"}
+    omniglot = target / "datamodules" / "images" / "data" / "omniglot"  # OmniglotSmall trains with no download
+    assert {p.name for p in omniglot.iterdir()} == {"all_runs.zip", "images_background_small1.zip",
+                                                    "images_background_small2.zip", "LICENSE", "README.md"}
 
     weights = tmp_path / "weights"  # a copy of the weights, the only place they are
     shutil.copytree(ROOT / "checkpoints", weights, ignore=shutil.ignore_patterns("*.yaml", "*.lock"))

@@ -6,7 +6,7 @@ import pytest
 
 import torch
 
-from zoo.metrics import head_collapsed, majority_class_share, mean_ci95, paired_difference_ci95
+from zoo.metrics import head_collapsed, majority_class_share, mean_ci95, mean_t_ci95, paired_difference_ci95
 
 
 def test_mean_ci95_by_hand():
@@ -14,6 +14,14 @@ def test_mean_ci95_by_hand():
     mean, ci = mean_ci95([0.5, 0.7, 0.9])
     assert mean == pytest.approx(0.7)
     assert ci == pytest.approx(1.959963984540054 * 0.2 / math.sqrt(3))
+
+
+def test_mean_t_ci95_by_hand():
+    # 1, 2, 3: mean 2, sample std 1, t(0.975, 2) = 4.302653, half-width 4.302653 / sqrt(3) = 2.484138
+    mean, half = mean_t_ci95([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0) and half == pytest.approx(2.484138, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_t_ci95([1.0])
 
 
 def test_single_value_has_zero_width_and_empty_is_an_error():

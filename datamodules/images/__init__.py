@@ -4,6 +4,7 @@ from the fonts installed with matplotlib (glyphs.py), and the per-episode transf
 from datamodules.images.glyphs import Glyphs
 from datamodules.images.readers import (CUB, ImageEpisodes, ImageFolder, ImageReadError, ImageSource, MiniImageNet,
                                         Omniglot, StanfordCars, StanfordDogs)
+from datamodules.images.omniglot_small import OmniglotRuns, OmniglotSmall
 
 __all__ = ["CUB", "Glyphs", "ImageEpisodes", "ImageFolder", "ImageReadError", "ImageSource", "MiniImageNet",
-           "Omniglot", "StanfordCars", "StanfordDogs"]
+           "Omniglot", "OmniglotRuns", "OmniglotSmall", "StanfordCars", "StanfordDogs"]

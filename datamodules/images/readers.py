@@ -796,24 +796,32 @@ class Omniglot(ImageEpisodes):
             plan = {"train": [(self.PARTS[0], a) for a in background[:cut]],
                     "val": [(self.PARTS[0], a) for a in background[cut:]],
                     "test": [(self.PARTS[1], a) for a in evaluation]}
-            classes = {}
-            for split, alphabets in plan.items():
-                classes[split] = []
-                for part, alphabet in alphabets:
-                    for char, images in list_class_folders(base / part / alphabet, self.name, self.layout):
-                        classes[split] += [(self._class_name(f"{alphabet}/{char}", r, self.rotations), images, r)
-                                           for r in angles]
+            classes = {split: [c for part, alphabet in alphabets
+                               for c in self.alphabet_classes(base / part, alphabet, angles)]
+                       for split, alphabets in plan.items()}
         else:
             classes = self._classes_from_split_dir(base, angles)
-        lists = {s: _SplitLists() for s in SPLITS}
+        lists, names = self.class_lists(classes)
+        return self.sources_from_lists(lists, names)
+
+    def alphabet_classes(self, part_dir: Path, alphabet: str, angles: Sequence[int]) -> list[tuple[str, list[Path], int]]:
+        """``[(class name, images, angle)]`` of one alphabet folder: each character at each angle is a class."""
+        return [(self._class_name(f"{alphabet}/{char}", r, len(angles) > 1), images, r)
+                for char, images in list_class_folders(part_dir / alphabet, self.name, self.layout) for r in angles]
+
+    @staticmethod
+    def class_lists(classes: dict[str, list[tuple[str, list[Path], int]]]
+                    ) -> tuple[dict[str, _SplitLists], dict[int, str]]:
+        """Per-split file lists and the class names, class ids numbered in split order (train, val, test)."""
+        lists = {s: _SplitLists() for s in classes}
         names: dict[int, str] = {}
-        for split in SPLITS:
-            for name, images, angle in classes[split]:
+        for split, split_classes in classes.items():
+            for name, images, angle in split_classes:
                 cid = len(names)
                 names[cid] = name
                 for f in images:
                     lists[split].add(f, cid, rotation=angle)
-        return self.sources_from_lists(lists, names)
+        return lists, names
 
     @staticmethod
     def _class_name(character: str, angle: int, with_rotation: bool) -> str:
