@@ -8,7 +8,8 @@ tests/test_fast_dev_run.py`). Measured one at a time with OMP_NUM_THREADS=1 on 2
 the Glyphs configs 2-50 s each (maml/glyphs-5shot the longest), the NAP configs 18-34 s (nap/hartmann3 110 s
 once); as `python -m zoo fit --config NAME --trainer.fast_dev_run=true` from an empty directory (one heavy slot),
 protonet_text/wordnet 19 s, gpam/wordnet-rel 31 s, protonet_nota/wordnet-rel(-logit) 12 s, meta_rtl/wordnet-qa
-35 s, each leaving the directory empty; raml/wordnet embeds 35,954 passages on first use (issue 24 item 1).
+35 s, raml/wordnet 865 s (it embeds WordNet's passages on first use: issue 24 item 1), each leaving the directory
+empty.
 """
 
 from __future__ import annotations
