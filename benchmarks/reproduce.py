@@ -49,6 +49,10 @@ FULL = [
     "python benchmarks/meta_rtl_wordnet_qa.py --sizes 32 128 --max-minutes 22",
     "python benchmarks/meta_rtl_wordnet_qa.py --mislabelled synonym definition --max-minutes 20",
     "python benchmarks/meta_dmoe_glyphs_domains.py --seeds 0 1 2",
+    "python benchmarks/omniglot_runs.py --methods protonet-ce protonet-glyphs-pretrain --zero-shot --max-minutes 23",
+    "python benchmarks/omniglot_runs.py --methods protonet-glyphs-pretrain --seeds 3 4 --max-minutes 9 --no-register",
+    "python benchmarks/omniglot_runs.py --methods protonet-pt-icnn --max-minutes 22",
+    "python benchmarks/omniglot_runs.py --methods maml --max-minutes 23",
 ]
 #: Each script's own smoke mode: tiny budgets, results to ``*_quick.json``, nothing registered.
 QUICK = [
@@ -68,6 +72,7 @@ QUICK = [
     "python benchmarks/gpam_fewrel_nyt_semeval.py --quick",
     "python benchmarks/meta_rtl_wordnet_qa.py --quick",
     "python benchmarks/meta_dmoe_glyphs_domains.py --quick",
+    "python benchmarks/omniglot_runs.py --quick",
 ]
 RENDER = "python benchmarks/report.py"
 

@@ -31,6 +31,10 @@ def recorded_commands() -> set[str]:
         per_family = {f["command"] for f in families.values() if isinstance(f, dict) and "command" in f}
         runs = data.get("runs") if isinstance(data.get("runs"), dict) else {}
         per_run = {r["command"] for r in runs.values() if isinstance(r, dict) and "command" in r}
+        # a file whose methods were completed by several commands records each method's (" ; "-joined) commands
+        methods = data.get("methods") if isinstance(data.get("methods"), dict) else {}
+        per_run |= {c.strip() for m in methods.values() if isinstance(m, dict) and "command" in m
+                    for c in m["command"].split(" ; ")}
         # a benchmark finished over several --resume invocations lists them all under ``commands``
         out |= (per_family | per_run) or set(data.get("commands") or [data["command"]])
     return out
