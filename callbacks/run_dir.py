@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 
 def run_dir(trainer: pl.Trainer) -> Path:
     """The run's own directory: the parent of its ``checkpoints/`` folder when it has a checkpoint callback
-    (``runs/<project>/<run id>`` with W&B, ``runs/<name>/version_N`` with CSV), else the logger's ``log_dir``.
+    (``runs/<project>/<group>-<name>-<run id>`` with W&B, ``runs/<name>/version_N`` with CSV), else the logger's ``log_dir``.
 
     Lightning's ``trainer.log_dir`` is not it with W&B (there it is the shared ``save_dir``), which is why
     configs, tables and predictions are placed with this function instead.
@@ -28,7 +28,8 @@ def continue_run(trainer: pl.Trainer, ckpt_path: str | None) -> Path | None:
     Resuming from ``<run dir>/checkpoints/last.ckpt`` would otherwise open a new version directory (and a new W&B
     run), splitting one training's history in two. When the checkpoint sits where this logger keeps its runs
     (``<save_dir>/<name>/<run>/checkpoints/``), the logger takes ``<run>`` as its version (CSV, TensorBoard) or run
-    id (W&B, resumed with ``resume="allow"``); otherwise a warning says the run continues in a new directory.
+    id (W&B, resumed with ``resume="allow"``; the id is the last part of the directory's name,
+    :func:`zoo.runs.run_id_of`); otherwise a warning says the run continues in a new directory.
     Returns the run directory continued, or None. Must run before the logger starts its experiment.
     """
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -50,8 +51,11 @@ def continue_run(trainer: pl.Trainer, ckpt_path: str | None) -> Path | None:
         return None
     # The loggers take their version/id only as constructor arguments; these are the attributes they keep them in.
     if isinstance(logger, WandbLogger) and logger._experiment is None:
-        logger._id = run.name
-        logger._wandb_init.update(id=run.name, resume="allow")
+        from zoo.runs import run_id_of
+
+        logger._id = run_id_of(run.name)
+        logger._wandb_init.update(id=logger._id, resume="allow")
+        logger._run_dir = run.name  # zoo.WandbLogger: the same directory even if the name or group changed
     elif hasattr(logger, "_version") and not isinstance(logger, WandbLogger):
         logger._version = run.name
         if isinstance(logger, CSVLogger):

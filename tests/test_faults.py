@@ -239,6 +239,14 @@ def test_resume_continues_the_same_wandb_run_id(tmp_path):
     trainer = SimpleNamespace(loggers=[logger], default_root_dir=str(tmp_path))
     assert continue_run(trainer, str(ckpt)) == ckpt.parent.parent
     assert logger.version == "abc123" and logger._wandb_init["resume"] == "allow"
+    # A labelled directory (<group>-<name>-<id>, zoo.runs.run_label): W&B resumes the id, the directory stays, even
+    # when this command names the run differently.
+    ckpt = tmp_path / "metazoo" / "glyphs-proto-def456" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    logger = WandbLogger(project="metazoo", name="renamed", save_dir=str(tmp_path), mode="offline")
+    assert continue_run(SimpleNamespace(loggers=[logger], default_root_dir=str(tmp_path)), str(ckpt))
+    assert logger._wandb_init["id"] == "def456" and logger.version == "glyphs-proto-def456"
     elsewhere = CSVLogger(str(tmp_path / "other"), name="csv")  # not where this run lives: a new run, with a warning
     with pytest.warns(UserWarning, match="continues in a new directory"):
         assert continue_run(SimpleNamespace(loggers=[elsewhere], default_root_dir="."), str(ckpt)) is None

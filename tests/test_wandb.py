@@ -40,3 +40,26 @@ def test_offline_logger_writes_a_syncable_run_and_drops_log_model(no_credentials
     logger.log_metrics({"test/acc": 0.5})
     logger.experiment.finish()
     assert list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_run_directory_is_named_group_name_id(no_credentials, tmp_path):
+    """Issue 24 item 8: ``--trainer.logger.init_args.name`` and ``group`` name the run directory (where
+    ModelCheckpoint puts ``checkpoints/``, and ``metrics.csv`` goes), not W&B's opaque id alone."""
+    import lightning.pytorch as pl
+
+    from callbacks.run_dir import run_dir
+
+    logger = WandbLogger(project="t", name="proto ce", group="glyphs/5w1s", save_dir=str(tmp_path / "runs"))
+    trainer = pl.Trainer(logger=logger, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
+    run_id = logger.experiment.id  # Lightning starts the experiment before the callbacks' setup, as here
+    trainer.checkpoint_callback.setup(trainer, pl.LightningModule(), "fit")  # resolves <save_dir>/<project>/<version>
+    assert logger.version == f"glyphs_5w1s-proto_ce-{run_id}"
+    assert run_dir(trainer) == tmp_path / "runs" / "t" / f"glyphs_5w1s-proto_ce-{run_id}"
+    logger.log_metrics({"val/acc": 0.5}, step=0)
+    logger.save()
+    assert (run_dir(trainer) / "metrics.csv").is_file()
+    logger.experiment.finish()
+    unnamed = WandbLogger(project="t", save_dir=str(tmp_path / "runs"))
+    run_id = unnamed.experiment.id
+    assert unnamed.version == run_id  # nothing to add: the id alone, as before
+    unnamed.experiment.finish()

@@ -72,6 +72,20 @@ class WandbLogger(_LightningWandbLogger):
                          job_type=job_type, tags=tags, mode=resolved)
         self.mode = resolved
         self._csv: CSVLogger | None = None
+        self._run_dir: str | None = None  # a resumed run's directory name (callbacks.run_dir.continue_run)
+
+    @property
+    def version(self) -> str | None:
+        """The run directory's name, ``<group>-<name>-<run id>`` (:func:`zoo.runs.run_label`): ModelCheckpoint puts
+        ``checkpoints/`` under ``<save_dir>/<project>/<version>``, so the directory, ``zoo compare`` and ``zoo
+        report`` all show the name and group given to the run, not only W&B's opaque id. None before a run id
+        exists. A resumed run keeps its directory's name whatever name this command gives."""
+        from zoo.runs import run_label
+
+        run_id = super().version
+        if self._run_dir is not None or run_id is None:
+            return self._run_dir or run_id
+        return run_label(self._wandb_init.get("group"), self._wandb_init.get("name"), run_id)
 
     @property
     def experiment(self) -> Any:
