@@ -15,8 +15,12 @@ from datamodules.cache import atomic_path
 
 
 def episode_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor,
-                   pred: torch.Tensor, max_queries: int = 8):
-    """A matplotlib figure: one row per class, its support images then up to ``max_queries`` of its queries."""
+                   pred: torch.Tensor, max_queries: int | None = None, class_names: list[str] | None = None):
+    """A matplotlib figure: one row per class, labelled ``<row number> <class name>``, its support images then its
+    queries, each framed green (right) or red (wrong) and captioned with the row number it was predicted as
+    (``-> 3``). Every query is shown unless ``max_queries`` (per class) is smaller; the title then says how many
+    of how many are shown. ``class_names[c]`` names local label ``c`` (the dataset's own names, e.g. a glyph's
+    Unicode name); without them the rows read ``class c``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,8 +28,10 @@ def episode_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x: to
 
     n_way = int(support_y.max()) + 1
     k = int((support_y == 0).sum())
-    cols = k + max_queries
-    fig, axes = plt.subplots(n_way, cols, figsize=(cols * 0.9, n_way * 0.95), squeeze=False)
+    per_class = max(int((query_y == c).sum()) for c in range(n_way))
+    shown = per_class if max_queries is None else min(per_class, max_queries)
+    cols = k + max(shown, 1)
+    fig, axes = plt.subplots(n_way, cols, figsize=(1.6 + cols * 0.8, n_way * 0.95), squeeze=False)
 
     def show(ax, img, colour=None):
         img = img.float()
@@ -38,31 +44,51 @@ def episode_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x: to
                 spine.set_color(colour)
                 spine.set_linewidth(2.5)
 
+    def label(c: int) -> str:
+        name = class_names[c] if class_names is not None else f"class {c}"
+        return f"{c + 1} {name if len(name) <= 24 else name[:23] + '…'}"
+
     for c in range(n_way):
         for j in range(cols):
             axes[c, j].axis("off")
         for j, img in enumerate(support_x[support_y == c][:k]):
             axes[c, j].axis("on")
             show(axes[c, j], img)
-        for j, i in enumerate((query_y == c).nonzero().flatten()[:max_queries].tolist()):
+        for j, i in enumerate((query_y == c).nonzero().flatten()[:shown].tolist()):
             ax = axes[c, k + j]
             ax.axis("on")
-            show(ax, query_x[i], "#2ca02c" if pred[i] == query_y[i] else "#d62728")
-        axes[c, 0].set_ylabel(f"class {c}", fontsize=7)
+            right = pred[i] == query_y[i]
+            show(ax, query_x[i], "#2ca02c" if right else "#d62728")
+            ax.set_xlabel(f"-> {int(pred[i]) + 1}", fontsize=6, labelpad=1,
+                          color="#2ca02c" if right else "#d62728")
+        axes[c, 0].set_ylabel(label(c), fontsize=7, rotation=0, ha="right", va="center")
+    n_query = int(query_y.numel())
+    count = f"all {n_query} queries" if shown == per_class else f"{shown} of {per_class} queries per class shown"
     axes[0, 0].set_title("support", fontsize=7, loc="left")
-    axes[0, k].set_title("queries (green: right, red: wrong)", fontsize=7, loc="left")
+    axes[0, k].set_title(f"queries, {count} (green: right, red: wrong; -> the row predicted)", fontsize=7, loc="left")
     fig.tight_layout(pad=0.2)
     return fig
+
+
+def class_names(trainer: pl.Trainer, batch) -> list[str] | None:
+    """The test split's names of an episode's classes (``batch.classes``: the dataset's class id of each local
+    label; ``Source.class_names``), or None when the DataModule keeps no sources."""
+    sources = getattr(trainer.datamodule, "sources", None) or {}
+    source, classes = sources.get("test"), getattr(batch, "classes", None)
+    if source is None or classes is None:
+        return None
+    names = getattr(source, "class_names", {})
+    return [str(names.get(int(c), int(c))) for c in classes.flatten().tolist()]
 
 
 class EpisodeGallery(pl.Callback):
     """Draws the first test episode with the model's predictions (see module docstring).
 
     Args:
-        max_queries: queries shown per class.
+        max_queries: queries shown per class; None (the default): all of them.
     """
 
-    def __init__(self, max_queries: int = 8):
+    def __init__(self, max_queries: int | None = None):
         self.max_queries = max_queries
         self._figure = None
 
@@ -73,7 +99,7 @@ class EpisodeGallery(pl.Callback):
         with torch.no_grad():
             pred = pl_module(batch).argmax(-1).cpu()
         self._figure = episode_figure(batch.support_x.cpu(), batch.support_y.cpu(), batch.query_x.cpu(),
-                                      batch.query_y.cpu(), pred, self.max_queries)
+                                      batch.query_y.cpu(), pred, self.max_queries, class_names(trainer, batch))
 
     def on_test_end(self, trainer, pl_module) -> None:
         if self._figure is None:

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from callbacks.run_dir import run_dir
 from datamodules.cache import atomic_write_text
 from datamodules.episode_set import write_episode_set
+from zoo.metrics import format_result
 
 
 class EpisodeTable(pl.Callback):
@@ -50,8 +51,8 @@ class EpisodeTable(pl.Callback):
         metrics = trainer.callback_metrics
         acc, ci = metrics.get(f"{stage}/acc"), metrics.get(f"{stage}/acc_ci95")
         if acc is not None and ci is not None:
-            rank_zero_info(f"{stage} accuracy: {100 * float(acc):.2f} +- {100 * float(ci):.2f} % "
-                           f"(95% CI over {len(rows)} episodes); per-episode results in {target}")
+            rank_zero_info(f"{format_result(stage, 'acc', float(acc), float(ci))} (95% CI over {len(rows)} "
+                           f"episodes); per-episode results in {target}")
         summary = getattr(trainer.datamodule, f"{stage}_summary", None)  # a benchmark's own score (OmniglotSmall)
         if summary is not None:
             rank_zero_info(summary([r["acc"] for r in rows]))

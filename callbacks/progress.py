@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Timer
 
 from datamodules.progress import format_clock as _clock  # one time format for every progress line
+from zoo.metrics import format_result
 
 
 def _batch_items(batch: Any) -> int:
@@ -65,8 +66,7 @@ class EpochProgress(pl.Callback):
         if value is None:
             return None
         ci = metrics.get(f"{stage}/{name}_ci95")
-        text = f"{stage} {name} {float(value):.4f}"
-        return text + (f" +- {float(ci):.4f}" if ci is not None else "")
+        return format_result(stage, name, float(value), None if ci is None else float(ci))
 
     # -- fit ---------------------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,10 @@ def test_fit_checkpoint_then_test_in_a_fresh_process(glyphs_data, tmp_path):
                            "--ckpt_path", str(ckpt)], cwd=ROOT, env=zoo_env(tmp_path), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "test accuracy:" in proc.stdout + proc.stderr
+    printed = proc.stdout + proc.stderr
+    assert re.search(r"^test acc \d+\.\d\d \+- \d+\.\d\d % \(95% CI over 30 episodes\)", printed, re.MULTILINE), \
+        printed[-2000:]
+    assert "test/acc_ci95" not in printed  # Lightning's table of raw fractions: one accuracy format (issue 24 item 9)
     fresh = read_rows(next((out / "csv").iterdir()) / "test_episodes.csv")
     assert fresh == in_process  # same fixed episodes, same weights -> identical per-episode results
 

@@ -134,7 +134,7 @@ def test_zoo_fit_trains_from_the_shipped_files_and_zoo_test_reports_the_error_ra
     out = proc.stdout + proc.stderr
     assert "Omniglot one-shot runs: error rate" in out and "over 400 test items" in out and "over 20 runs" in out
     error = float(out.split("error rate ")[1].split(" %")[0])
-    acc = float(out.split("test accuracy: ")[1].split(" +-")[0])
+    acc = float(out.split("test acc ")[1].split(" +-")[0])
     assert error == pytest.approx(100 - acc, abs=0.051)
     assert "Lake, Salakhutdinov & Tenenbaum" in out  # the data source goes with the number
 

@@ -41,6 +41,30 @@ def test_the_metric_is_the_one_logged_with_a_ci():
     assert EpochProgress()._metric(nap, "test") is None
 
 
+def test_one_result_format_percent_for_accuracy():
+    """Issue 24 item 9: the test accuracy is printed one way (EpochProgress and EpisodeTable share it)."""
+    from zoo.metrics import format_result
+
+    assert format_result("test", "acc", 0.96597, 0.003049) == "test acc 96.60 +- 0.30 %"
+    assert format_result("val", "nota_acc", 0.5) == "val nota_acc 50.00 %"
+    assert format_result("val", "regret", 0.01, 0.002) == "val regret 0.0100 +- 0.0020"
+
+
+def test_results_table_keeps_full_names_and_merges_intervals():
+    """Instead of Lightning's table (raw fractions, long GPAM names cut to the terminal width): issue 24 item 9."""
+    from zoo.metrics import results_table
+
+    metrics = {"test/nota0.15/acc": 0.5, "test/nota0.15/acc_ci95": 0.0125, "test/nota0.15/nota_f1": 0.25,
+               "test/episodes": 20.0, "perf/eval_episodes_per_s": 4.5, "val/acc": 0.9, "train/loss": 1.0}
+    assert results_table(metrics, "test").splitlines() == [
+        "test results (95% CI over episodes):",
+        "  perf/eval_episodes_per_s  4.5000",
+        "  test/episodes             20",
+        "  test/nota0.15/acc         50.00 +- 1.25 %",
+        "  test/nota0.15/nota_f1     0.2500"]
+    assert results_table({"train/loss": 1.0}, "test") == ""
+
+
 def test_one_line_per_epoch_and_one_at_test_end():
     pl.seed_everything(0)
     dm = Noise(n_way=3, k_shot=1, q_query=2, train_episodes=4, val_episodes=3, test_episodes=5)
@@ -52,12 +76,12 @@ def test_one_line_per_epoch_and_one_at_test_end():
     trainer.test(model, datamodule=dm)
     lines = out.getvalue().splitlines()
     assert len(lines) == 3, lines
-    number = r"\d+\.\d{4}"
+    number, percent = r"\d+\.\d{4}", r"\d+\.\d{2}"
     for epoch, line in enumerate(lines[:2], 1):
-        assert re.fullmatch(rf"epoch {epoch}/2 \| train loss {number} \| val acc {number} \+- {number} \| "
+        assert re.fullmatch(rf"epoch {epoch}/2 \| train loss {number} \| val acc {percent} \+- {percent} % \| "
                             r"\d+\.\d episodes/s \| elapsed \d+:\d\d \| remaining ~\d+:\d\d", line), line
     assert line.endswith("remaining ~0:00")  # after the last epoch nothing is left
-    assert re.fullmatch(rf"test done \| test acc {number} \+- {number} \| 5 episodes \| \d+:\d\d", lines[2]), lines[2]
+    assert re.fullmatch(rf"test done \| test acc {percent} \+- {percent} % \| 5 episodes \| \d+:\d\d", lines[2]), lines[2]
 
 
 def test_remaining_time_is_bounded_by_max_time():

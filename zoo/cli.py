@@ -178,6 +178,15 @@ class ZooCLI(LightningCLI):
             sys.stderr.write(f"Parsing of the hyper-parameters in --ckpt_path {ckpt_path} failed!\n")
             raise
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("validate", "test"):
+            # Lightning's results table shows raw fractions (0.9659...) and cuts long metric names to the
+            # terminal's width; print_results prints the same metrics in zoo.metrics.format_value's one format.
+            # --verbose true brings Lightning's table back.
+            parser.set_defaults(verbose=False)
+        return parser
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         kwargs.setdefault("allow_abbrev", False)  # a prefix of an option is an error, not that option
         return super().init_parser(**kwargs)
@@ -230,7 +239,23 @@ class ZooCLI(LightningCLI):
             return
         ckpt = self.trainer.checkpoint_callback
         best = "best" if ckpt is not None and getattr(ckpt, "best_model_path", "") else None
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        self.print_results("test")
+
+    def print_results(self, stage: str) -> None:
+        """The evaluation's metrics, full names, one number format (:func:`zoo.metrics.results_table`)."""
+        from zoo.metrics import results_table
+
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
+        table = results_table(metrics, stage)
+        if table and self.trainer.is_global_zero and not self.config[self.subcommand].get("verbose"):
+            print(table, flush=True)
+
+    def after_test(self) -> None:
+        self.print_results("test")
+
+    def after_validate(self) -> None:
+        self.print_results("val")
 
     def _load_pretrained_weights(self) -> None:
         name = self.config[self.subcommand].get("pretrained")

@@ -33,10 +33,11 @@ from typing import Any
 from datamodules.cache import atomic_write_text
 from zoo.compare import Comparison, EpisodeSetMismatch, compare_runs
 from zoo.metrics import mean_ci95
-from zoo.runs import Run, flatten, load_run
+from zoo.runs import Run, flatten, load_run, run_id_of
 
-#: Learning-curve panels, in order; a key is drawn when any run logged it.
-CURVE_KEYS = ("train/loss_step", "train/acc_step", "val/acc", "val/loss", "train/episode_return", "val/regret")
+#: Learning-curve panels, in order; a key is drawn when any run logged it. A training metric logged both per step
+#: and per epoch (``train/loss_step``, ``train/loss_epoch``) is drawn per epoch (:func:`curve_keys`).
+CURVE_KEYS = ("train/loss", "train/acc", "val/acc", "val/loss", "train/episode_return", "val/regret")
 #: NAP's test metrics: regret after that many trials (``None``: after the whole budget).
 REGRET_KEYS = ((10, "test/regret@10"), (25, "test/regret@25"), (None, "test/regret"))
 #: W&B keys the runs log (callbacks.EpisodeTable, callbacks.EpisodeGallery), used by the online report's panels.
@@ -105,24 +106,52 @@ def config_table(runs: list[Run]) -> tuple[list[str], list[str], dict[str, list[
 
 
 # -- figures ---------------------------------------------------------------------------------------------------
+def curve_keys(runs: list[Run]) -> list[tuple[str, str]]:
+    """The learning-curve panels: ``(metric key, x column)`` for each :data:`CURVE_KEYS` entry some run logged.
+
+    A metric Lightning logged both per step and per epoch is drawn per epoch (``train/loss_epoch`` against
+    ``epoch``): the step curve of a short run is a point or two, and the epoch means are what the validation
+    curve beside it is compared with. Validation metrics are per epoch too; anything else is drawn by step.
+    """
+    panels = []
+    for key in CURVE_KEYS:
+        for candidate, x in ((f"{key}_epoch", "epoch"), (f"{key}_step", "step"), (key, "step")):
+            if any(r.curve(candidate)[1] for r in runs):
+                by_epoch = x == "epoch" or (key.startswith("val/") and all(
+                    "epoch" in row for r in runs for row in r.metrics if candidate in row))
+                panels.append((candidate, "epoch" if by_epoch else "step"))
+                break
+    return panels
+
+
 def learning_curves(runs: list[Run]) -> Figure | None:
-    keys = [k for k in CURVE_KEYS if any(r.curve(k)[1] for r in runs)]
-    if not keys:
+    panels = curve_keys(runs)
+    if not panels:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3), squeeze=False)
+    banded = False
+    for ax, (key, x) in zip(axes[0], panels):
         for run in runs:
-            steps, values = run.curve(key)
-            if values:
-                ax.plot(steps, values, marker="o" if len(values) < 10 else None, ms=3, label=run.name)
+            xs, values = run.curve(key, x)
+            if not values:
+                continue
+            (line,) = ax.plot(xs, values, marker="o" if len(values) < 10 else None, ms=3, label=run.name)
+            # The 95% interval over the evaluation episodes, where the run logged one (<key>_ci95, same rows).
+            rows = [row for row in run.metrics if key in row]
+            if all(f"{key}_ci95" in row for row in rows):
+                half = [row[f"{key}_ci95"] for row in rows]
+                ax.fill_between(xs, [v - h for v, h in zip(values, half)], [v + h for v, h in zip(values, half)],
+                                color=line.get_color(), alpha=0.2, lw=0)
+                banded = True
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel(x, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    return Figure("Learning curves", "Logged training and validation metrics by optimiser step (metrics.csv).",
-                  _png(fig))
+    band = "; shaded: the 95% interval over the validation episodes" if banded else ""
+    return Figure("Learning curves", f"Logged training and validation metrics (metrics.csv), per epoch where "
+                  f"the metric is logged per epoch{band}.", _png(fig))
 
 
 def accuracy_figure(runs: list[Run]) -> Figure | None:
@@ -197,8 +226,9 @@ def regret_figure(runs: list[Run]) -> Figure | None:
 def build_figures(runs: list[Run], pairs: list[tuple[Run, Run, Comparison | str]]) -> list[Figure]:
     figures = [learning_curves(runs), accuracy_figure(runs), differences_figure(pairs), histogram_figure(runs),
                regret_figure(runs)]
-    figures += [Figure(f"Test episode: {r.name}", "Support images per class, then queries framed green (right) or "
-                       "red (wrong) (callbacks.EpisodeGallery).", r.gallery.read_bytes()) for r in runs if r.gallery]
+    figures += [Figure(f"Test episode: {r.name}", "One row per class (its number and name): the support images, "
+                       "then the queries, framed green (right) or red (wrong), each captioned with the row it was "
+                       "predicted as (callbacks.EpisodeGallery).", r.gallery.read_bytes()) for r in runs if r.gallery]
     return [f for f in figures if f is not None]
 
 
@@ -307,11 +337,12 @@ def write_report(run_paths: list[str | Path], output: str | Path = "report.html"
 
 # -- W&B -------------------------------------------------------------------------------------------------------
 def wandb_run(run: Run) -> tuple[str, str] | None:
-    """``(project, run id)`` of a run logged with ``zoo.WandbLogger`` (its run directory is named by the id)."""
+    """``(project, run id)`` of a run logged with ``zoo.WandbLogger`` (its run directory's name ends with the id:
+    :func:`zoo.runs.run_label`)."""
     logger = flatten(run.config)
     if logger.get("trainer.logger.class_path") != "zoo.WandbLogger":
         return None
-    return str(logger.get("trainer.logger.init_args.project", "metazoo")), run.path.name
+    return str(logger.get("trainer.logger.init_args.project", "metazoo")), run_id_of(run.path.name)
 
 
 def wandb_report(runs: list[Run], entity: str, title: str = "Metazoo report"):
@@ -339,9 +370,9 @@ def wandb_report(runs: list[Run], entity: str, title: str = "Metazoo report"):
         markdown_table(OVERVIEW_HEADER, _overview_rows(runs)),
         markdown_table(["A", "B", "A − B", "shared episodes / reason"], _pair_rows(pairs)) if pairs else "",
         markdown_table(["key", *[r.name for r in runs]], [[k, *values[k]] for k in differing]) if differing else ""])
-    curves = [k for k in CURVE_KEYS if any(r.curve(k)[1] for r in runs)] or ["train/loss_step", "val/acc"]
+    curves = curve_keys(runs) or [("train/loss_epoch", "epoch"), ("val/acc", "epoch")]
     panels = [wr.RunComparer(diff_only="split"),
-              *[wr.LinePlot(title=k, x="Step", y=[k]) for k in curves],
+              *[wr.LinePlot(title=k, x="epoch" if x == "epoch" else "Step", y=[k]) for k, x in curves],
               wr.BarPlot(title="test accuracy", metrics=["test/acc"]),
               wr.WeavePanelSummaryTable(table_name=WANDB_EPISODE_TABLE),
               wr.MediaBrowser(title="test episode", media_keys=[WANDB_GALLERY])]

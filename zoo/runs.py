@@ -1,7 +1,7 @@
 """Reading a finished run back from its run directory: the one place ``zoo compare`` and ``zoo report`` do it.
 
-A run directory (``callbacks.run_dir.run_dir``: ``runs/<project>/<run id>`` with W&B, ``runs/csv/version_N`` with
-CSV) holds what the shipped callbacks and loggers write:
+A run directory (``callbacks.run_dir.run_dir``: ``runs/<project>/<group>-<name>-<run id>`` with W&B, named by
+:func:`run_label`; ``runs/<name>/version_N`` with CSV) holds what the shipped callbacks and loggers write:
 
 * ``config.yaml`` (``fit``) or ``test-config.yaml`` (``test``): the resolved LightningCLI config;
 * ``test_episodes.csv`` (``episode,acc,loss`` per test episode) and ``test_episodes.json`` (which episodes:
@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,24 @@ from typing import Any
 import yaml
 
 CONFIG_FILES = ("config.yaml", "test-config.yaml", "validate-config.yaml", "predict-config.yaml")
+
+
+def run_label(group: str | None, name: str | None, run_id: str) -> str:
+    """A W&B run's directory name and report label, ``<group>-<name>-<run id>`` (the parts that are set).
+
+    The id keeps labels unique (a setting's seeds share group and name); group and name
+    (``--trainer.logger.init_args.group/name``) make them readable. Characters that a path or a shell would
+    misread (``/``, spaces, ...) become ``_``; the id is W&B's own (letters and digits), so it is always the part
+    after the last ``-`` (:func:`run_id_of`).
+    """
+    parts = [re.sub(r"[^A-Za-z0-9_.+=@-]", "_", str(p)).strip(".") for p in (group, name) if p not in (None, "")]
+    return "-".join([*[p for p in parts if p], str(run_id)])
+
+
+def run_id_of(directory_name: str) -> str:
+    """The W&B run id in a run directory's name (:func:`run_label`); a bare id (runs made before labels) is
+    itself."""
+    return directory_name.rsplit("-", 1)[-1]
 
 
 @dataclass
@@ -43,13 +62,21 @@ class Run:
 
     @property
     def name(self) -> str:
-        """A short label: ``<parent>/<run dir>`` (``metazoo/abc123``, ``csv/version_0``)."""
+        """The run's label in ``zoo compare`` and ``zoo report``: ``<group>-<name>-<run id>`` (:func:`run_label`,
+        from the resolved config's logger, so a run made before directories were labelled reads the same), else
+        ``<parent>/<run dir>`` (``csv/version_0``: a CSV run's folder is already its name)."""
+        logger = (self.config.get("trainer") or {}).get("logger") if isinstance(self.config, dict) else None
+        logger = logger[0] if isinstance(logger, list) and logger else logger
+        args = logger.get("init_args") if isinstance(logger, dict) else None
+        if isinstance(args, dict) and str(logger.get("class_path", "")).endswith("WandbLogger"):
+            return run_label(args.get("group"), args.get("name"), run_id_of(self.path.name))
         return f"{self.path.parent.name}/{self.path.name}"
 
-    def curve(self, key: str) -> tuple[list[float], list[float]]:
-        """``(steps, values)`` of one logged metric, in logging order."""
+    def curve(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
+        """``(x values, values)`` of one logged metric, in logging order; ``x`` is the column to plot against
+        (``step``, or ``epoch`` for a per-epoch metric), the row's position where a row lacks it."""
         rows = [r for r in self.metrics if key in r]
-        return [r.get("step", i) for i, r in enumerate(rows)], [r[key] for r in rows]
+        return [r.get(x, i) for i, r in enumerate(rows)], [r[key] for r in rows]
 
     def last(self, key: str) -> float | None:
         """The last logged value of a metric (a test metric is logged once), or None."""
