@@ -15,7 +15,8 @@ Two kinds of block, each between an opening and a closing comment:
   sentence of each one's header comment, so the docs list exactly the configs that ship.
 
 The README and the docs pages are filled by the same renderers in one pass, so a block of the same name reads the
-same wherever it appears.
+same wherever it appears. The README is the front page: it carries the registry table (``registry:all``); every
+results block lives on its system's docs page (``docs/systems/*.md``), with the prose that reads it.
 """
 
 from __future__ import annotations

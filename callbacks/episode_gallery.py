@@ -65,8 +65,9 @@ def episode_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x: to
     n_query = int(query_y.numel())
     count = f"all {n_query} queries" if shown == per_class else f"{shown} of {per_class} queries per class shown"
     axes[0, 0].set_title("support", fontsize=7, loc="left")
-    axes[0, k].set_title(f"queries, {count} (green: right, red: wrong; -> the row predicted)", fontsize=7, loc="left")
-    fig.tight_layout(pad=0.2)
+    axes[0, k].set_title(f"{count} (green: right, red: wrong; -> the row predicted)", fontsize=7, loc="left")
+    width = fig.get_figwidth()  # the first 1.6 inches hold the row labels (tight_layout cannot fit long ones)
+    fig.subplots_adjust(left=1.6 / width, right=1 - 0.05 / width, bottom=0.08, top=0.9, wspace=0.15, hspace=0.35)
     return fig
 
 

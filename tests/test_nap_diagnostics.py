@@ -85,7 +85,7 @@ def test_diagnostics_reject_bad_input():
 
 
 SWAP_HIGH = pytest.mark.xfail(strict=True, reason=(
-    "known failure, README NAP section: on Hartmann-3 the ranking under another task's history still correlates "
+    "known failure, docs/systems/nap.md, Results: on Hartmann-3 the ranking under another task's history still correlates "
     "> 0.9 with the task's own (0.97): the family's tasks are one landscape under small shifts, so another task's "
     "history points to nearly the same optimum and the ranking barely needs to move; the context curves of the "
     "same models pass (the test above)"))
