@@ -3,7 +3,8 @@ references (configs, registry names) every subcommand resolves the same way.
 
 ``zoo --help``, ``zoo configs``, ``zoo pretrained``, ``zoo compare``, ``zoo report`` and ``zoo publish`` run from
 here without importing Lightning (it takes seconds to import); ``fit``, ``validate``, ``test``, ``predict`` and
-``check`` build the Lightning CLI in :mod:`zoo.cli`. Before that, the command line's references are resolved here,
+``check`` build the Lightning CLI in :mod:`zoo.cli` (``check`` too: the DataModule whose checks it runs is a
+``LightningDataModule``, so building one imports Lightning). Before that, the command line's references are resolved here,
 so a misspelt config or registry name is a one-line error with the closest names instead of a traceback:
 
 - ``--config`` takes a file, a path inside the repository (``configs/protonet/glyphs.yaml``, from any working
