@@ -63,7 +63,7 @@ def fit_and_test(config: str, overrides: list[str], save_dir: str | Path) -> dic
             "test_acc": float(metrics["test/acc"]), "test_ci95": float(metrics["test/acc_ci95"]),
             "test_episodes": int(metrics["test/episodes"]),
             "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score), "selected_epoch": selected_epoch(cli),
-            "per_episode": [r["acc"] for r in cli.model.episode_records["test"]], "cli": cli}
+            "per_episode": [r["acc"] for r in cli.model.records["test"]], "cli": cli}
 
 
 def validation_curve(log_dir: str) -> list[dict]:

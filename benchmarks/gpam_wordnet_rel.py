@@ -114,7 +114,7 @@ def run(dataset: str, method: str, shot: int, seed: int, episodes: dict[str, int
                            "validation_curve": validation_curve(cli.trainer.logger.log_dir), "rates": {}}
     for rate in RATES:
         key = f"test/nota{rate:g}"
-        rows = cli.model.episode_records[key]
+        rows = cli.model.records[key]
         out["rates"][f"{rate:g}"] = {"acc": float(m[f"{key}/acc"]), "ci95": float(m[f"{key}/acc_ci95"]),
                                      "nota_f1": float(m[f"{key}/nota_f1"]),
                                      "nota_precision": float(m[f"{key}/nota_precision"]),

@@ -45,7 +45,7 @@ def retest_protonet(name: str, save_dir: str, overrides: list[str]) -> dict:
                     run=False)
     load_pretrained_weights(cli.model, name)
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
-    records = cli.model.episode_records["test"]
+    records = cli.model.records["test"]
     return {"episodes": [r["episode"] for r in records], "per_episode": [r["acc"] for r in records]}
 
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             for system in SYSTEMS:
                 config = f"configs/{system}/{config_name}"
                 result = fit_and_test(str(ROOT / config), overrides, tmp)
-                episodes = [r["episode"] for r in result["cli"].model.episode_records["test"]]
+                episodes = [r["episode"] for r in result["cli"].model.records["test"]]
                 if episodes != proto["episodes"]:
                     raise RuntimeError(f"{system} {key}: test episodes differ from ProtoNet's; the pairing is void")
                 c = claim(f"{system}-vs-protonet-glyphs-{key}",

@@ -69,13 +69,14 @@ def fit(overrides: list[str], save_dir: str, ckpt_path: str | None = None):
     return cli, time.perf_counter() - start
 
 
-def test(model, datamodule, methods: list[str]) -> dict:
-    """Per-domain results of ``methods`` on the datamodule's test split (a fresh Trainer, no logging)."""
+def test(model, datamodule, methods: list[str]) -> list[dict]:
+    """Per-domain results of ``methods`` on the datamodule's test split (a fresh Trainer, no logging): one row per
+    domain, in domain order (``zoo.MetaDMoE.summarise_items``)."""
     model.eval_methods = methods
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    return model.domain_records["test"]
+    return model.records["test"]
 
 
 def stage_checkpoint(cli, stage: str) -> Path:
@@ -98,17 +99,17 @@ def run_seed(seed: int, budget: list[str], tmp: str) -> dict:
     per_domain, records = {}, {}
     for source in ("full", "no_mask", "mean_pool", "stage_c"):
         methods = [m for m, (s, _) in METHODS.items() if s == source]
-        rec = test(weights[source], dm, sorted({METHODS[m][1] for m in methods}))
-        records[source] = rec
+        rows = test(weights[source], dm, sorted({METHODS[m][1] for m in methods}))
+        records[source] = rows
         for m in methods:
-            key = "acc" if rec["method"] == METHODS[m][1] else f"acc_{METHODS[m][1]}"
-            per_domain[m] = rec[key]
+            key = "acc" if rows[0]["method"] == METHODS[m][1] else f"acc_{METHODS[m][1]}"
+            per_domain[m] = [r[key] for r in rows]
     in_domain_dm = type(dm)(**{**{k: v for k, v in dm.hparams.items() if not k.startswith("_")},
                                "test_split": "in_domain"})
-    in_domain = test(weights["stage_c"], in_domain_dm, ["erm"])["acc"]
+    in_domain = [r["acc"] for r in test(weights["stage_c"], in_domain_dm, ["erm"])]
     return {"per_domain": per_domain, "in_domain_erm": in_domain, "train_seconds": seconds,
-            "adapt_seconds": {"meta_dmoe": records["full"]["adapt_seconds"]},
-            "domain_id": records["full"]["domain_id"], "cli": full, "experts_of": dm.experts_of()}
+            "adapt_seconds": {"meta_dmoe": [r["adapt_seconds"] for r in records["full"]]},
+            "domain_id": [r["domain_id"] for r in records["full"]], "cli": full, "experts_of": dm.experts_of()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -140,12 +140,12 @@ def run(method: str, target: str, size: int, seed: int, args: argparse.Namespace
                  f"--data.mislabelled_sources={json.dumps(args.mislabelled)}", *ARMS[method]]  # the arm's own last
     cli, train_seconds = fit_then_test_best(ROOT / CONFIG, overrides, save_dir)
     m = cli.trainer.callback_metrics
-    records = cli.model.item_records["test"]
+    records = cli.model.records["test"]  # one row per test item, sorted by index
     out = {"method": method, "target": target, "size": size, "seed": seed, "test_acc": float(m["test/acc"]),
            "test_ci95": float(m["test/acc_ci95"]), "test_items": len(records),
            "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score),
            "selected_epoch": selected_epoch(cli), "validation_curve": validation_curve(cli.trainer.logger.log_dir),
-           "train_seconds": round(train_seconds, 1), "per_item": [records[i] for i in sorted(records)],
+           "train_seconds": round(train_seconds, 1), "per_item": [r["acc"] for r in records],
            "overrides": overrides}
     names = json.loads(sources)
     # testing the best checkpoint restored the weight history saved with it (up to the selected epoch); the whole

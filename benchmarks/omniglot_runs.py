@@ -97,7 +97,7 @@ def run_method(key: str, seed: int, overrides: list[str], save_dir: str) -> tupl
     if key in ("maml", "anil"):
         options += META
     cli, train_seconds = fit_then_test_best(ROOT / config, options, save_dir, pretrained=pretrained)
-    per_run = [r["acc"] for r in cli.model.episode_records["test"]]
+    per_run = [r["acc"] for r in cli.model.records["test"]]
     curve = validation_curve(cli.trainer.logger.log_dir)
     best_val = float(cli.trainer.checkpoint_callback.best_model_score)
     epochs = cli.trainer.current_epoch
@@ -139,7 +139,7 @@ def zero_shot(name: str, save_dir: str) -> dict:
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=save_dir)
     trainer.test(model, datamodule=OmniglotSmall(n_way=20, k_shot=1, q_query=5), verbose=False)
-    per_run = [r["acc"] for r in model.episode_records["test"]]
+    per_run = [r["acc"] for r in model.records["test"]]
     row = {"label": f"{name} (zero-shot)", "setting": registry_entry(name).setting, **runs_error_rate(per_run),
            "per_run_acc": [round(a, 4) for a in per_run]}
     print(f"{name} zero-shot: error {row['error_rate']:.1f} +- {row['error_ci95']:.1f} %", flush=True)

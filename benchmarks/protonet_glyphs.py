@@ -45,7 +45,7 @@ def retest_registered(name: str, save_dir: str) -> dict:
     return {"train_seconds": entry.metrics["train_seconds"], "best_val_acc": entry.metrics["best_val_acc"],
             "test_acc": float(m["test/acc"]), "test_ci95": float(m["test/acc_ci95"]),
             "test_episodes": int(m["test/episodes"]), "retested_from_registry": True,
-            "per_episode": [r["acc"] for r in cli.model.episode_records["test"]]}
+            "per_episode": [r["acc"] for r in cli.model.records["test"]]}
 
 
 def shot_claim(settings: dict) -> list[dict]:

@@ -150,7 +150,7 @@ def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best" if train else None, verbose=False)
     test_seconds = time.perf_counter() - test_start
     m = cli.trainer.callback_metrics
-    records = cli.model.episode_records["test"]
+    records = cli.model.records["test"]
     out = {"method": method, "shot": shot, "seed": seed, "test_acc": float(m["test/acc"]),
            "test_ci95": float(m["test/acc_ci95"]), "test_episodes": len(records),
            "test_majority_share": float(m["test/majority_share"]),

@@ -18,7 +18,8 @@ from zoo.metrics import format_result
 class EpisodeTable(pl.Callback):
     """After each test (and optionally validation), write one row per episode and report mean +- 95% CI.
 
-    Reads ``pl_module.episode_records[stage]`` (filled by ``zoo.episodic.EpisodicModule``), writes
+    Reads ``pl_module.records[stage]`` (the rows of :class:`zoo.base.ZooModule`'s evaluation template; a system
+    whose items are not episodes - no ``episode`` key - gets no table), writes
     ``<run dir>/<stage>_episodes.csv`` (atomically, mode 0644) and, with a W&B logger, a ``<stage>/episode_table``
     table plus the mean and CI in the run summary (``<stage>/episodes`` is the episode count the module logs).
     Beside the CSV, ``<stage>_episodes.json`` records which episodes these were
@@ -35,8 +36,8 @@ class EpisodeTable(pl.Callback):
     def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage not in self.stages or trainer.sanity_checking or not trainer.is_global_zero or trainer.fast_dev_run:
             return  # fast_dev_run writes nothing, as Lightning's own checkpointing and logging
-        rows = getattr(pl_module, "episode_records", {}).get(stage)
-        if not rows:
+        rows = getattr(pl_module, "records", {}).get(stage)
+        if not rows or "episode" not in rows[0]:
             return
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)

@@ -271,7 +271,7 @@ def test_episode_table_and_episode_count_have_distinct_keys(tmp_path):
                                   RecordingWandb(save_dir=str(tmp_path), mode="disabled")],
                               callback_metrics={"test/acc": torch.tensor(1.0), "test/acc_ci95": torch.tensor(0.0),
                                                 count_key: torch.tensor(1.0)})
-    EpisodeTable().on_test_end(trainer, SimpleNamespace(episode_records={"test": rows}))
+    EpisodeTable().on_test_end(trainer, SimpleNamespace(records={"test": rows}))
     assert logged and count_key not in logged
     assert (tmp_path / "test_episodes.csv").stat().st_mode & 0o777 == 0o644
 

@@ -182,7 +182,7 @@ def test_fit_checkpoint_test_round_trip(minilm, tmp_path, cls):
     again = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(
         fresh, datamodule=synthetic(), verbose=False)
     assert again == first
-    rows = trainer.lightning_module.episode_records["test"]
+    rows = trainer.lightning_module.records["test"]
     assert len(rows) == 12 and {r["na_rate"] for r in rows} == {0.3, 0.5}
 
 

@@ -161,7 +161,7 @@ def test_fit_writes_stage_checkpoints_resumes_at_the_next_stage_and_tests_every_
     for m in methods[1:]:
         assert 0 <= metrics[f"test/acc_{m}"] <= 1
     assert metrics["test/domains"] == 1 and 0 <= metrics["test/acc"] <= 1
-    assert loaded.domain_records["test"]["adapt_seconds"][0] > 0
+    assert loaded.records["test"][0]["adapt_seconds"] > 0
 
 
 def test_bad_configurations_name_what_to_change(tmp_path):

@@ -184,7 +184,7 @@ def test_fit_checkpoint_test_round_trip(tmp_path):
     again = trainer().test(fresh, datamodule=toy_data(), ckpt_path=ckpt.best_model_path, verbose=False)[0]
     assert again["test/acc"] == pytest.approx(first["test/acc"]) and "test/acc_ci95" in again
     assert torch.equal(fresh.scorer.head[0].weight, saved["state_dict"]["scorer.head.0.weight"])
-    assert len(fresh.item_records["test"]) == 24
+    assert len(fresh.records["test"]) == 24
 
 
 def test_mislabelled_sources_always_point_at_a_wrong_choice():

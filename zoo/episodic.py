@@ -8,6 +8,7 @@ padding, mean +- 95% confidence interval, config saving and optimisers come from
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -24,9 +25,9 @@ class EpisodicModule(ZooModule):
 
     Logged keys: ``train/loss``, ``train/acc`` per step; ``val/acc``, ``val/acc_ci95``, ``val/loss``,
     ``val/majority_share`` (``zoo.metrics.majority_class_share``, the collapse diagnostic) and the same for
-    ``test/`` once per evaluation, over the whole fixed episode set (gathered across ranks).
-    After an evaluation, ``episode_records[stage]`` holds one row per episode (index, accuracy, loss, majority
-    share) for the per-episode table written by ``callbacks.EpisodeTable``.
+    ``test/`` once per evaluation, over the whole fixed episode set (gathered across ranks; the evaluation template
+    of :class:`zoo.base.ZooModule`). After an evaluation, ``records[stage]`` holds one row per episode (``episode``,
+    ``acc``, ``loss``, ``majority_share``) for the per-episode table written by ``callbacks.EpisodeTable``.
 
     Args:
         optimizer: a callable building the optimiser from the parameters (LightningCLI ``OptimizerCallable``).
@@ -34,11 +35,10 @@ class EpisodicModule(ZooModule):
     """
 
     plateau_monitor = "val/acc"
+    item_key, count_name, ci_names = "episode", "episodes", ("acc",)
 
     def __init__(self, optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
         super().__init__(optimizer, scheduler)
-        self.episode_records: dict[str, list[dict[str, float]]] = {}
-        self._eval_outputs: list[torch.Tensor] = []
 
     # -- what a method provides ----------------------------------------------------------------------------------
     def forward(self, episode: Episode) -> torch.Tensor:  # pragma: no cover - interface
@@ -56,47 +56,38 @@ class EpisodicModule(ZooModule):
         loss = F.cross_entropy(logits.flatten(0, -2), episode.query_y.flatten())
         return loss, logits, {}
 
+    def scored_episode(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss, predicted query labels and named loss terms of an episode (what a training step logs); default:
+        :meth:`episode_loss` and the argmax of its logits. A system whose predictions are not an argmax over
+        ``n_way`` logits (a NOTA decision, :class:`zoo.gpam.NotaRelationModule`) overrides this."""
+        loss, logits, terms = self.episode_loss(episode)
+        return loss, logits.argmax(-1), terms
+
     # -- training ------------------------------------------------------------------------------------------------
     def training_step(self, episode: Episode, batch_idx: int) -> torch.Tensor:
-        loss, logits, terms = self.episode_loss(episode)
-        acc = (logits.argmax(-1) == episode.query_y).float().mean()
+        loss, pred, terms = self.scored_episode(episode)
+        acc = (pred == episode.query_y).float().mean()
         self.log_dict({"train/loss": loss, "train/acc": acc, **{f"train/{k}": v for k, v in terms.items()}},
                       prog_bar=True, on_step=True, on_epoch=True,
                       batch_size=len(episode.support_y) if episode.batched else 1)
         return loss
 
-    # -- evaluation ----------------------------------------------------------------------------------------------
-    def _eval_step(self, episode: Episode) -> None:
+    # -- evaluation (dispatch, gathering and summary: zoo.base.ZooModule) ----------------------------------------
+    def evaluate_batch(self, episode: Episode, batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
+        """One evaluation episode: its accuracy, loss and the share of its queries given the most predicted class
+        (``zoo.metrics.majority_class_share``, the collapse diagnostic)."""
         loss, logits, _ = self.episode_loss(episode)
         pred = logits.argmax(-1)
         acc = (pred == episode.query_y).float().mean()
-        share = majority_class_share(pred, logits.shape[-1]).float().mean().to(acc.device)  # collapse diagnostic
-        self._eval_outputs.append(torch.stack([torch.tensor(float(episode.index), device=acc.device),
-                                               acc.detach(), loss.detach().float(), share]))
+        share = majority_class_share(pred, logits.shape[-1]).float().mean().to(acc.device)
+        return {"index": torch.tensor([int(episode.index)], device=acc.device), "acc": acc.detach().reshape(1),
+                "loss": loss.detach().float().reshape(1), "majority_share": share.reshape(1)}
 
-    def validation_step(self, episode: Episode, batch_idx: int) -> None:
-        self._eval_step(episode)
-
-    def test_step(self, episode: Episode, batch_idx: int) -> None:
-        self._eval_step(episode)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        if not self._eval_outputs:
-            return
-        rows = torch.stack(self._eval_outputs)
-        self._eval_outputs = []
-        values = {"acc": rows[:, 1], "loss": rows[:, 2], "majority_share": rows[:, 3]}
-        index, rows = self.report_items(stage, rows[:, 0].long(), values, ci=("acc",), count_name="episodes",
-                                        prog_bar=stage == "val")
-        self.episode_records[stage] = [
-            {"episode": int(i), "acc": float(a), "loss": float(l), "majority_share": float(m)}
-            for i, a, l, m in zip(index, rows["acc"], rows["loss"], rows["majority_share"])]
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+    @property
+    def episode_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Deprecated name of :attr:`records` (the same rows), kept for code written before the evaluation template."""
+        warnings.warn("episode_records is deprecated; read records[stage]", DeprecationWarning, stacklevel=2)
+        return self.records
 
     # -- prediction ----------------------------------------------------------------------------------------------
     def predict_step(self, episode: Episode, batch_idx: int) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from torch import nn
 
 from datamodules.episodes import Episode
 from datamodules.relations.base import rate_name
-from zoo.base import ZooModule
+from zoo.episodic import EpisodicModule
 from zoo.relation_encoder import EntityMarkerEncoder
 
 VIEWS = ("main", "head", "tail", "context")
@@ -208,10 +208,17 @@ def tune_threshold(best_dist: torch.Tensor, correct_known: torch.Tensor, is_nota
 
 # -- the harness ----------------------------------------------------------------------------------------------------
 
-class NotaRelationModule(ZooModule):
+class NotaRelationModule(EpisodicModule):
     """What every NOTA relation classifier here shares: entity features of views, the projection, the evaluation.
 
-    A subclass implements ``episode_outputs(episode) -> (loss, terms, predictions [Q] in 0..N)``.
+    An episodic classifier (:class:`zoo.episodic.EpisodicModule`: its training step, the evaluation template of
+    :class:`zoo.base.ZooModule`) whose predictions range over N + 1 labels. A subclass implements
+    ``episode_outputs(episode) -> (loss, terms, predictions [Q] in 0..N)``; one whose NOTA decision is tuned on the
+    validation episodes also implements :meth:`query_record`, :meth:`calibrate` and :meth:`recount`.
+
+    ``records["val"]`` and ``records["test/<rate>"]`` (one per test NOTA rate) hold one row per episode
+    (``episode``, ``acc``, ``loss``, ``nota_tp``, ``nota_fp``, ``nota_fn``); ``records["test"]`` all test rows,
+    each with its ``na_rate``.
 
     Args:
         encoder: a :class:`zoo.text_encoder.TextEncoder` (frozen on CPU: its entity features are cached).
@@ -219,16 +226,11 @@ class NotaRelationModule(ZooModule):
         projection_dim: size of the trainable projection of ``concat(h_head, h_tail)``.
     """
 
-    plateau_monitor = "val/acc"
-
     def __init__(self, encoder: nn.Module, entity_pooling: str = "span", projection_dim: int = 256,
                  optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
         super().__init__(optimizer, scheduler)
         self.entities = EntityMarkerEncoder(encoder, entity_pooling)
         self.projection = nn.Linear(self.entities.out_dim, projection_dim)
-        self.episode_records: dict[str, list[dict[str, float]]] = {}
-        self._outputs: dict[int, list[torch.Tensor]] = {}
-        self._queries: list[dict[str, torch.Tensor]] = []
 
     # -- features ------------------------------------------------------------------------------------------------
     def view_features(self, episode: Episode, views: Sequence[str]) -> torch.Tensor:
@@ -268,78 +270,65 @@ class NotaRelationModule(ZooModule):
     def episode_outputs(self, episode: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - interface
 
-    def calibrate(self, stage: str, queries: list[dict[str, torch.Tensor]]) -> None:
-        """Called after validation with per-episode query records (see :meth:`query_record`); default: nothing."""
-
-    def query_record(self, episode: Episode, row: torch.Tensor) -> dict[str, torch.Tensor] | None:
-        """What :meth:`calibrate` needs of a validation episode just scored (``row``: index, loss, counts)."""
+    def query_record(self, episode: Episode) -> dict[str, torch.Tensor] | None:
+        """What :meth:`calibrate` needs of a validation episode just scored, one row ``[1, ...]`` per entry (the
+        template gathers them with the episode's other results); default: nothing to calibrate."""
         return None
 
-    # -- steps ---------------------------------------------------------------------------------------------------
-    def training_step(self, episode: Episode, batch_idx: int) -> torch.Tensor:
-        loss, terms, pred = self.episode_outputs(episode)
-        acc = (pred == episode.query_y).float().mean()
-        self.log_dict({"train/loss": loss, "train/acc": acc, **{f"train/{k}": v for k, v in terms.items()}},
-                      prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
-        return loss
+    def calibrate(self, stage: str, queries: dict[str, torch.Tensor]) -> None:
+        """Tune the NOTA decision on the validation episodes' :meth:`query_record` entries (every episode once,
+        sorted by index, gathered from every rank); default: nothing."""
 
-    def _eval_step(self, episode: Episode, dataloader_idx: int, calibrating: bool = False) -> None:
+    def recount(self, queries: dict[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - interface
+        """``[episodes, 5]`` :func:`nota_counts` of the validation episodes under the calibrated decision."""
+        raise NotImplementedError
+
+    # -- steps (training: zoo.episodic.EpisodicModule; dispatch and gathering: zoo.base.ZooModule) -----------------
+    def scored_episode(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        loss, terms, pred = self.episode_outputs(episode)
+        return loss, pred, terms
+
+    def evaluate_batch(self, episode: Episode, batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
+        """One episode's loss and :func:`nota_counts` (and, in validation, what calibration needs)."""
         loss, _, pred = self.episode_outputs(episode)
         counts = nota_counts(pred, episode.query_y, episode.n_way)
-        row = torch.cat([torch.tensor([float(episode.index), float(loss)], device=counts.device), counts])
-        self._outputs.setdefault(dataloader_idx, []).append(row)
-        record = self.query_record(episode, row) if calibrating else None
-        if record is not None:
-            self._queries.append(record)
+        items = {"index": torch.tensor([int(episode.index)], device=counts.device),
+                 "loss": torch.tensor([float(loss)], device=counts.device), "counts": counts.reshape(1, -1)}
+        record = self.query_record(episode) if stage == "val" else None
+        return {**items, **{f"query_{k}": v for k, v in (record or {}).items()}}
 
-    def on_validation_epoch_start(self) -> None:
-        self._outputs, self._queries = {}, []
+    def eval_set(self, stage: str, dataloader_idx: int) -> tuple[str, dict[str, Any]]:
+        """Validation: one set; test: one fixed set per NOTA rate of the data module, logged as
+        ``test/nota<rate>/...`` and marked ``na_rate`` in ``records["test"]``."""
+        if stage == "val":
+            return stage, {}
+        rates = getattr(getattr(self._trainer, "datamodule", None), "test_na_rates", None) if self._trainer else None
+        if rates is None:
+            return f"{stage}/{dataloader_idx}", {"na_rate": dataloader_idx}
+        return f"{stage}/{rate_name(rates[dataloader_idx])}", {"na_rate": rates[dataloader_idx]}
 
-    def on_test_epoch_start(self) -> None:
-        self._outputs, self._queries = {}, []
+    def summarise_items(self, stage: str, index: torch.Tensor, values: dict[str, torch.Tensor]
+                        ) -> list[dict[str, Any]]:
+        """Accuracy over N + 1 per episode (mean +- 95% CI), NOTA precision / recall / F1 pooled over all queries.
 
-    def validation_step(self, episode: Episode, batch_idx: int) -> None:
-        self._eval_step(episode, 0, calibrating=True)
-
-    def test_step(self, episode: Episode, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(episode, dataloader_idx)
-
-    def _report(self, stage: str, rows: torch.Tensor) -> list[dict[str, float]]:
-        rows = rows.to(self.device)  # recounted validation rows come from the CPU; all_gather wants the device
-        acc = rows[:, 2] / rows[:, 3]
-        index, got = self.report_items(stage, rows[:, 0].long(), {"acc": acc, "loss": rows[:, 1],
-                                                                  "counts": rows[:, 2:]},
-                                       ci=("acc",), count_name="episodes", prog_bar=stage == "val")
-        tp, fp, fn = (float(v) for v in got["counts"][:, 2:].sum(0))
+        In validation a calibrating subclass first tunes its decision and recounts, so ``val/acc`` is that of the
+        model that is saved.
+        """
+        counts = values["counts"]
+        queries = {k[len("query_"):]: v for k, v in values.items() if k.startswith("query_")}
+        if queries:
+            self.calibrate(stage, queries)
+            counts = self.recount(queries).to(counts.dtype)
+        acc = counts[:, 0] / counts[:, 1]
+        self.log_items(stage, index, {"acc": acc, "loss": values["loss"], "counts": counts}, ci=("acc",),
+                       count_name="episodes", prog_bar=stage == "val")
+        tp, fp, fn = (float(v) for v in counts[:, 2:].sum(0))
         precision, recall, f1 = nota_f1(tp, fp, fn)
         if self._trainer is not None and not self.trainer.sanity_checking:
             self.log_dict({f"{stage}/nota_f1": f1, f"{stage}/nota_precision": precision,
                            f"{stage}/nota_recall": recall}, batch_size=len(index))
         return [{"episode": int(i), "acc": float(a), "loss": float(lo), "nota_tp": int(c[2]), "nota_fp": int(c[3]),
-                 "nota_fn": int(c[4])} for i, a, lo, c in zip(index, got["acc"], got["loss"], got["counts"])]
-
-    def on_validation_epoch_end(self) -> None:
-        if self._queries:
-            self.calibrate("val", self._queries)
-            # re-score validation with the calibrated decision, so val/acc is that of the model that is saved
-            self._outputs = {0: [torch.cat([r["row"][:2], self.recount(r)]) for r in self._queries]}
-        if 0 in self._outputs:
-            self.episode_records["val"] = self._report("val", torch.stack(self._outputs[0]))
-        self._outputs, self._queries = {}, []
-
-    def recount(self, record: dict[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def on_test_epoch_end(self) -> None:
-        rates = getattr(getattr(self._trainer, "datamodule", None), "test_na_rates", None) if self._trainer else None
-        records = []
-        for idx in sorted(self._outputs):
-            stage = f"test/{rate_name(rates[idx])}" if rates is not None else f"test/{idx}"
-            rows = self._report(stage, torch.stack(self._outputs[idx]))
-            self.episode_records[stage] = rows
-            records += [{**r, "na_rate": rates[idx] if rates is not None else idx} for r in rows]
-        self.episode_records["test"] = records
-        self._outputs, self._queries = {}, []
+                 "nota_fn": int(c[4])} for i, a, lo, c in zip(index, acc, values["loss"], counts)]
 
     def predict_step(self, episode: Episode, batch_idx: int) -> dict[str, Any]:
         """Predicted labels over N + 1 (``n_way`` = NOTA) of an episode's queries."""
@@ -418,8 +407,8 @@ class ProtoNOTA(NotaRelationModule):
             multi-view baseline that sees every input GPAM sees, averaged as GPAM averages them).
         nota: ``"threshold"``: trained by cross-entropy over the N classes on known queries; a query is NOTA when
             its nearest prototype is farther than ``threshold``, chosen after every validation to maximise
-            validation accuracy over N + 1 (and saved with the weights; under DDP each rank tunes it on its own
-            share of the validation episodes). ``"logit"``: the thunlp/FewRel toolkit's
+            validation accuracy over N + 1 (and saved with the weights; under DDP it is tuned on every rank's
+            validation episodes gathered, so every rank holds the single-process threshold). ``"logit"``: the thunlp/FewRel toolkit's
             ``Proto``: a NOTA logit = min class logit - 1, cross-entropy over N + 1 on all queries.
     """
 
@@ -461,21 +450,24 @@ class ProtoNOTA(NotaRelationModule):
         pred = torch.where(best > self.threshold, torch.full_like(nearest, n), nearest)
         return loss, {}, pred
 
-    def query_record(self, episode: Episode, row: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    def query_record(self, episode: Episode) -> dict[str, torch.Tensor] | None:
         if self.nota != "threshold":
             return None
         best, nearest = self._last
-        return {"row": row[:2].cpu(), "best": best.cpu(), "nearest": nearest.cpu(), "y": episode.query_y.cpu(),
-                "n": torch.tensor(episode.n_way)}
+        return {"best": best.reshape(1, -1), "nearest": nearest.reshape(1, -1),
+                "y": episode.query_y.reshape(1, -1), "n": torch.tensor([episode.n_way], device=best.device)}
 
-    def calibrate(self, stage: str, queries: list[dict[str, torch.Tensor]]) -> None:
-        best = torch.cat([q["best"] for q in queries])
-        correct = torch.cat([q["nearest"] == q["y"] for q in queries])
-        is_nota = torch.cat([q["y"] == q["n"] for q in queries])
+    def calibrate(self, stage: str, queries: dict[str, torch.Tensor]) -> None:
+        y = queries["y"]
+        best = queries["best"].reshape(-1)
+        correct = (queries["nearest"] == y).reshape(-1)
+        is_nota = (y == queries["n"].unsqueeze(1)).reshape(-1)
         self.threshold.fill_(tune_threshold(best, correct, is_nota))
 
-    def recount(self, record: dict[str, torch.Tensor]) -> torch.Tensor:
-        n = int(record["n"])
-        pred = torch.where(record["best"] > self.threshold.cpu(), torch.full_like(record["nearest"], n),
-                           record["nearest"])
-        return nota_counts(pred, record["y"], n)
+    def recount(self, queries: dict[str, torch.Tensor]) -> torch.Tensor:
+        threshold = self.threshold.cpu()
+        rows = []
+        for best, nearest, y, n in zip(queries["best"], queries["nearest"], queries["y"], queries["n"].tolist()):
+            pred = torch.where(best.cpu() > threshold, torch.full_like(nearest, n), nearest)
+            rows.append(nota_counts(pred.cpu(), y.cpu(), n))
+        return torch.stack(rows)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,8 @@ class MetaDMoE(ZooModule):
         optimizer: the optimiser class every stage uses (its lr is set per stage from the arguments above).
     """
 
+    item_key = "domain_index"
+
     def __init__(self, backbone: nn.Module, num_classes: int, num_experts: int = 4,
                  stage_epochs: list[int] | None = None, expert_lr: float = 1e-3, aggregator_pretrain_lr: float = 1e-3,
                  student_pretrain_lr: float = 1e-3, aggregator_lr: float = 1e-4, student_lr: float = 1e-4,
@@ -260,7 +263,7 @@ class MetaDMoE(ZooModule):
         self.adapted_names = select(backbone_names, lambda n: any(n.startswith(p) for p in prefixes))
         # Which stages are complete; saved with the weights, so a checkpoint says what it holds.
         self.register_buffer("stages_done", torch.zeros((), dtype=torch.long))
-        self._eval: dict[str, Any] = {}
+        self._domain_state: dict[str, dict[str, Any]] = {}  # per stage: what a target domain's batches share
 
     # -- stages ------------------------------------------------------------------------------------------------
     def stage_of(self, epoch: int) -> str:
@@ -400,17 +403,25 @@ class MetaDMoE(ZooModule):
                       batch_size=x.shape[0])
         return loss.detach()
 
-    # -- evaluation (section 1.7 protocol) ---------------------------------------------------------------------
+    # -- evaluation (section 1.7 protocol; dispatch, gathering and records: zoo.base.ZooModule) --------------------
     def _methods(self, stage: str) -> list[str]:
         return [STAGE_METHOD[self.stage]] if stage == "val" else list(self.eval_methods)
 
-    def _eval_batch(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+    def _primary(self, stage: str) -> str:
+        """The method whose per-domain score is called ``acc`` (the others ``acc_<method>``)."""
+        methods = self._methods(stage)
+        return STAGE_METHOD[self.stage] if stage == "val" else ("meta_dmoe" if "meta_dmoe" in methods else methods[0])
+
+    def evaluate_batch(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str
+                       ) -> dict[str, torch.Tensor] | None:
+        """Predict one batch of a target domain with every method; a domain's first batch first adapts (it is
+        the unlabelled adaptation batch). Returns the domain's scores with its last batch (:meth:`_domain_items`)."""
         if torch.is_inference_mode_enabled():  # Lightning evaluates under inference mode; adaptation needs grads
             with torch.inference_mode(False):
-                return self._eval_batch(stage, {k: v.clone() for k, v in batch.items()})
+                return self.evaluate_batch({k: v.clone() for k, v in batch.items()}, batch_idx, stage)
         x, y, k = batch["x"], batch["y"], int(batch["domain_index"])
-        state = self._eval.setdefault(stage, {"preds": defaultdict(list), "labels": defaultdict(list),
-                                              "adapt_seconds": {}, "domain": {}})
+        # what a domain's batches share: adapted weights, the test-time BN copy, its predictions so far
+        state = self._domain_state.setdefault(stage, {"open": {}})
         methods = self._methods(stage)
         was_training = self.training
         self.eval()
@@ -421,10 +432,15 @@ class MetaDMoE(ZooModule):
                 with torch.enable_grad():
                     fast = self.adapted_params(x, self.teacher(x), first_order=True)
                 state["fast"] = {n: t.detach() for n, t in fast.items()}
-            state["adapt_seconds"][k] = time.perf_counter() - start
+            seconds = time.perf_counter() - start
             if "erm_bn" in methods:
                 state["bn_student"] = recalibrated_batchnorm(self.student, x)
-            state["domain"][k] = int(batch["domain"])
+            state["open"][k] = {"preds": defaultdict(list), "labels": [], "adapt_seconds": seconds,
+                                "domain": int(batch["domain"])}
+        domain = state["open"].get(k)
+        if domain is None:
+            raise ValueError(f"{type(self).__name__}: a {stage} batch of domain {k} came before the domain's first "
+                             "(adaptation) batch; evaluate each domain's batches in order (datamodules.domains)")
         with torch.no_grad():
             tokens = self.expert_tokens(x) if {"experts_avg", "aggregator_head"} & set(methods) else None
             for m in methods:
@@ -439,56 +455,64 @@ class MetaDMoE(ZooModule):
                                           for i, e in enumerate(self.experts)]).mean(0).log()
                 else:
                     logits = self.aggregator(tokens)
-                state["preds"][(m, k)].append(logits.argmax(-1).cpu())
-            state["labels"][k].append(y.cpu())
+                domain["preds"][m].append(logits.argmax(-1).cpu())
+            domain["labels"].append(y.cpu())
         self.train(was_training)
+        if "last" in batch and not bool(batch["last"]):
+            return None
+        return self._domain_items(stage, [k])
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_batch("val", batch)
+    def finish_items(self, stage: str) -> dict[str, torch.Tensor] | None:
+        """Domains whose last batch never came (``limit_*_batches`` cut them short) are scored on what was seen."""
+        state = self._domain_state.get(stage)
+        open_domains = sorted(state["open"]) if state else []
+        items = self._domain_items(stage, open_domains) if open_domains else None
+        self._domain_state.pop(stage, None)
+        return items
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_batch("test", batch)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        state = self._eval.pop(stage, None)
-        if not state:
-            return
-        methods = self._methods(stage)
-        primary = STAGE_METHOD[self.stage] if stage == "val" else (
-            "meta_dmoe" if "meta_dmoe" in methods else methods[0])
-        domains = sorted(state["labels"])
+    def _domain_items(self, stage: str, domains: list[int]) -> dict[str, torch.Tensor]:
+        """Per-domain scores of finished domains (their predictions are dropped): ``acc`` of the primary method,
+        ``acc_<method>`` of the others (``macro_f1`` likewise when asked), ``adapt_seconds``, ``domain_id``."""
+        open_domains = self._domain_state[stage]["open"]
+        methods, primary = self._methods(stage), self._primary(stage)
         values: dict[str, list[float]] = defaultdict(list)
         for k in domains:
-            y = torch.cat(state["labels"][k])
+            domain = open_domains.pop(k)
+            y = torch.cat(domain["labels"])
             for m in methods:
-                pred = torch.cat(state["preds"][(m, k)])
-                acc = float((pred == y).float().mean())
-                values["acc" if m == primary else f"acc_{m}"].append(acc)
+                pred = torch.cat(domain["preds"][m])
+                values["acc" if m == primary else f"acc_{m}"].append(float((pred == y).float().mean()))
                 if self.metric == "macro_f1":
-                    f1 = macro_f1(pred, y, self.num_classes)
-                    values["macro_f1" if m == primary else f"macro_f1_{m}"].append(f1)
-            values["adapt_seconds"].append(state["adapt_seconds"].get(k, 0.0))
-            values["domain_id"].append(float(state["domain"][k]))
-        tensors = {n: torch.tensor(v, dtype=torch.float64, device=self.device) for n, v in values.items()}
-        tensors["domain_id"] = tensors["domain_id"].unsqueeze(1)  # [n, 1]: returned by report_items, not logged
-        index, rows = self.report_items(stage, torch.tensor(domains, device=self.device), tensors,
-                                        ci=[n for n in tensors if n.startswith(("acc", "macro_f1"))],
-                                        count_name="domains", prog_bar=stage == "val")
+                    values["macro_f1" if m == primary else f"macro_f1_{m}"].append(macro_f1(pred, y, self.num_classes))
+            values["adapt_seconds"].append(domain["adapt_seconds"])
+            values["domain_id"].append(float(domain["domain"]))
+        items = {n: torch.tensor(v, dtype=torch.float64, device=self.device) for n, v in values.items()}
+        items["domain_id"] = items["domain_id"].unsqueeze(1)  # [n, 1]: kept in the records, not logged
+        items["index"] = torch.tensor(domains, device=self.device)
+        return items
+
+    def summarise_items(self, stage: str, index: torch.Tensor, values: dict[str, torch.Tensor]
+                        ) -> list[dict[str, Any]]:
+        """Mean +- 95% CI over target domains of every score, the worst domain's ``acc``; ``records[stage]`` rows:
+        ``domain_index``, ``method`` (the primary one), the scores, ``adapt_seconds`` and ``domain_id``."""
+        self.log_items(stage, index, values, ci=[n for n in values if n.startswith(("acc", "macro_f1"))],
+                       count_name="domains", prog_bar=stage == "val")
         if self._trainer is not None and not self.trainer.sanity_checking:
-            self.log_dict({f"{stage}/worst_acc": float(rows["acc"].min())}, batch_size=len(index))
-        self.domain_records[stage] = {"method": primary, "domain_index": index.tolist(),
-                                      **{n: v.reshape(len(index)).tolist() for n, v in rows.items()}}
+            self.log_dict({f"{stage}/worst_acc": float(values["acc"].min())}, batch_size=len(index))
+        primary = self._primary(stage)
+        return [{"domain_index": r["domain_index"], "method": primary,
+                 **{n: v for n, v in r.items() if n not in ("domain_index", "domain_id")},
+                 "domain_id": int(r["domain_id"][0])} for r in self.item_rows(index, values)]
 
     @property
     def domain_records(self) -> dict[str, dict[str, Any]]:
-        """Per-domain results of the last evaluation of each stage (``acc``, ``acc_<method>``, ``adapt_seconds``,
-        ``domain_id``, in ``domain_index`` order): what a benchmark pairs methods on."""
-        return self.__dict__.setdefault("_domain_records", {})
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
-
-
+        """Deprecated: :attr:`records` in the old column form (``{stage: {"method", "domain_index": [...], "acc":
+        [...], ...}}``), kept for code written before the evaluation template; read ``records[stage]``."""
+        warnings.warn("domain_records is deprecated; read records[stage]", DeprecationWarning, stacklevel=2)
+        out = {}
+        for stage, rows in self.records.items():
+            if rows:
+                columns = {n: [float(r[n]) for r in rows] for n in rows[0] if n not in ("domain_index", "method")}
+                out[stage] = {"method": rows[0]["method"], "domain_index": [r["domain_index"] for r in rows],
+                              **columns}
+        return out

@@ -30,6 +30,7 @@ and trains the head; ``trainable_layers=k`` fine-tunes the top k transformer lay
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,10 @@ class SourcePolicy(nn.Module):
 class MetaRTL(ZooModule):
     """Meta-RTL and its baselines (see the module docstring); manual optimisation.
 
+    Validation and test score every multiple-choice item of the target's dev / test set: ``<stage>/acc`` (mean
+    +- 95% CI over items), ``<stage>/loss``, ``<stage>/items``; ``records[stage]`` one row per item (``item``,
+    ``acc``, ``loss``).
+
     Args:
         encoder: text encoder for :class:`MCScorer`.
         sources: the source task names, in the data module's order (their weights are logged by name).
@@ -232,6 +237,8 @@ class MetaRTL(ZooModule):
             needs rewards in [0, 1]).
         seed: seeds the generator that draws sources (independent of the data's seed).
     """
+
+    item_key, count_name, ci_names, prog_bar_stages = "item", "items", ("acc",), ("val", "test")
 
     def __init__(self, encoder: nn.Module, sources: list[str], strategy: str = "meta_rtl",
                  meta_iterations: int = 200, sources_per_iteration: int = 3, inner_steps: int = 3,
@@ -271,9 +278,7 @@ class MetaRTL(ZooModule):
         self.weight_history: list[list[float]] = []  # p^m per meta-iteration
         self.reward_history: list[list[float]] = []  # r^m as the policy saw it per meta-iteration (0: not drawn)
         self.raw_reward_history: list[dict[int, float]] = []  # unnormalised r_i per meta-iteration, drawn sources
-        self.item_records: dict[str, dict[int, float]] = {}
         self._generator = torch.Generator().manual_seed(seed)
-        self._eval: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
 
     # -- optimisers ----------------------------------------------------------------------------------------------
     def trainable(self) -> Params:
@@ -411,33 +416,20 @@ class MetaRTL(ZooModule):
         if self.weight_history and self.trainer.is_global_zero:
             log_source_weights(self.trainer, self.sources, self.weight_history)
 
-    # -- evaluation ----------------------------------------------------------------------------------------------
-    def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
+    # -- evaluation (dispatch, gathering, mean +- CI and records: zoo.base.ZooModule) ---------------------------
+    def evaluate_batch(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
+        """Each multiple-choice item's correctness (``acc``) and cross-entropy (``loss``) under the current weights."""
         logits = self.scorer(batch)
         correct = (logits.argmax(-1) == batch["answer"]).float()
         loss = F.cross_entropy(logits, batch["answer"], reduction="none")
-        self._eval.setdefault(stage, []).append((batch["index"], correct.detach(), loss.detach()))
+        return {"index": batch["index"], "acc": correct.detach(), "loss": loss.detach()}
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def _eval_end(self, stage: str) -> None:
-        rows = self._eval.pop(stage, [])
-        if not rows:
-            return
-        index, values = self.report_items(stage, torch.cat([r[0] for r in rows]),
-                                          {"acc": torch.cat([r[1] for r in rows]),
-                                           "loss": torch.cat([r[2] for r in rows])}, ci=("acc",), prog_bar=True)
-        self.item_records[stage] = dict(zip(index.tolist(), values["acc"].tolist()))
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
+    @property
+    def item_records(self) -> dict[str, dict[int, float]]:
+        """Deprecated: ``{stage: {item index: correct}}``, the old form of :attr:`records` (read ``records[stage]``,
+        rows ``{"item", "acc", "loss"}``); kept for code written before the evaluation template."""
+        warnings.warn("item_records is deprecated; read records[stage]", DeprecationWarning, stacklevel=2)
+        return {stage: {r["item"]: r["acc"] for r in rows} for stage, rows in self.records.items()}
 
 
 def log_source_weights(trainer: Any, sources: list[str], history: list[list[float]]) -> None:

@@ -523,8 +523,9 @@ class NAPModule(ZooModule):
 
     Validation and test run the greedy policy (argmax over not-yet-evaluated candidates) for ``eval_budget`` steps
     from the batch's initial design and log the normalised simple regret ``y* - max y`` (mean and 95% CI over
-    runs, through :meth:`zoo.base.ZooModule.report_items`) at the end of the budget (``val/regret``), after 10 and
-    25 trials (``val/regret@10`` ...), the mean ``log10`` regret and the number of runs (``val/runs``).
+    runs, through the evaluation template of :class:`zoo.base.ZooModule`) at the end of the budget (``val/regret``),
+    after 10 and 25 trials (``val/regret@10`` ...), the mean ``log10`` regret and the number of runs (``val/runs``);
+    ``records[stage]`` holds one row per run (``run``, those values and the regret ``curve``).
 
     Args:
         network: the transformer neural process, :class:`NAPNetwork` (its ``init_args`` are the architecture;
@@ -560,6 +561,8 @@ class NAPModule(ZooModule):
             to 0 at 2,000, :class:`zoo.schedulers.WarmupLinearDecay`); none keeps the lr constant.
     """
 
+    item_key, count_name, ci_names, prog_bar_stages = "run", "runs", ("regret",), ()
+
     def __init__(self, network: nn.Module, top_k: int = 5, horizon: int = 24, gamma: float = 0.98,
                  gae_lambda: float = 0.98, clip_epsilon: float = 0.15, ppo_coeff: float = 1.0,
                  value_coeff: float = 1.0, ce_coeff: float = 1.0, ent_coeff: float = 0.0,
@@ -587,7 +590,6 @@ class NAPModule(ZooModule):
             raise ValueError(f"regret_floor must be in (0, 1), got {regret_floor}")
         self.automatic_optimization = False
         self.net = network  # the attribute name is the prefix of the shipped weights' keys ("net.")
-        self._eval_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.iterations_done = 0  # PPO iterations; Lightning's global_step counts optimizer steps (several each)
         self.save_config()
 
@@ -877,32 +879,21 @@ class NAPModule(ZooModule):
         self.iterations_done = int(checkpoint.get("nap_iterations", 0))
 
     # -- evaluation ----------------------------------------------------------------------------------------------
-    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+    def evaluate_batch(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
+        """Each task's greedy BO run of ``eval_budget`` trials: ``curve`` ``[runs, eval_budget + 1]``, the regret
+        after each trial."""
         af = self.hparams.eval_af or self.net.af_name
         roll = self.rollout(batch, self.hparams.eval_budget, greedy=True, af_name=af)
-        self._eval_outputs.setdefault(stage, []).append((batch["index"].detach(), roll["regret"].detach()))
+        return {"index": batch["index"].detach(), "curve": roll["regret"].detach().float()}
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        outputs = self._eval_outputs.pop(stage, [])
-        if not outputs:
-            return
-        index = torch.cat([o[0] for o in outputs])
-        curve = torch.cat([o[1] for o in outputs]).float()  # [runs, eval_budget + 1] regret after each trial
+    def summarise_items(self, stage: str, index: torch.Tensor, values: dict[str, torch.Tensor]
+                        ) -> list[dict[str, Any]]:
+        """The regret at the end of the budget (``regret``, mean +- 95% CI over runs), after 10 and 25 trials, its
+        ``log10``; ``records[stage]`` rows hold these and the whole ``curve``."""
+        curve = values["curve"]
         final = curve[:, -1]
         values = {"regret": final, "log10_regret": torch.log10(final.clamp_min(1e-6)), "curve": curve}
         for k in (10, 25):
             if k < curve.shape[1] - 1:
                 values[f"regret@{k}"] = curve[:, k]
-        self.report_items(stage, index, values, ci=("regret",), count_name="runs")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+        return super().summarise_items(stage, index, values)
