@@ -3,19 +3,15 @@ every config under configs/ parsing as ``--print_config`` parses it, with every 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import json
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import yaml
-from support import ROOT
+from support import ROOT, print_config
 
-from zoo.cli import build_cli, expand_args, resolve_config_names
+from zoo.cli import expand_args, resolve_config_names
 from zoo.compose import expand_config_args, load_composed, merge
 from zoo.shipped import list_configs
 
@@ -149,16 +145,6 @@ def test_nap_init_from_takes_a_registry_name_or_a_repository_path_from_any_direc
         assert all(torch.equal(loaded[k], v) for k, v in expected.items() if not k.startswith("af_decoder.")), reference
     with pytest.raises(FileNotFoundError, match="model.init_from='nap-sl-hartman3'.*did you mean"):
         model.load_network_weights("nap-sl-hartman3")
-
-
-def print_config(*configs) -> dict:
-    """What ``zoo fit --config ... --print_config`` prints, parsed."""
-    args = ["fit", *(a for c in configs for a in ("--config", str(c))), "--print_config"]
-    out = io.StringIO()
-    with mock.patch.object(sys, "argv", ["zoo"]), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
-        build_cli(args)
-    assert not exit_.value.code, f"{configs}: exit {exit_.value.code}"
-    return yaml.safe_load(out.getvalue())
 
 
 def class_paths(node):
