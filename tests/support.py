@@ -17,9 +17,9 @@ def zoo_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def print_config_text(*configs) -> str:
-    """What ``zoo fit --config C1 --config C2 ... --print_config`` prints, run in this process (a config is a
-    path or a shipped config's name)."""
+def print_config_text(*configs, args: tuple[str, ...] = ("fit",)) -> str:
+    """What ``zoo <args> --config C1 --config C2 ... --print_config`` prints, run in this process (a config is a
+    path or a shipped config's name; ``args``: the subcommand and any options before the configs)."""
     import contextlib
     import io
     import sys
@@ -27,15 +27,15 @@ def print_config_text(*configs) -> str:
 
     from zoo.cli import build_cli
 
-    args = ["fit", *(a for c in configs for a in ("--config", str(c))), "--print_config"]
+    command = [*args, *(a for c in configs for a in ("--config", str(c))), "--print_config"]
     out = io.StringIO()
     with mock.patch.object(sys, "argv", ["zoo"]), contextlib.redirect_stdout(out):
         try:
-            build_cli(args)
+            build_cli(command)
         except SystemExit as exit_:
-            assert not exit_.code, f"{configs}: exit {exit_.code}"
+            assert not exit_.code, f"{command}: exit {exit_.code}"
         else:
-            raise AssertionError(f"{configs}: --print_config did not exit")
+            raise AssertionError(f"{command}: --print_config did not exit")
     return out.getvalue()
 
 

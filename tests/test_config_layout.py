@@ -6,7 +6,9 @@ data class (the overlays and bases under trainer/, logger/, losses/, shots/, cal
 alone). The output had nothing volatile to strip (no absolute or temporary paths; the placeholder roots such as
 ``/path/to/CUB_200_2011`` are the configs' own). A config may move its values into shared bases or overlays, and
 a class may move (``zoo.moved.MOVED``), but the values a run gets must stay the same: the test compares today's
-print with the golden after mapping the golden's class paths through ``MOVED``.
+print with the golden after mapping the golden's class paths through ``MOVED``. A value the model takes from the
+data through a link (``zoo.cli.LINKS``) is no longer printed: the golden's value of the link's target must be the
+value of its source today.
 
 Rewrite a golden only for a change that is meant to change what a config runs, and say so in the commit:
 ``python tests/test_config_layout.py NAME ...`` (no NAME: write the missing ones).
@@ -14,6 +16,7 @@ Rewrite a golden only for a change that is meant to change what a config runs, a
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -21,8 +24,12 @@ import pytest
 import yaml
 from support import ROOT, print_config_text
 
+from jsonargparse import Namespace
+
+from zoo.cli import LINKS, build_cli, check_link_targets, expand_args, set_link_targets
 from zoo.compose import load_composed
 from zoo.moved import resolve_class_path
+from zoo.pretrained import list_pretrained
 
 CONFIGS = ROOT / "configs"
 GOLDEN = ROOT / "tests" / "data" / "print_config"
@@ -46,6 +53,28 @@ def moved_class_paths(node: Any) -> Any:
     if isinstance(node, list):
         return [moved_class_paths(v) for v in node]
     return node
+
+
+def linked_from(golden: dict, now: dict) -> list[str]:
+    """Take out of ``golden`` each value that ``now`` gets through a link (``LINKS``: its target, which
+    ``--print_config`` leaves out), checking that it is the value of the link's source in ``now``; the failures."""
+    failures = []
+    for source, target in LINKS:
+        *parents, leaf = target.split(".")
+        node = golden
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = now
+        for key in source.split("."):
+            value = value.get(key, differences) if isinstance(value, dict) else differences
+        if value is differences:
+            failures.append(f"{target}: golden {node[leaf]!r}, now neither printed nor linked from {source}")
+        elif value != node[leaf]:
+            failures.append(f"{target}: golden {node[leaf]!r}, now {value!r} (from {source})")
+        del node[leaf]
+    return failures
 
 
 def differences(expected: Any, actual: Any, key: str = "") -> list[str]:
@@ -80,11 +109,66 @@ def test_a_moved_class_path_is_mapped(monkeypatch):
                                        "callbacks": [{"class_path": "zoo.Conv4"}]}
 
 
+def test_a_linked_value_is_compared_through_its_source():
+    golden = {"model": {"init_args": {"n_way": 5, "inner_lr": 0.4}}, "data": {"init_args": {"n_way": 5}}}
+    assert linked_from(golden, {"data": {"init_args": {"n_way": 5}}}) == []
+    assert golden == {"model": {"init_args": {"inner_lr": 0.4}}, "data": {"init_args": {"n_way": 5}}}
+    golden["model"]["init_args"]["n_way"] = 5
+    assert linked_from(golden, {"data": {"init_args": {"n_way": 20}}}) == [
+        "model.init_args.n_way: golden 5, now 20 (from data.init_args.n_way)"]
+    assert "nor linked" in linked_from({"model": {"init_args": {"n_way": 5}}}, {"data": {}})[0]
+
+
 @pytest.mark.parametrize("name", golden_names())
 def test_print_config_is_the_golden_modulo_moved_classes(name):
     golden = moved_class_paths(yaml.safe_load((GOLDEN / f"{name}.yaml").read_text()))
     now = yaml.safe_load(print_config_text(name))
-    assert now == golden, f"{name}: " + "; ".join(differences(golden, now))
+    failures = linked_from(golden, now) + differences(golden, now)
+    assert not failures, f"{name}: " + "; ".join(failures)
+
+
+def test_the_model_takes_linked_values_from_the_data(monkeypatch):
+    """MAML's head is as many-way as the data's episodes; Meta-DMoE has one expert per super-domain."""
+    monkeypatch.setattr(sys, "argv", ["zoo"])
+    cli = build_cli(["fit", "--config", "maml/glyphs", "--data.n_way=3"], run=False)
+    assert (cli.model.n_way, cli.model.learner.head.out_features, cli.datamodule.n_way) == (3, 3, 3)
+    cli = build_cli(["fit", "--config", "meta_dmoe/glyphs-domains", "--data.super_domains=2"], run=False)
+    assert (cli.model.num_experts, len(cli.model.experts)) == (2, 2)
+
+
+@pytest.mark.parametrize("option", ["--model.init_args.n_way=7", "--model.n_way=7"])
+def test_a_link_target_set_against_its_source_is_an_error(option, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["zoo"])
+    with pytest.raises(SystemExit) as exit_:
+        build_cli(["fit", "--config", "maml/glyphs", option], run=False)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{option.split('=')[0]} sets model.init_args.n_way to 7, but the model takes it from data.init_args.n_way " \
+           "(5)" in err and "set --data.n_way instead" in err
+
+
+def test_link_targets_a_command_line_sets(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  init_args: {n_way: 20}\ndata:\n  init_args: {n_way: 20}\n")
+    args = ["fit", "--config", str(config), "-c", json.dumps({"model": {"num_experts": 3}}),
+            "--model.sources=[a, b]", "--model.init_args.num_experts", "4", "--data.n_way=9"]
+    assert {t: v for t, (_, v) in set_link_targets(args).items()} == {
+        "model.init_args.n_way": 20, "model.init_args.num_experts": 4, "model.init_args.sources": ["a", "b"]}
+    config_of = Namespace()
+    config_of["data.init_args.n_way"], config_of["data.init_args.super_domains"] = 20, 4
+    config_of["data.init_args.sources"] = ["a", "b"]
+    assert check_link_targets(config_of, args) is None  # every target agrees with its source
+    config_of["data.init_args.sources"] = ["b", "a"]
+    assert "--model.sources sets model.init_args.sources to ['a', 'b']" in check_link_targets(config_of, args)
+
+
+@pytest.mark.parametrize("name", list_pretrained())
+def test_every_registry_command_line_agrees_with_the_links(name):
+    """``zoo test --pretrained NAME`` (its config and recorded overrides, which may set a target: Meta-RTL's
+    ``--model.sources``) passes :func:`check_link_targets`."""
+    args = expand_args(["test", "--pretrained", name])
+    printed = Namespace(yaml.safe_load(print_config_text(args=tuple(args))))
+    assert check_link_targets(printed, args) is None
 
 
 def write_goldens(names: list[str]) -> None:
