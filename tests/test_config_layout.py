@@ -132,8 +132,9 @@ def test_the_model_takes_linked_values_from_the_data(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["zoo"])
     cli = build_cli(["fit", "--config", "maml/glyphs", "--data.n_way=3"], run=False)
     assert (cli.model.n_way, cli.model.learner.head.out_features, cli.datamodule.n_way) == (3, 3, 3)
+    assert cli.model.hparams["n_way"] == 3  # what checkpoints and the registry's architectures record
     cli = build_cli(["fit", "--config", "meta_dmoe/glyphs-domains", "--data.super_domains=2"], run=False)
-    assert (cli.model.num_experts, len(cli.model.experts)) == (2, 2)
+    assert (cli.model.num_experts, len(cli.model.experts), cli.model.hparams["num_experts"]) == (2, 2, 2)
 
 
 @pytest.mark.parametrize("option", ["--model.init_args.n_way=7", "--model.n_way=7"])

@@ -151,6 +151,9 @@ class ZooArgumentParser(LightningArgumentParser):
 #: command line is parsed (LightningCLI's ``link_arguments``; ``--print_config`` and the saved ``config.yaml`` leave
 #: the targets out). A link applies where the configured data class has the source and the model class the target.
 #: A target set to another value than its source's is an error (:func:`check_link_targets`), not silently replaced.
+#: Targets are the model's own arguments: a nested one (``model.init_args.backbone.init_args.image_size``) is left
+#: out of the model's saved hyper-parameters (measured with jsonargparse 4.53), so checkpoints and the registry's
+#: recorded architectures would lose it.
 LINKS = (
     ("data.init_args.n_way", "model.init_args.n_way"),  # MAML/ANIL's N-way head: the episodes' way
     ("data.init_args.super_domains", "model.init_args.num_experts"),  # Meta-DMoE: one expert per super-domain
