@@ -122,7 +122,8 @@ def test_a_linked_value_is_compared_through_its_source():
 @pytest.mark.parametrize("name", golden_names())
 def test_print_config_is_the_golden_modulo_moved_classes(name):
     golden = moved_class_paths(yaml.safe_load((GOLDEN / f"{name}.yaml").read_text()))
-    now = yaml.safe_load(print_config_text(name))
+    # mapped too: a class printed by a public path that stayed (zoo.ProtoNet) while MOVED names it as moved
+    now = moved_class_paths(yaml.safe_load(print_config_text(name)))
     failures = linked_from(golden, now) + differences(golden, now)
     assert not failures, f"{name}: " + "; ".join(failures)
 
