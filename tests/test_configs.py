@@ -3,20 +3,15 @@ every config under configs/ parsing as ``--print_config`` parses it, with every 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import json
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
-import yaml
-from support import ROOT
+from support import ROOT, print_config
 
-from zoo.cli import build_cli, expand_args, resolve_config_names
-from zoo.compose import expand_config_args, load_composed, merge
+from zoo.cli import expand_args, resolve_config_names
+from zoo.compose import base_files, expand_config_args, load_composed, merge
 from zoo.shipped import list_configs
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))  # globbed: configs added later are checked too
@@ -48,6 +43,7 @@ def test_bases_merge_in_order_then_the_file_on_top(tmp_path):
     write(tmp_path / "pieces/b.yaml", "__base__: a.yaml\ntrainer: {max_epochs: 2}\n")  # a base with a base
     config = write(tmp_path / "sys/c.yaml", "__base__: [../pieces/b.yaml]\ncallbacks: [C]\nseed: 3\n")
     assert load_composed(config) == {"trainer": {"max_epochs": 2, "devices": 1}, "callbacks": ["C"], "seed": 3}
+    assert base_files(config) == [(tmp_path / "pieces" / n).resolve() for n in ("a.yaml", "b.yaml")]
 
 
 @pytest.mark.parametrize("text, match", [
@@ -151,16 +147,6 @@ def test_nap_init_from_takes_a_registry_name_or_a_repository_path_from_any_direc
         model.load_network_weights("nap-sl-hartman3")
 
 
-def print_config(*configs) -> dict:
-    """What ``zoo fit --config ... --print_config`` prints, parsed."""
-    args = ["fit", *(a for c in configs for a in ("--config", str(c))), "--print_config"]
-    out = io.StringIO()
-    with mock.patch.object(sys, "argv", ["zoo"]), contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
-        build_cli(args)
-    assert not exit_.value.code, f"{configs}: exit {exit_.value.code}"
-    return yaml.safe_load(out.getvalue())
-
-
 def class_paths(node):
     if isinstance(node, dict):
         if isinstance(node.get("class_path"), str):
@@ -178,12 +164,13 @@ def test_every_config_parses_and_its_class_paths_import(config):
     has = {part: "class_path" in (composed.get(part) or {}) for part in ("model", "data")}
     if all(has.values()):  # a system config
         printed = print_config(config)
-    elif has["model"]:  # a system's own base (configs/nap/base.yaml): checked through a config built on it
-        users = [c for c in CONFIGS if c.parent == config.parent and config in
-                 [(c.parent / b).resolve() for b in yaml.safe_load(c.read_text()).get("__base__", [])]]
-        assert users, f"{config}: a model without data, and no config in its folder builds on it"
-        printed = print_config(users[0])  # alone, base.yaml is no valid command line (a data class is missing)
+    elif users := [c for c in CONFIGS if c.parent == config.parent and config.resolve() in base_files(c)
+                   and all("class_path" in (load_composed(c).get(part) or {}) for part in ("model", "data"))]:
+        # a system's own base (configs/nap/base.yaml, configs/maml/base-glyphs.yaml): alone it is no valid command
+        # line (it lacks a model or a data class), so it is checked through a config of its folder built on it
+        printed = print_config(users[0])
     else:  # a piece or overlay (trainer/, logger/, losses/, shots/): parsed on top of a system config
+        assert not has["model"], f"{config}: a model without data, and no config in its folder builds on it"
         printed = print_config(SYSTEM_CONFIG, config)
     paths = list(class_paths(printed))
     assert any(p == printed["model"]["class_path"] for p in paths)

@@ -147,6 +147,75 @@ class ZooArgumentParser(LightningArgumentParser):
         self.exit(2)
 
 
+#: Values the model and the data must agree on, written once in the data config and copied to the model when the
+#: command line is parsed (LightningCLI's ``link_arguments``; ``--print_config`` and the saved ``config.yaml`` leave
+#: the targets out). A link applies where the configured data class has the source and the model class the target.
+#: A target set to another value than its source's is an error (:func:`check_link_targets`), not silently replaced.
+#: Targets are the model's own arguments: a nested one (``model.init_args.backbone.init_args.image_size``) is left
+#: out of the model's saved hyper-parameters (measured with jsonargparse 4.53), so checkpoints and the registry's
+#: recorded architectures would lose it.
+LINKS = (
+    ("data.init_args.n_way", "model.init_args.n_way"),  # MAML/ANIL's N-way head: the episodes' way
+    ("data.init_args.super_domains", "model.init_args.num_experts"),  # Meta-DMoE: one expert per super-domain
+    ("data.init_args.sources", "model.init_args.sources"),  # Meta-RTL: the source tasks, in the data's order
+)
+
+
+def _config_document(value: str) -> Any:
+    """A ``--config`` value as data: the file it names, or the YAML/JSON string it is (None if neither)."""
+    try:
+        is_file = Path(value).is_file()
+    except OSError:  # a config string too long to be a file name
+        is_file = False
+    try:
+        return yaml.safe_load(Path(value).read_text() if is_file else value)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def set_link_targets(args: list[str]) -> dict[str, tuple[str, Any]]:
+    """The link targets (:data:`LINKS`) that a command line sets itself: target -> (where, value), the last setting
+    winning as in parsing. ``where`` names the option or the ``--config`` that set it."""
+    found: dict[str, tuple[str, Any]] = {}
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if name in ("--config", "-c"):
+            document = _config_document(value)
+            for _, target in LINKS:
+                part, _, leaf = target.partition(".init_args.")
+                section = document.get(part) if isinstance(document, dict) else None
+                init_args = section.get("init_args") if isinstance(section, dict) else None
+                for where in (init_args, section):
+                    if isinstance(where, dict) and leaf in where:
+                        found[target] = (f"--config {value if len(value) < 80 else value[:77] + '...'}", where[leaf])
+                        break
+        elif name.startswith("--") and name[2:] in {t for _, t in LINKS} | {t.replace(".init_args", "")
+                                                                           for _, t in LINKS}:
+            target = next(t for _, t in LINKS if name[2:] in (t, t.replace(".init_args", "")))
+            try:
+                found[target] = (name, yaml.safe_load(value))
+            except yaml.YAMLError:
+                found[target] = (name, value)
+    return found
+
+
+def check_link_targets(config: Any, args: list[str]) -> str | None:
+    """The error for a command line that sets a link's target (``--model.n_way 7``) to another value than the link
+    copies from its source (``data.n_way`` 5); None when every target it sets agrees. Without this, the link would
+    replace the value silently: a 7-way head asked for, a 5-way one trained."""
+    for source, target in LINKS:
+        if target not in (given := set_link_targets(args)) or config.get(source) is None:
+            continue
+        where, value = given[target]
+        linked = config.get(source)
+        if value != linked:
+            return (f"{where} sets {target} to {value!r}, but the model takes it from {source} ({linked!r}), a link "
+                    f"(zoo.cli.LINKS): set --{source.replace('.init_args', '')} instead")
+    return None
+
+
 class ZooCLI(LightningCLI):
     """LightningCLI in subclass mode (any zoo model or datamodule) with the ``--pretrained`` option.
 
@@ -187,6 +256,17 @@ class ZooCLI(LightningCLI):
             parser.set_defaults(verbose=False)
         return parser
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """LightningCLI's parse, then :func:`check_link_targets` on the command line's own settings."""
+        super().parse_arguments(parser, args)
+        if isinstance(args, dict) or (args is not None and not isinstance(args, list)):
+            return  # a parsed object, not a command line (no ``--config`` or options to read)
+        argv = sys.argv[1:] if args is None else args
+        subcommand = self.config.get("subcommand")
+        error = check_link_targets(self.config[subcommand] if subcommand else self.config, argv)
+        if error:
+            parser.error(error)
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         kwargs.setdefault("allow_abbrev", False)  # a prefix of an option is an error, not that option
         return super().init_parser(**kwargs)
@@ -201,6 +281,8 @@ class ZooCLI(LightningCLI):
         return trainer
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        for source, target in LINKS:
+            parser.link_arguments(source, target, apply_on="parse")
         parser.add_argument("--pretrained", type=str | None, default=None,
                             help="Name of a checkpoint in the pretrained registry (see zoo.list_pretrained()).")
         parser.add_argument("--test_after_fit", type=bool, default=False,

@@ -1,6 +1,6 @@
 """Configs that build on shared pieces: a top-level ``__base__`` list, resolved before LightningCLI parses.
 
-    # configs/protonet/glyphs.yaml
+    # configs/protonet/base.yaml
     __base__: [../trainer/default.yaml, ../callbacks/episodic-images.yaml, ../logger/wandb.yaml]
     model: ...
 
@@ -82,6 +82,19 @@ def load_composed(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, 
     for base in _bases(path, data):
         composed = merge(composed, load_composed(base, (*_chain, path)))
     return merge(composed, {k: v for k, v in data.items() if k != BASE_KEY})
+
+
+def base_files(path: str | Path, _chain: tuple[Path, ...] = ()) -> list[Path]:
+    """Every file the config at ``path`` builds on through ``__base__``, directly or through other bases, in merge
+    order (resolved paths)."""
+    path = Path(path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path))
+        raise ValueError(f"{BASE_KEY} cycle: {cycle}")
+    found: list[Path] = []
+    for base in _bases(path, _read_mapping(path)):
+        found += [*base_files(base, (*_chain, path)), base]
+    return found
 
 
 def uses_bases(path: str | Path) -> bool:
