@@ -36,6 +36,13 @@ class SeededDataModule(pl.LightningDataModule):
         super().__init__()
         self.seed, self.eval_seed, self.num_workers = seed, eval_seed, num_workers
 
+    @property
+    def name(self) -> str:
+        """The dataset's name in messages, tables and episode-set records: the class name without the
+        ``DataModule`` suffix of the naming rule (:mod:`datamodules`), so ``GlyphsDataModule``'s records say
+        ``Glyphs`` as they did before the rule. A DataModule whose dataset has variants overrides it."""
+        return type(self).__name__.removesuffix("DataModule")
+
     def split_seed(self, split: str) -> int:
         """The seed that keys the items of ``split``."""
         return self.seed if split == "train" or self.eval_seed is None else self.eval_seed
@@ -109,10 +116,6 @@ class EpisodicDataModule(SeededDataModule):
     def build_sources(self) -> dict[str, Source]:
         """Return one Source per split in ``SPLITS``; the splits must be class-disjoint."""
         raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     def episode_extras(self, source: Source, items: Any, classes: Any) -> dict:
         """Extras a dataset adds to each episode (entity spans, NOTA masks, ...); none by default."""

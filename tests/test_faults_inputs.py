@@ -64,7 +64,7 @@ def test_a_symlink_in_the_artifact_cache_cannot_redirect_a_file_outside(tmp_path
 
 # -- caches: predict builds nothing, a read-only cache serves every command, files are 0644 ------------------
 def test_predict_on_an_empty_cache_builds_nothing(glyphs_data, tmp_path, monkeypatch):
-    from datamodules.images import glyphs
+    from datamodules.images.glyphs import build as glyphs
 
     def refuse(*args, **kwargs):
         raise AssertionError("predict built the Glyphs dataset")

@@ -56,10 +56,6 @@ class DomainDataModule(SeededDataModule):
         self.data: DomainSet | None = None
         self.expert_of_domain: dict[int, int] = {}
 
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
     def build_domains(self) -> DomainSet:  # pragma: no cover - interface
         """The dataset's items, domain ids and domain splits."""
         raise NotImplementedError
