@@ -35,6 +35,7 @@ MOVED.update({
     "datamodules.domains.readers.DomainBedFolder": "datamodules.domains.domainbed.DomainBedFolderDataModule",
     "datamodules.domains.readers.WildsMetadata": "datamodules.domains.wilds.WildsMetadataDataModule",
     "datamodules.domains.readers._ImageDomains": "datamodules.domains.images.ImageDomainsDataModule",
+    "datamodules.images.CUB": "datamodules.images.CUBDataModule",
     "datamodules.images.Glyphs": "datamodules.images.GlyphsDataModule",
     "datamodules.images.ImageEpisodes": "datamodules.images.ImageEpisodicDataModule",
     "datamodules.images.ImageFolder": "datamodules.images.ImageFolderDataModule",
