@@ -1,7 +1,7 @@
 """Bayesian optimisation over a finite candidate pool: one harness for NAP and its baselines, an ask/tell
 interface for users, and an adapter to the HPO-B benchmark protocol and results format.
 
-* :func:`run_bo` runs any :class:`Strategy` on a batch of tasks (as :mod:`datamodules.bo.functions` makes them) from
+* :func:`run_bo` runs any :class:`Strategy` on a batch of tasks (as :mod:`datamodules.bo.tasks` makes them) from
   their initial designs and records incumbents, normalised simple regret and decision times.
 * Strategies: :class:`RandomSearch`; :class:`GPEI` (BoTorch ``SingleTaskGP`` + ``LogExpectedImprovement``
   maximised over the same pool); :class:`NAPStrategy` (the NAP policy, or with ``acquisition="ei"`` the
@@ -9,7 +9,7 @@ interface for users, and an adapter to the HPO-B benchmark protocol and results 
 * :class:`NAPSuggester` / :class:`AskTell`: given observed ``(X, y)`` and candidate ``X``, the index of the next
   candidate, from a model object, a registry name (``zoo.load_pretrained``) or a safetensors file.
 * :class:`HPOBAdapter` has HPO-B's ``observe_and_suggest(X_obs, y_obs, X_pen)``; :func:`evaluate_hpob` replays
-  ``HPOBHandler.evaluate`` on the files :class:`datamodules.bo.HPOBFunctions` reads, and
+  ``HPOBHandler.evaluate`` on the files :class:`datamodules.bo.HPOBFunctionsDataModule` reads, and
   :func:`write_hpob_results` writes HPO-B's results JSON (``{space: {dataset: {seed: [incumbents]}}}``) so that
   HPO-B's ``BenchmarkPlotter`` can rank a method against its published baselines.
 """
@@ -456,7 +456,7 @@ def evaluate_hpob(method: Any, root: str | Path, search_spaces: Sequence[str], s
     times over the pending configurations, and records the incumbent (normalised y) after the initial design and
     after each trial: ``1 + n_trials`` values, the layout of the NAP repository's ``results/HPO-B/*.json``.
     """
-    from datamodules.bo.functions import read_bo_initializations, read_hpob, resolve_space
+    from datamodules.bo.hpob import read_bo_initializations, read_hpob, resolve_space
 
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     for space in search_spaces:

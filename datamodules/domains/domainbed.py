@@ -10,7 +10,7 @@ import torch
 
 from datamodules.domains.core import DomainSet
 from datamodules.domains.images import ImageDomainsDataModule, holdout_mask
-from datamodules.images.readers import list_class_folders
+from datamodules.images.source import list_class_folders
 
 
 class DomainBedFolderDataModule(ImageDomainsDataModule):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from datamodules.domains.base import DomainDataModule
-from datamodules.images.readers import AUTO_CACHE_MAX_BYTES, ImageSource
+from datamodules.images.source import AUTO_CACHE_MAX_BYTES, ImageSource
 from datamodules.images.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 
 
