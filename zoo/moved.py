@@ -34,7 +34,7 @@ MOVED.update({
     "datamodules.domains.glyphs_domains.GlyphsDomains": "datamodules.domains.glyphs_domains.GlyphsDomainsDataModule",
     "datamodules.domains.readers.DomainBedFolder": "datamodules.domains.domainbed.DomainBedFolderDataModule",
     "datamodules.domains.readers.WildsMetadata": "datamodules.domains.wilds.WildsMetadataDataModule",
-    "datamodules.domains.readers._ImageDomains": "datamodules.domains.images.ImageDomainsDataModule",
+    "datamodules.domains.readers._ImageDomains": "datamodules.domains.base.ImageDomainsDataModule",
     "datamodules.images.CUB": "datamodules.images.CUBDataModule",
     "datamodules.images.Glyphs": "datamodules.images.GlyphsDataModule",
     "datamodules.images.ImageEpisodes": "datamodules.images.ImageEpisodicDataModule",

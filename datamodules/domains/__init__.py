@@ -2,7 +2,7 @@
 evaluation walks each target domain in order (Meta-DMoE, WILDS, DomainBed).
 
 ``core`` holds the shared machinery (``DomainSet``, batches, sequential evaluation, super-domains), ``base`` the
-DataModule every dataset extends, ``images`` what the image-folder datasets share, and one module per dataset:
+DataModules every dataset extends (and the image-folder ones), and one module per dataset:
 ``glyphs_domains`` the embedded benchmark, ``domainbed`` and ``wilds`` the users' layouts (DomainBed folders,
 WILDS ``metadata.csv``).
 """

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from datamodules.domains.core import DomainSet
-from datamodules.domains.images import ImageDomainsDataModule, holdout_mask
+from datamodules.domains.base import ImageDomainsDataModule, holdout_mask
 from datamodules.images.source import list_class_folders
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from datamodules.domains.core import DomainSet
-from datamodules.domains.images import ImageDomainsDataModule
+from datamodules.domains.base import ImageDomainsDataModule
 
 WILDS_PRESETS: dict[str, dict[str, Any]] = {
     # iWildCam 2020-WILDS: split column holds train / val / test (out-of-distribution) and id_val / id_test.
