@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from datamodules.cache import atomic_write_text
+from zoo.moved import resolve_class_path, resolve_class_paths
 from zoo.nap import NAPModule, bo_features, gather_rows, key_generator, upgrade_legacy_init_args
 
 
@@ -256,8 +257,9 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
         if "init_args" not in meta:
             raise ValueError(f"{path}: no 'init_args' metadata; was it written by zoo.bo.save_nap? (registry "
                              f"checkpoints load by name instead)")
-        init_args = upgrade_legacy_init_args(json.loads(meta["init_args"]))
-        class_path = meta.get("class_path", "zoo.nap.NAPModule")
+        # written before a class moved, the file names it by its old path (zoo.moved.MOVED)
+        init_args = resolve_class_paths(upgrade_legacy_init_args(json.loads(meta["init_args"])))
+        class_path = resolve_class_path(meta.get("class_path", "zoo.nap.NAPModule"))
         model = instantiate_module(pl.LightningModule, {"_class_path": class_path, **init_args})
         model.load_state_dict(load_file(str(path)))
         return model.eval()
@@ -271,8 +273,8 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
 
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         # the injected network is stored as its class_path/init_args (zoo.base.ZooModule.save_config)
-        model = instantiate_module(pl.LightningModule,
-                                   {"_class_path": "zoo.nap.NAPModule", **upgrade_legacy_init_args(hparams)})
+        model = instantiate_module(pl.LightningModule, resolve_class_paths(
+            {"_class_path": "zoo.nap.NAPModule", **upgrade_legacy_init_args(hparams)}))
         model.load_state_dict(checkpoint["state_dict"])
         return model.eval()
     from zoo.pretrained import load_pretrained
