@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.base import SeededDataModule
+from datamodules.base import SeededDataModule, dataset_name
 from datamodules.check import check_counts
 from datamodules.domains.core import (
     DOMAIN_SPLITS,
@@ -57,7 +57,7 @@ class DomainDataModule(SeededDataModule):
                  super_domain_method: str = "random", test_split: str = "test", seed: int = 0,
                  eval_seed: int | None = None, num_workers: int = 0):
         super().__init__(seed, eval_seed, num_workers)
-        check_counts(type(self).__name__, support_size=support_size, query_size=query_size,
+        check_counts(dataset_name(type(self)), support_size=support_size, query_size=query_size,
                      groups_per_batch=groups_per_batch, train_batches=train_batches,
                      eval_batch_size=eval_batch_size, super_domains=super_domains)
         if super_domain_method not in ("random", "kmeans"):
