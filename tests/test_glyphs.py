@@ -1,4 +1,4 @@
-"""Tests of the Glyphs benchmark (datamodules/images/glyphs.py).
+"""Tests of the Glyphs benchmark (datamodules/images/glyphs/).
 
 Fast tests build a small variant (a few dozen code points from five scripts and four symbol blocks, 16x16 images)
 into pytest's temporary directories; one slow test builds the full default benchmark and checks its counts, its
