@@ -21,7 +21,7 @@ import torch
 
 from common import claim, write_results
 from datamodules.episodes import collate_episodes
-from datamodules.images import Glyphs
+from datamodules.images import GlyphsDataModule
 from zoo import MAML, Conv4, ProtoNet
 
 COMMAND = "python benchmarks/batched_episodes.py"
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         args.episodes, args.repeats, args.batches = 16, 1, [1, 4]
     rows = {}
     for name, (make_model, setting, description) in SYSTEMS.items():
-        dm = Glyphs(k_shot=1, **setting)
+        dm = GlyphsDataModule(k_shot=1, **setting)
         ds = dm.dataset("train")
         episodes = [ds[(0, i)] for i in range(args.episodes)]
         rates = {b: [] for b in args.batches}

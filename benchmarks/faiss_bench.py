@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import claim, write_results
 
 from datamodules.cache import cached_build, data_root, spec_key
-from datamodules.text.wordnet import find_wordnet, read_wordnet
+from datamodules.wordnet import find_wordnet, read_wordnet
 from zoo.retrieval import (
     IndexSpec,
     as_search_array,

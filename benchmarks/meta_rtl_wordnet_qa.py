@@ -24,7 +24,7 @@ weighting arm ends with, and per source the t statistic of its reward centred on
 choice embedding alone, trained on each task's train split) should stay near chance (25%).
 
 ``--mislabelled synonym definition`` makes two sources harmful (their training answers moved to a wrong choice,
-``datamodules.qa.datamodule.mislabel``) and writes ``meta_rtl_harmful_sources``, with the claim that Meta-RTL's
+``datamodules.qa.base.mislabel``) and writes ``meta_rtl_harmful_sources``, with the claim that Meta-RTL's
 policy ends with them weighted below 1/K.
 
     python benchmarks/meta_rtl_wordnet_qa.py --quick                       # end-to-end check (*_quick.json)

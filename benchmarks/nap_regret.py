@@ -62,7 +62,8 @@ import lightning.pytorch as pl
 from common import machine
 
 from datamodules.cache import atomic_path, atomic_write_text
-from datamodules.bo.functions import FunctionDataModule, collate_tasks
+from datamodules.bo.base import FunctionDataModule
+from datamodules.bo.tasks import collate_tasks
 from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
 from zoo.metrics import mean_ci95
 from lightning.pytorch.cli import instantiate_module

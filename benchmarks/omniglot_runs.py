@@ -132,13 +132,13 @@ def zero_shot(name: str, save_dir: str) -> dict:
     """A shipped checkpoint tested as it is on the 20 runs (the Glyphs checkpoints never saw Omniglot)."""
     import lightning.pytorch as pl
 
-    from datamodules.images import OmniglotSmall
+    from datamodules.images import OmniglotSmallDataModule
     from zoo.pretrained import load_pretrained, registry_entry
 
     model = load_pretrained(name)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=save_dir)
-    trainer.test(model, datamodule=OmniglotSmall(n_way=20, k_shot=1, q_query=5), verbose=False)
+    trainer.test(model, datamodule=OmniglotSmallDataModule(n_way=20, k_shot=1, q_query=5), verbose=False)
     per_run = [r["acc"] for r in model.records["test"]]
     row = {"label": f"{name} (zero-shot)", "setting": registry_entry(name).setting, **runs_error_rate(per_run),
            "per_run_acc": [round(a, 4) for a in per_run]}

@@ -82,11 +82,11 @@ def step_overhead(shot: int, repeats: int, losses: list[str]) -> dict[str, float
     """Median training-step seconds per loss setting on identical episodes (alternating settings each round)."""
     import yaml
 
-    from datamodules.images import Glyphs
+    from datamodules.images import GlyphsDataModule
     from zoo.backbones import Conv4
     from zoo.protonet import ProtoNet
 
-    dm = Glyphs(n_way=5, k_shot=shot, train_n_way=30 if shot == 1 else 20)
+    dm = GlyphsDataModule(n_way=5, k_shot=shot, train_n_way=30 if shot == 1 else 20)
     episodes = [dm.dataset("train")[(0, i)] for i in range(repeats)]
     models = {}
     for loss in losses:

@@ -33,9 +33,9 @@ COMMAND = "python benchmarks/throughput.py"
 
 def sampler_rates(n_episodes: int, chunks: int) -> tuple[float, list[float]]:
     """Episodes/s over all ``n_episodes``, and of each of ``chunks`` consecutive chunks of them."""
-    from datamodules.images import Glyphs
+    from datamodules.images import GlyphsDataModule
 
-    dm = Glyphs(n_way=5, k_shot=5, q_query=15)
+    dm = GlyphsDataModule(n_way=5, k_shot=5, q_query=15)
     ds = dm.dataset("train")
     for i in range(50):  # warm-up: first-touch of the cached tensors
         ds[(0, i)]

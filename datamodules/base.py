@@ -18,6 +18,13 @@ from datamodules.check import check_counts, check_splits
 from datamodules.episodes import SPLITS, EpisodeDataset, EpisodeSampler, Source
 
 
+def dataset_name(cls: type) -> str:
+    """The dataset's name of a DataModule class, in messages, tables and episode-set records: the class name without
+    the ``DataModule`` suffix of the naming rule (:mod:`datamodules`), so ``GlyphsDataModule`` says ``Glyphs`` as
+    it did before the rule, and records made then keep their name."""
+    return cls.__name__.removesuffix("DataModule")
+
+
 class SeededDataModule(pl.LightningDataModule):
     """Items that are pure functions of ``(seed, split, epoch, index)``, striped over ranks.
 
@@ -35,6 +42,11 @@ class SeededDataModule(pl.LightningDataModule):
     def __init__(self, seed: int = 0, eval_seed: int | None = None, num_workers: int = 0):
         super().__init__()
         self.seed, self.eval_seed, self.num_workers = seed, eval_seed, num_workers
+
+    @property
+    def name(self) -> str:
+        """:func:`dataset_name` of the class; a DataModule whose dataset has variants overrides it."""
+        return dataset_name(type(self))
 
     def split_seed(self, split: str) -> int:
         """The seed that keys the items of ``split``."""
@@ -93,7 +105,7 @@ class EpisodicDataModule(SeededDataModule):
                  num_workers: int = 0, episodes_per_batch: int = 1):
         super().__init__(seed, eval_seed, num_workers)
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
-        check_counts(type(self).__name__, n_way=n_way, k_shot=k_shot, q_query=q_query, train_n_way=train_n_way,
+        check_counts(dataset_name(type(self)), n_way=n_way, k_shot=k_shot, q_query=q_query, train_n_way=train_n_way,
                      train_k_shot=train_k_shot, train_q_query=train_q_query, train_episodes=train_episodes,
                      val_episodes=val_episodes, test_episodes=test_episodes)
         self.train_n_way = n_way if train_n_way is None else train_n_way
@@ -109,10 +121,6 @@ class EpisodicDataModule(SeededDataModule):
     def build_sources(self) -> dict[str, Source]:
         """Return one Source per split in ``SPLITS``; the splits must be class-disjoint."""
         raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     def episode_extras(self, source: Source, items: Any, classes: Any) -> dict:
         """Extras a dataset adds to each episode (entity spans, NOTA masks, ...); none by default."""

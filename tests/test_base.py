@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.episodes import EpisodeDataset, TensorSource
-from datamodules.bo import GPPriorFunctions
+from datamodules.bo import GPPriorFunctionsDataModule
 from zoo.backbones import Conv4
 from zoo.base import ZooModule, dedupe_by_index
 from zoo.metrics import Z95
@@ -113,7 +113,7 @@ def tiny_nap() -> NAPModule:
 
 
 def tiny_tasks() -> DataLoader:
-    dm = GPPriorFunctions(dim=2, num_candidates=12, test_tasks=2, test_seeds=1, eval_n_init=2, eval_batch_size=2)
+    dm = GPPriorFunctionsDataModule(dim=2, num_candidates=12, test_tasks=2, test_seeds=1, eval_n_init=2, eval_batch_size=2)
     return dm.test_dataloader()
 
 
@@ -175,11 +175,11 @@ def test_seeded_data_modules_key_eval_items_by_eval_seed_and_stripe_ranks_equall
     from types import SimpleNamespace
 
     small = dict(dim=2, num_candidates=10, test_tasks=3, test_seeds=1, eval_n_init=1, eval_batch_size=1)
-    a, b = GPPriorFunctions(seed=1, eval_seed=7, **small), GPPriorFunctions(seed=2, eval_seed=7, **small)
+    a, b = GPPriorFunctionsDataModule(seed=1, eval_seed=7, **small), GPPriorFunctionsDataModule(seed=2, eval_seed=7, **small)
     assert torch.equal(a.task("test", 0, 0)["y"], b.task("test", 0, 0)["y"])  # same fixed evaluation tasks
     assert not torch.equal(a.task("train", 0, 0)["y"], b.task("train", 0, 0)["y"])  # different training tasks
     # without eval_seed, evaluation items are keyed by seed (what every existing run did)
-    assert torch.equal(GPPriorFunctions(seed=7, **small).task("test", 0, 0)["y"], a.task("test", 0, 0)["y"])
+    assert torch.equal(GPPriorFunctionsDataModule(seed=7, **small).task("test", 0, 0)["y"], a.task("test", 0, 0)["y"])
     # rank r of 2 takes items r, r + 2, ... of 3 padded to 4: equal counts, item 0 repeated once as padding
     seen = []
     for rank in (0, 1):

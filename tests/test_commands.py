@@ -125,7 +125,7 @@ def test_test_without_weights_warns_end_to_end(glyphs_data, tmp_path, monkeypatc
 def test_fit_help_with_a_config_lists_its_data_options(capsys):
     code, out, _ = run_main(["fit", "--config", "protonet/glyphs", "--help"], capsys)
     assert code == 0
-    assert "Options of datamodules.images.Glyphs, this config's data" in out
+    assert "Options of datamodules.images.GlyphsDataModule, this config's data" in out
     assert "--data.test_episodes" in out and "--data.val_episodes" in out
 
 

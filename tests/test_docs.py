@@ -166,7 +166,7 @@ def test_site_builds_strict_and_fetches_nothing_from_outside(site):
     api = (site / "api" / "zoo" / "index.html").read_text()
     for name in ("zoo.protonet.ProtoNet", "zoo.maml.MAML", "zoo.bo.AskTell", "zoo.pretrained.load_pretrained"):
         assert f'id="{name}"' in api, f"the API reference has no entry for {name}"
-    assert 'id="datamodules.images.readers.ImageFolder"' in (site / "api" / "datamodules" / "index.html").read_text()
+    assert 'id="datamodules.images.image_folder.ImageFolderDataModule"' in (site / "api" / "datamodules" / "index.html").read_text()
     example = (site / "examples" / "bo-ask-tell" / "index.html").read_text()
     assert "NAPSuggester" in example and "--8&lt;--" not in example  # the file itself is included, not the marker
 

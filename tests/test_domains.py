@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.domains import DomainBedFolder, DomainDataModule, DomainSet, WildsMetadata, super_domains
+from datamodules.domains import (DomainBedFolderDataModule, DomainDataModule, DomainSet, WildsMetadataDataModule,
+                                 super_domains)
 from datamodules.domains.core import DomainBatches, DomainSequence, DomainStripeSampler
 from datamodules.domains.glyphs_domains import face_split, gaussian_blur, render_styled
 from datamodules.episodes import TensorSource
@@ -134,7 +135,7 @@ def test_domainbed_folder_reads_leave_one_domain_out(tmp_path):
         for c in ("dog", "cat"):
             for i in range(4):
                 write_png(tmp_path / d / c / f"{i}.png")
-    dm = DomainBedFolder(str(tmp_path), test_domains=["sketch"], image_size=8, support_size=2, query_size=1,
+    dm = DomainBedFolderDataModule(str(tmp_path), test_domains=["sketch"], image_size=8, support_size=2, query_size=1,
                          super_domains=2, holdout_fraction=0.25)
     dm.setup()
     assert [dm.data.domain_names[d] for d in dm.data.domain_ids("test")] == ["sketch"]
@@ -147,7 +148,7 @@ def test_domainbed_domains_that_do_not_share_classes_name_the_classes(tmp_path):
     for d, classes in (("art", ("dog", "cat")), ("photo", ("dog", "horse"))):
         for c in classes:
             write_png(tmp_path / d / c / "0.png")
-    dm = DomainBedFolder(str(tmp_path), test_domains=["photo"], image_size=8)
+    dm = DomainBedFolderDataModule(str(tmp_path), test_domains=["photo"], image_size=8)
     with pytest.raises(ValueError, match=r"class 'cat' is missing from \['photo'\]; class 'horse' is missing "
                                          r"from \['art'\]"):
         dm.setup()
@@ -160,7 +161,7 @@ def test_wilds_metadata_reads_splits_and_domains(tmp_path):
         rows.append(f"{split},{loc},{i % 2},img{i}.png")
         write_png(tmp_path / "train" / f"img{i}.png")
     (tmp_path / "metadata.csv").write_text("\n".join(rows) + "\n")
-    dm = WildsMetadata(str(tmp_path), dataset="iwildcam", image_size=8, support_size=2, query_size=1,
+    dm = WildsMetadataDataModule(str(tmp_path), dataset="iwildcam", image_size=8, support_size=2, query_size=1,
                        super_domains=2)
     dm.setup()
     names = dm.data.domain_names
@@ -171,6 +172,6 @@ def test_wilds_metadata_reads_splits_and_domains(tmp_path):
 
 def test_wilds_metadata_without_the_domain_column_names_it(tmp_path):
     (tmp_path / "metadata.csv").write_text("split,y,filename\ntrain,0,a.png\n")
-    dm = WildsMetadata(str(tmp_path), dataset="iwildcam", image_size=8)
+    dm = WildsMetadataDataModule(str(tmp_path), dataset="iwildcam", image_size=8)
     with pytest.raises(ValueError, match=r"has no column 'location_remapped' \(the domain_column of iwildcam\)"):
         dm.setup()

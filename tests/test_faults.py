@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from datamodules.cache import data_root
-from datamodules.images import ImageFolder
+from datamodules.images import ImageFolderDataModule
 from support import ROOT, zoo_env
 from zoo.cli import main
 
@@ -191,18 +191,18 @@ def test_a_broken_test_split_fails_at_fit_setup(tmp_path):
     for f in list((root / "test" / "test_c1").iterdir())[1:]:
         f.unlink()
     with pytest.raises(ValueError, match=r"\[test\].*'test_c1' has 1"):
-        ImageFolder(str(root), **SETTING).setup("fit")
+        ImageFolderDataModule(str(root), **SETTING).setup("fit")
     root = image_folder(tmp_path / "corrupt")
     (root / "test" / "test_c0" / "0.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"\[test\].*test_c0/0.png"):
-        ImageFolder(str(root), cache=True, **SETTING).setup("fit")
+        ImageFolderDataModule(str(root), cache=True, **SETTING).setup("fit")
 
 
 @pytest.mark.parametrize("arg, value", [("train_k_shot", 0), ("train_n_way", 0), ("train_q_query", 0),
                                         ("test_episodes", -5), ("val_episodes", 0), ("k_shot", -1)])
 def test_a_count_that_is_not_positive_is_an_error_naming_it(arg, value, tmp_path):
     with pytest.raises(ValueError, match=f"ImageFolder: {arg} must be a positive integer, got {value}"):
-        ImageFolder(str(tmp_path), **{arg: value})
+        ImageFolderDataModule(str(tmp_path), **{arg: value})
 
 
 def test_zoo_check_runs_the_checks_alone(glyphs_data, capsys):
@@ -292,9 +292,9 @@ def test_missing_or_unreadable_registry_is_an_error_not_an_empty_list(tmp_path, 
 
 def test_colour_images_for_a_grayscale_model_are_named_in_a_warning(tmp_path, caplog):
     support = image_folder(tmp_path / "rgb", mode="RGB") / "train"
-    dm = ImageFolder(str(tmp_path), channels=1, predict_support_dir=str(support),
+    dm = ImageFolderDataModule(str(tmp_path), channels=1, predict_support_dir=str(support),
                      predict_query_dir=str(support / "train_c0"), **SETTING)
-    with caplog.at_level(logging.WARNING, logger="datamodules.images.readers"):
+    with caplog.at_level(logging.WARNING, logger="datamodules.images.source"):
         dm.predict_sources()
     assert "channels=1" in caplog.text and "train_c0/0.png" in caplog.text
 

@@ -64,7 +64,7 @@ def test_a_symlink_in_the_artifact_cache_cannot_redirect_a_file_outside(tmp_path
 
 # -- caches: predict builds nothing, a read-only cache serves every command, files are 0644 ------------------
 def test_predict_on_an_empty_cache_builds_nothing(glyphs_data, tmp_path, monkeypatch):
-    from datamodules.images import glyphs
+    from datamodules.images.glyphs import build as glyphs
 
     def refuse(*args, **kwargs):
         raise AssertionError("predict built the Glyphs dataset")
@@ -189,7 +189,7 @@ def test_publish_resolves_weights_through_metazoo_checkpoints(tmp_path, monkeypa
 
 # -- errors that name their file ---------------------------------------------------------------------------------
 def test_fewrel_entity_that_is_an_object_names_file_relation_and_field(tmp_path):
-    from datamodules.text.readers import read_fewrel_json
+    from datamodules.relations.fewrel import read_fewrel_json
 
     path = tmp_path / "train_wiki.json"
     path.write_text(json.dumps({"P1": [{"tokens": ["a", "b"], "h": {"name": "a"}, "t": ["b", "Q2", [[1]]]}]}))
@@ -198,7 +198,7 @@ def test_fewrel_entity_that_is_an_object_names_file_relation_and_field(tmp_path)
 
 
 def test_hpob_space_that_is_not_a_mapping_names_file_and_space(tmp_path):
-    from datamodules.bo.functions import read_bo_initializations, read_hpob
+    from datamodules.bo.hpob import read_bo_initializations, read_hpob
 
     (tmp_path / "meta-test-dataset.json").write_text(json.dumps({"5860": [[0.1, 0.2]]}))
     with pytest.raises(ValueError, match=r"meta-test-dataset.json: search space '5860' must map dataset ids"):
@@ -213,7 +213,7 @@ def fake_run(root: Path, name: str = "version_0", model: str = "zoo.ProtoNet", a
     run = root / "csv" / name
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"model": {"class_path": model, "init_args": {"lr": 0.1}},
-                                                     "data": {"class_path": "datamodules.images.Glyphs"}}))
+                                                     "data": {"class_path": "datamodules.images.GlyphsDataModule"}}))
     (run / "test_episodes.csv").write_text("episode,acc,loss\n" + "".join(f"{i},{acc + i / 100},1.0\n"
                                                                            for i in range(4)))
     (run / "test_episodes.json").write_text(json.dumps({"hash": "a" * 64, "episodes": 4, "dataset": "Glyphs"}))

@@ -1,4 +1,4 @@
-"""Tests of the Glyphs benchmark (datamodules/images/glyphs.py).
+"""Tests of the Glyphs benchmark (datamodules/images/glyphs/).
 
 Fast tests build a small variant (a few dozen code points from five scripts and four symbol blocks, 16x16 images)
 into pytest's temporary directories; one slow test builds the full default benchmark and checks its counts, its
@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from datamodules.cache import MANIFEST_FILE
 from datamodules.images import glyphs as G
+from datamodules.images.glyphs import build as glyphs_build
+from datamodules.images.glyphs import fonts as glyphs_fonts
+from datamodules.images.glyphs import render as glyphs_render
 from datamodules.episodes import SPLITS, Episode
 
 LATIN = "ABEHKMOPTXacegkopsxyGRQ"
@@ -119,8 +123,8 @@ def test_morphology_matches_pillow_rank_filters():
         pad = np.pad(a, r)
         dil = np.asarray(Image.fromarray(pad).filter(ImageFilter.MaxFilter(2 * r + 1)))[r:-r, r:-r]
         ero = np.asarray(Image.fromarray(pad).filter(ImageFilter.MinFilter(2 * r + 1)))[r:-r, r:-r]
-        np.testing.assert_array_equal(G._morph(a.astype(np.float32), r, np.maximum), dil)
-        np.testing.assert_array_equal(G._morph(a.astype(np.float32), r, np.minimum), ero)
+        np.testing.assert_array_equal(glyphs_render._morph(a.astype(np.float32), r, np.maximum), dil)
+        np.testing.assert_array_equal(glyphs_render._morph(a.astype(np.float32), r, np.minimum), ero)
 
 
 def test_cm_fonts_are_read_through_glyph_names():
@@ -253,12 +257,12 @@ def test_determinism_and_seed(tmp_path):
     one = G.build_glyphs(tmp_path / "one", **TINY_ARGS)
     two = G.build_glyphs(tmp_path / "two", **TINY_ARGS)
     assert (one / G.DATA_FILE).read_bytes() == (two / G.DATA_FILE).read_bytes()
-    assert (one / G.MANIFEST_FILE).read_bytes() == (two / G.MANIFEST_FILE).read_bytes()
+    assert (one / MANIFEST_FILE).read_bytes() == (two / MANIFEST_FILE).read_bytes()
     other = G.build_glyphs(tmp_path / "one", **dict(TINY_ARGS, seed=1))
     assert other != one and sha(other / G.DATA_FILE) != sha(one / G.DATA_FILE)
     # the classes and splits do not depend on the seed, only the renderings do
-    m0 = json.loads((one / G.MANIFEST_FILE).read_text())
-    m1 = json.loads((other / G.MANIFEST_FILE).read_text())
+    m0 = json.loads((one / MANIFEST_FILE).read_text())
+    m1 = json.loads((other / MANIFEST_FILE).read_text())
     assert [(c["codepoint"], c["split"]) for c in m0["classes"]] == [(c["codepoint"], c["split"]) for c in m1["classes"]]
 
 
@@ -267,13 +271,13 @@ def test_staleness_triggers_rebuild(tmp_path, monkeypatch):
     d = G.build_glyphs(root, **TINY_ARGS)
     good = sha(d / G.DATA_FILE)
     reference = G.load_glyphs(root, **TINY_ARGS).images
-    params = G._params(12, 4, 0, G.MIN_FACES, TINY)
+    params = glyphs_build._params(12, 4, 0, G.MIN_FACES, TINY)
     assert G.stale_reason(d, params) is None
 
     # 1. a changed build parameter recorded in the manifest (as if the distortion table had changed)
-    m = json.loads((d / G.MANIFEST_FILE).read_text())
+    m = json.loads((d / MANIFEST_FILE).read_text())
     m["params"]["em_fraction"] = 0.5
-    (d / G.MANIFEST_FILE).write_text(json.dumps(m))
+    (d / MANIFEST_FILE).write_text(json.dumps(m))
     assert "params" in G.stale_reason(d, params)
     assert G.build_glyphs(root, **TINY_ARGS) == d and G.stale_reason(d, params) is None
     assert sha(d / G.DATA_FILE) == good
@@ -287,10 +291,10 @@ def test_staleness_triggers_rebuild(tmp_path, monkeypatch):
     assert sha(d / G.DATA_FILE) == good and np.array_equal(loaded.images, reference)
 
     # 3. a new builder version
-    monkeypatch.setattr(G, "BUILDER_VERSION", G.BUILDER_VERSION + 1)
+    monkeypatch.setattr(glyphs_build, "BUILDER_VERSION", glyphs_build.BUILDER_VERSION + 1)
     assert "builder version" in G.stale_reason(d, params)
     G.build_glyphs(root, **TINY_ARGS)
-    assert json.loads((d / G.MANIFEST_FILE).read_text())["builder_version"] == G.BUILDER_VERSION
+    assert json.loads((d / MANIFEST_FILE).read_text())["builder_version"] == glyphs_build.BUILDER_VERSION
     monkeypatch.undo()
 
     # 4. a changed font file
@@ -311,7 +315,7 @@ def test_interrupted_build_leaves_nothing_half_written(tmp_path, monkeypatch):
         (out / G.DATA_FILE).write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(G, "_write_build", boom)
+    monkeypatch.setattr(glyphs_build, "_write_build", boom)
     with pytest.raises(KeyboardInterrupt):
         G.build_glyphs(root, **TINY_ARGS)
     target = G.cache_dir(root, 12, 4, 0, codepoints=TINY)
@@ -320,11 +324,11 @@ def test_interrupted_build_leaves_nothing_half_written(tmp_path, monkeypatch):
     monkeypatch.undo()
     good = G.build_glyphs(root, **TINY_ARGS)
     before = sha(good / G.DATA_FILE)
-    monkeypatch.setattr(G, "_write_build", boom)
+    monkeypatch.setattr(glyphs_build, "_write_build", boom)
     with pytest.raises(KeyboardInterrupt):
         G.build_glyphs(root, **TINY_ARGS, force=True)
     assert sha(good / G.DATA_FILE) == before  # the previous build is untouched
-    assert G.stale_reason(good, G._params(12, 4, 0, G.MIN_FACES, TINY)) is None
+    assert G.stale_reason(good, glyphs_build._params(12, 4, 0, G.MIN_FACES, TINY)) is None
 
 
 def test_bad_arguments_are_named(tmp_path):
@@ -449,7 +453,7 @@ def test_full_build_faces_and_lookalikes_independently(glyphs_data):
         font = TTFont(str(G.font_dir() / f["file"]))
         cmap = font.getBestCmap()
         if f["custom_encoding"]:
-            fixes = G._TEX_GLYPH_FIXES.get(f["name"], {})
+            fixes = glyphs_fonts._TEX_GLYPH_FIXES.get(f["name"], {})
             by_cp = {}
             for code in sorted(cmap):
                 glyph = cmap[code]

@@ -11,19 +11,12 @@ import torch
 from PIL import Image
 
 from datamodules.episodes import SPLITS, Episode
-from datamodules.images.readers import (
-    CUB,
-    ImageFolder,
-    ImageReadError,
-    ImageSource,
-    MiniImageNet,
-    Omniglot,
-    StanfordCars,
-    StanfordDogs,
-    decode_image,
-    interleaved_split,
-    read_split_csv,
-)
+from datamodules.images.cub import CUBDataModule
+from datamodules.images.image_folder import ImageFolderDataModule
+from datamodules.images.mini_imagenet import MiniImageNetDataModule
+from datamodules.images.omniglot import OmniglotDataModule
+from datamodules.images.source import ImageReadError, ImageSource, decode_image, interleaved_split, read_split_csv
+from datamodules.images.stanford import StanfordCarsDataModule, StanfordDogsDataModule
 from datamodules.images.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 
 EPISODE = {"n_way": 2, "k_shot": 1, "q_query": 2, "train_episodes": 3, "val_episodes": 2, "test_episodes": 2}
@@ -148,7 +141,7 @@ def test_cache_gives_the_same_tensors_as_decoding(tmp_path):
 # ---------------------------------------------------------------------------------------------------- ImageFolder
 def test_image_folder_splits_and_episodes(tmp_path):
     root = make_image_folder(tmp_path / "data")
-    dm = ImageFolder(str(root), image_size=8, **EPISODE)
+    dm = ImageFolderDataModule(str(root), image_size=8, **EPISODE)
     names = split_class_names(dm)
     assert names == {s: {f"{s}_c{j}" for j in range(3)} for s in SPLITS}
     assert_disjoint(dm)
@@ -160,40 +153,40 @@ def test_image_folder_splits_and_episodes(tmp_path):
     assert episode.support_y.tolist() == [0, 1] and episode.query_y.tolist() == [0, 0, 1, 1]
     assert set(episode.classes.tolist()) <= set(dm.sources["train"].labels.tolist())
     # Same seed, same episodes, cached or not; grayscale gives one channel.
-    other = ImageFolder(str(root), image_size=8, cache=False, **EPISODE)
+    other = ImageFolderDataModule(str(root), image_size=8, cache=False, **EPISODE)
     for x, y in zip(dm.test_dataloader(), other.test_dataloader()):
         assert torch.equal(x.query_x, y.query_x) and torch.equal(x.classes, y.classes)
-    gray = ImageFolder(str(root), image_size=6, channels=1, **EPISODE)
+    gray = ImageFolderDataModule(str(root), image_size=6, channels=1, **EPISODE)
     assert next(iter(gray.val_dataloader())).support_x.shape == (2, 1, 6, 6)
 
 
 def test_image_folder_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"does not exist.*\n.*root/\{train,val,test\}/<class>"):
-        ImageFolder(str(tmp_path / "missing")).setup()
+        ImageFolderDataModule(str(tmp_path / "missing")).setup()
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"has no train, val, test.*\n.*root/\{train,val,test\}"):
-        ImageFolder(str(tmp_path / "empty")).setup()
+        ImageFolderDataModule(str(tmp_path / "empty")).setup()
     root = make_image_folder(tmp_path / "data")
     (root / "val" / "val_c9").mkdir()
     with pytest.raises(FileNotFoundError, match="val_c9 holds no images"):
-        ImageFolder(str(root)).setup()
+        ImageFolderDataModule(str(root)).setup()
     (root / "val" / "val_c9").rmdir()
     # A class with fewer than K + Q images: the episode check runs in setup and names the class.
     for f in list((root / "val" / "val_c1").iterdir())[1:]:
         f.unlink()
     with pytest.raises(ValueError, match=r"\[val\].*need 3 items per class.*'val_c1' has 1"):
-        ImageFolder(str(root), **EPISODE).setup("fit")
+        ImageFolderDataModule(str(root), **EPISODE).setup("fit")
     # The test split alone is fine: testing neither checks nor loads the broken validation split.
-    dm = ImageFolder(str(root), image_size=8, **EPISODE)
+    dm = ImageFolderDataModule(str(root), image_size=8, **EPISODE)
     dm.setup("test")
     assert next(iter(dm.test_dataloader())).query_x.shape == (4, 3, 8, 8)
     make_class_tree(root / "test", {"train_c0": 3})
     with pytest.raises(ValueError, match="'train_c0' is in both"):
-        ImageFolder(str(root)).setup("test")
+        ImageFolderDataModule(str(root)).setup("test")
 
 
 def test_workers_share_one_cache(tmp_path):
-    dm = ImageFolder(str(make_image_folder(tmp_path / "data")), image_size=8, num_workers=1, **EPISODE)
+    dm = ImageFolderDataModule(str(make_image_folder(tmp_path / "data")), image_size=8, num_workers=1, **EPISODE)
     loader = dm.val_dataloader()
     assert dm.sources["val"].is_cached  # decoded in this process, before the worker forks
     assert len(list(loader)) == 2
@@ -217,7 +210,7 @@ def make_omniglot(root: Path) -> Path:
 
 def test_omniglot_alphabet_split(tmp_path):
     root = make_omniglot(tmp_path / "omniglot")
-    dm = Omniglot(str(root), val_alphabets=1, image_size=8, **EPISODE)
+    dm = OmniglotDataModule(str(root), val_alphabets=1, image_size=8, **EPISODE)
     names = split_class_names(dm)
     assert names == {"train": {"Alpha/character01", "Alpha/character02", "Beta/character01", "Beta/character02"},
                      "val": {"Gamma/character01", "Gamma/character02"},
@@ -234,7 +227,7 @@ def test_omniglot_alphabet_split(tmp_path):
 
 def test_omniglot_rotations_are_new_classes(tmp_path):
     root = make_omniglot(tmp_path / "omniglot")
-    dm = Omniglot(str(root), rotations=True, val_alphabets=1, image_size=8, **EPISODE)
+    dm = OmniglotDataModule(str(root), rotations=True, val_alphabets=1, image_size=8, **EPISODE)
     names = split_class_names(dm)
     assert len(names["train"]) == 16 and len(names["val"]) == 8 and len(names["test"]) == 16
     assert "Alpha/character01/rot090" in names["train"]
@@ -255,19 +248,19 @@ def test_omniglot_split_dir_and_errors(tmp_path):
     (splits / "train.txt").write_text("Alpha/character01/rot000\nAlpha/character01/rot090\nDel/character02\n")
     (splits / "val.txt").write_text("Beta/character01/rot180\n")
     (splits / "test.txt").write_text("Eps/character02/rot000\n\n")
-    dm = Omniglot(str(root), split_dir=str(splits), image_size=8, n_way=1, k_shot=1, q_query=2)
+    dm = OmniglotDataModule(str(root), split_dir=str(splits), image_size=8, n_way=1, k_shot=1, q_query=2)
     assert split_class_names(dm) == {"train": {"Alpha/character01/rot000", "Alpha/character01/rot090",
                                                "Del/character02"},
                                      "val": {"Beta/character01/rot180"}, "test": {"Eps/character02/rot000"}}
     (splits / "val.txt").write_text("Beta/character01/rot180\nNope/character01\n")
     with pytest.raises(FileNotFoundError, match=r"val.txt:2: character 'Nope/character01' is in neither"):
-        Omniglot(str(root), split_dir=str(splits)).setup()
+        OmniglotDataModule(str(root), split_dir=str(splits)).setup()
     (splits / "val.txt").write_text("Beta/character01/rot45\n")
     with pytest.raises(ValueError, match=r"val.txt:1: expected"):
-        Omniglot(str(root), split_dir=str(splits)).setup()
+        OmniglotDataModule(str(root), split_dir=str(splits)).setup()
     (tmp_path / "bare").mkdir()
     with pytest.raises(FileNotFoundError, match=r"has no images_background, images_evaluation.*\n.*<alphabet>"):
-        Omniglot(str(tmp_path / "bare")).setup()
+        OmniglotDataModule(str(tmp_path / "bare")).setup()
 
 
 # -------------------------------------------------------------------------------------------------- miniImageNet
@@ -293,7 +286,7 @@ def make_mini(root: Path) -> Path:
 
 def test_mini_imagenet_csv_split(tmp_path):
     root = make_mini(tmp_path / "mini")
-    dm = MiniImageNet(str(root), image_size=8, **EPISODE)
+    dm = MiniImageNetDataModule(str(root), image_size=8, **EPISODE)
     assert split_class_names(dm) == {"train": {"n01", "n02", "n03"}, "val": {"n04", "n05"}, "test": {"n06", "n07"}}
     assert_disjoint(dm)
     assert next(iter(dm.val_dataloader())).support_x.shape == (2, 3, 8, 8)
@@ -304,19 +297,19 @@ def test_split_csv_errors_name_file_and_line(tmp_path):
     good = (root / "val.csv").read_text()
     (root / "val.csv").write_text(good + "missing.jpg,n04\n")
     with pytest.raises(FileNotFoundError, match=r"val.csv:8: image 'missing.jpg' not found"):
-        MiniImageNet(str(root)).setup()
+        MiniImageNetDataModule(str(root)).setup()
     (root / "val.csv").write_text(good + "a.jpg,n04,extra\n")
     with pytest.raises(ValueError, match=r"val.csv:8: expected two fields"):
-        MiniImageNet(str(root)).setup()
+        MiniImageNetDataModule(str(root)).setup()
     (root / "val.csv").write_text(good + "n0100000000.jpg,n01\n")
     with pytest.raises(ValueError, match=r"val.csv:8: class 'n01' is also in train.csv"):
-        MiniImageNet(str(root)).setup()
+        MiniImageNetDataModule(str(root)).setup()
     (root / "val.csv").write_text("filename,label\n")
     with pytest.raises(ValueError, match="has no rows"):
-        MiniImageNet(str(root)).setup()
+        MiniImageNetDataModule(str(root)).setup()
     (root / "val.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"has no val.csv.*\n.*filename,label"):
-        MiniImageNet(str(root)).setup()
+        MiniImageNetDataModule(str(root)).setup()
     # Header optional; quoted labels with commas survive.
     plain = tmp_path / "plain.csv"
     plain.write_text('a.jpg,"Ram C/V, 2012"\n')
@@ -349,7 +342,7 @@ def make_cub(root: Path, n_classes: int = 8, per_class: int = 3) -> Path:
 
 def test_cub_standard_split_and_bbox(tmp_path):
     root = make_cub(tmp_path / "CUB_200_2011")
-    dm = CUB(str(tmp_path), image_size=8, **EPISODE)  # the parent of CUB_200_2011/ also works
+    dm = CUBDataModule(str(tmp_path), image_size=8, **EPISODE)  # the parent of CUB_200_2011/ also works
     dm.setup()
     ids = {s: sorted(set(dm.sources[s].labels.tolist())) for s in SPLITS}
     # Chen et al.: train i % 2 == 0, val i % 4 == 1, test i % 4 == 3 (0-based classes.txt order).
@@ -357,13 +350,13 @@ def test_cub_standard_split_and_bbox(tmp_path):
     assert dm.sources["val"].class_names[5] == "006.Bird_6"
     whole = dm.sources["train"].load(0)
     assert whole[:, 0, 0].tolist() == [128, 128, 128]
-    cropped = CUB(str(root), crop_to_bbox=True, image_size=8)
+    cropped = CUBDataModule(str(root), crop_to_bbox=True, image_size=8)
     split_class_names(cropped)
     assert cropped.sources["train"].load(0).tolist() == torch.tensor([255, 0, 0]).view(3, 1, 1).expand(3, 8, 8).tolist()
     assert next(iter(dm.test_dataloader())).query_x.shape == (4, 3, 8, 8)
     (root / "bounding_boxes.txt").write_text("1 2 2 4\n")
     with pytest.raises(ValueError, match=r"bounding_boxes.txt:1: expected"):
-        CUB(str(root), crop_to_bbox=True).setup()
+        CUBDataModule(str(root), crop_to_bbox=True).setup()
 
 
 def test_cub_split_dir_overrides(tmp_path):
@@ -373,7 +366,7 @@ def test_cub_split_dir_overrides(tmp_path):
     for split, classes in plan.items():
         write_csv(splits / f"{split}.csv", [(f"{c:03d}.Bird_{c}/Bird_{c}_{i:04d}.png", f"{c:03d}.Bird_{c}")
                                             for c in classes for i in range(3)])
-    dm = CUB(str(root), split_dir=str(splits), crop_to_bbox=True, image_size=8)
+    dm = CUBDataModule(str(root), split_dir=str(splits), crop_to_bbox=True, image_size=8)
     names = split_class_names(dm)
     assert names["val"] == {"005.Bird_5", "006.Bird_6"} and len(names["train"]) == 4
     assert (dm.sources["test"].load(0)[0] == 255).all()  # cropped to the red box
@@ -393,17 +386,17 @@ def test_stanford_dogs_split(tmp_path):
     root = tmp_path / "dogs"
     for c in range(120):
         write_solid(root / "Images" / f"n02{c:06d}-Breed_{c}" / f"n02{c:06d}_1.jpg", (c, c, c), size=(4, 4))
-    dm = StanfordDogs(str(root), image_size=4)
+    dm = StanfordDogsDataModule(str(root), image_size=4)
     names = split_class_names(dm)
     assert [len(names[s]) for s in SPLITS] == [70, 20, 30]
     assert_disjoint(dm)
-    assert names == split_class_names(StanfordDogs(str(root)))  # deterministic
+    assert names == split_class_names(StanfordDogsDataModule(str(root)))  # deterministic
     # Spread, not blocks: each split has classes among the first and the last 20 in sorted order.
     order = sorted(set().union(*names.values()))
     for s in SPLITS:
         assert names[s] & set(order[:20]) and names[s] & set(order[-20:])
     with pytest.raises(FileNotFoundError, match=r"Images does not exist.*\n.*root/Images/<wnid>-<breed>"):
-        StanfordDogs(str(tmp_path)).setup()
+        StanfordDogsDataModule(str(tmp_path)).setup()
 
 
 def car_names() -> list[str]:
@@ -438,21 +431,21 @@ def test_stanford_cars_both_layouts_agree(tmp_path):
         for c, name in enumerate(car_names()):
             write_solid(folder_root / "car_data" / half / name.replace("/", "-") / f"{half}_{c}.jpg", (c, 0, 0),
                         size=(4, 4))
-    folders = StanfordCars(str(folder_root), image_size=4)
-    devkit = StanfordCars(str(make_cars_devkit(tmp_path / "cars_devkit")), image_size=4)
+    folders = StanfordCarsDataModule(str(folder_root), image_size=4)
+    devkit = StanfordCarsDataModule(str(make_cars_devkit(tmp_path / "cars_devkit")), image_size=4)
     names = split_class_names(folders)
     assert [len(names[s]) for s in SPLITS] == [130, 17, 49]
     assert names == split_class_names(devkit)
     assert_disjoint(folders)
     assert len(folders.sources["train"]) == 260 and len(devkit.sources["train"]) == 260  # both halves pooled
-    cropped = StanfordCars(str(tmp_path / "cars_devkit"), crop_to_bbox=True, image_size=4)
+    cropped = StanfordCarsDataModule(str(tmp_path / "cars_devkit"), crop_to_bbox=True, image_size=4)
     split_class_names(cropped)
     pixel = cropped.sources["val"].load(0)[:, 2, 2].tolist()
     assert pixel[1] > 200 and pixel[2] < 60  # inside the green box, not the blue background
     with pytest.raises(ValueError, match="crop_to_bbox needs the devkit layout"):
-        StanfordCars(str(folder_root), crop_to_bbox=True).setup()
+        StanfordCarsDataModule(str(folder_root), crop_to_bbox=True).setup()
     with pytest.raises(FileNotFoundError, match=r"neither layout.*cars_meta.mat.*\n.*car_data/\{train,test\}"):
-        StanfordCars(str(tmp_path)).setup()
+        StanfordCarsDataModule(str(tmp_path)).setup()
 
 
 # ------------------------------------------------------------------------------------------------- zoo predict
@@ -472,7 +465,7 @@ def make_predict_folders(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
 def test_predict_episode_from_folders(tmp_path):
     support, query, _ = make_predict_folders(tmp_path)
     # The training data need not exist on the machine that predicts.
-    dm = ImageFolder(str(tmp_path / "no_such_dataset"), image_size=8, predict_support_dir=str(support),
+    dm = ImageFolderDataModule(str(tmp_path / "no_such_dataset"), image_size=8, predict_support_dir=str(support),
                      predict_query_dir=str(query))
     dm.setup("predict")
     episodes = list(dm.predict_dataloader())
@@ -484,7 +477,7 @@ def test_predict_episode_from_folders(tmp_path):
     assert ep.extras["class_names"] == ["a_dog", "b_cat"] and ep.classes.tolist() == [0, 1]
     assert [Path(f).name for f in ep.extras["query_files"]] == ["q0.jpg", "q1.jpg", "q2.jpg", "x_copy_of_cat.png"]
     assert torch.equal(ep.query_x[3], ep.support_x[4])  # the copied cat image is the cat's 2nd support image
-    chunked = ImageFolder("unused", image_size=8, predict_support_dir=str(support), predict_query_dir=str(query),
+    chunked = ImageFolderDataModule("unused", image_size=8, predict_support_dir=str(support), predict_query_dir=str(query),
                           predict_query_chunk=3)
     parts = list(chunked.predict_dataloader())
     assert [len(p.query_y) for p in parts] == [3, 1]
@@ -496,7 +489,7 @@ def test_predict_uses_the_training_pixel_pipeline(tmp_path):
     write_solid(tmp_path / "s" / "white" / "a.png", (255, 255, 255), size=(40, 30))
     write_solid(tmp_path / "s" / "black" / "a.png", (0, 0, 0), size=(40, 30))
     write_solid(tmp_path / "q" / "white_query.jpg", (255, 255, 255), size=(50, 50))
-    dm = Omniglot("unused", predict_support_dir=str(tmp_path / "s"), predict_query_dir=str(tmp_path / "q"))
+    dm = OmniglotDataModule("unused", predict_support_dir=str(tmp_path / "s"), predict_query_dir=str(tmp_path / "q"))
     (ep,) = list(dm.predict_dataloader())
     assert ep.support_x.shape == (2, 1, 28, 28) and ep.extras["class_names"] == ["black", "white"]
     # Inverted then normalised with mean 0.5, std 0.5: white paper -> 0 -> -1, black ink -> 255 -> +1.
@@ -516,7 +509,7 @@ def test_predict_through_lightning(tmp_path):
     support, query, _ = make_predict_folders(tmp_path)
     # Make the cat class one image, so its prototype is exactly the copied query.
     (support / "b_cat" / "0.png").unlink()
-    dm = ImageFolder(str(tmp_path / "not_here"), image_size=8, predict_support_dir=str(support),
+    dm = ImageFolderDataModule(str(tmp_path / "not_here"), image_size=8, predict_support_dir=str(support),
                      predict_query_dir=str(query))
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
@@ -528,7 +521,7 @@ def test_predict_bad_folders(tmp_path):
     support, query, _ = make_predict_folders(tmp_path)
 
     def predict(s, q):
-        return ImageFolder("unused", predict_support_dir=s, predict_query_dir=q).predict_dataloader()
+        return ImageFolderDataModule("unused", predict_support_dir=s, predict_query_dir=q).predict_dataloader()
 
     with pytest.raises(ValueError, match=r"needs both predict_support_dir and predict_query_dir.*\n.*<class name>"):
         predict(str(support), None)
@@ -546,7 +539,7 @@ def test_predict_bad_folders(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
-@pytest.mark.parametrize("cls", [ImageFolder, Omniglot, MiniImageNet, CUB, StanfordDogs, StanfordCars])
+@pytest.mark.parametrize("cls", [ImageFolderDataModule, OmniglotDataModule, MiniImageNetDataModule, CUBDataModule, StanfordDogsDataModule, StanfordCarsDataModule])
 def test_cli_sees_every_argument(cls):
     from jsonargparse import ArgumentParser
 

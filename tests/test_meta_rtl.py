@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from datamodules.qa import MCTask, MultipleChoiceDataModule, make_item
-from datamodules.qa.datamodule import mislabel
+from datamodules.qa.base import mislabel
 from zoo.meta_rtl import (MetaRTL, exp3_probabilities, exp3_update, normalise_rewards, policy_gradient_loss,
                           source_rewards, weighted_reptile_update)
 from zoo.rl import update_baseline

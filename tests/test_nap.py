@@ -15,15 +15,10 @@ import yaml
 from torch import nn
 
 from datamodules.episodes import EpisodeSampler
-from datamodules.bo.functions import (
-    GPPriorFunctions,
-    HPOBFunctions,
-    TestFunctions,
-    collate_tasks,
-    read_bo_initializations,
-    read_hpob,
-    select_gp_rows,
-)
+from datamodules.bo.gp_surrogate import select_gp_rows
+from datamodules.bo.hpob import HPOBFunctionsDataModule, read_bo_initializations, read_hpob
+from datamodules.bo.synthetic import GPPriorFunctionsDataModule, TestFunctionsDataModule
+from datamodules.bo.tasks import collate_tasks
 from zoo.bo import (
     GPEI,
     AskTell,
@@ -252,7 +247,7 @@ def test_raised_and_normalised_reward_floor_by_hand():
 def test_likelihood_stage_then_ppo_starting_from_its_weights(tmp_path):
     """Stage 1 trains the likelihood head alone; stage 2 loads it (init_from) and its policy starts as log EI of
     that head: greedy NAP then decides exactly as the pre-trained model acting by EI."""
-    dm = GPPriorFunctions(dim=2, num_candidates=24, tasks_per_batch=4, train_tasks=8, val_tasks=2, test_tasks=2,
+    dm = GPPriorFunctionsDataModule(dim=2, num_candidates=24, tasks_per_batch=4, train_tasks=8, val_tasks=2, test_tasks=2,
                           test_seeds=2, eval_n_init=2, eval_batch_size=2)
     quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                  limit_val_batches=0, num_sanity_val_steps=0)
@@ -285,7 +280,7 @@ def test_likelihood_stage_then_ppo_starting_from_its_weights(tmp_path):
 
 
 def hartmann_batch(n_candidates=24, tasks=6, n_init=0):
-    dm = TestFunctions("hartmann3", num_candidates=n_candidates, tasks_per_batch=tasks, train_tasks=tasks,
+    dm = TestFunctionsDataModule("hartmann3", num_candidates=n_candidates, tasks_per_batch=tasks, train_tasks=tasks,
                        train_n_init=n_init)
     return next(iter(dm.train_dataloader()))
 
@@ -327,7 +322,7 @@ def test_greedy_rollout_matches_the_harness():
 
 
 def _learning_check(n_candidates, tasks_per_batch, horizon, iterations, d_model, lr, test_tasks, margin):
-    dm = TestFunctions("hartmann3", num_candidates=n_candidates, tasks_per_batch=tasks_per_batch,
+    dm = TestFunctionsDataModule("hartmann3", num_candidates=n_candidates, tasks_per_batch=tasks_per_batch,
                        train_tasks=tasks_per_batch * iterations, test_tasks=test_tasks, test_seeds=1, eval_n_init=1)
     torch.manual_seed(0)
     m = NAPModule(NAPNetwork(3, d_model=d_model, n_layers=2, n_heads=4, dim_feedforward=2 * d_model),
@@ -378,8 +373,8 @@ def test_likelihood_only_training_needs_no_rollout():
 
 # -- task families ------------------------------------------------------------------------------------------------
 def test_tasks_are_pure_functions_of_their_key_and_splits_differ():
-    a = GPPriorFunctions(dim=2, num_candidates=50, seed=3, test_tasks=2, test_seeds=2, val_tasks=2)
-    b = GPPriorFunctions(dim=2, num_candidates=50, seed=3, test_tasks=2, test_seeds=2, val_tasks=2)
+    a = GPPriorFunctionsDataModule(dim=2, num_candidates=50, seed=3, test_tasks=2, test_seeds=2, val_tasks=2)
+    b = GPPriorFunctionsDataModule(dim=2, num_candidates=50, seed=3, test_tasks=2, test_seeds=2, val_tasks=2)
     for split, epoch, i in (("train", 0, 1), ("train", 2, 1), ("val", 0, 1), ("test", 0, 3)):
         ta, tb = a.task(split, epoch, i), b.task(split, epoch, i)
         assert torch.equal(ta["x"], tb["x"]) and torch.equal(ta["y"], tb["y"]) and torch.equal(ta["init"], tb["init"])
@@ -388,7 +383,7 @@ def test_tasks_are_pure_functions_of_their_key_and_splits_differ():
     # designs of one test function share its pool and differ in their initial points
     t0, t1 = a.task("test", 0, 0), a.task("test", 0, 1)
     assert torch.equal(t0["y"], t1["y"]) and not torch.equal(t0["init"], t1["init"])
-    c = GPPriorFunctions(dim=2, num_candidates=50, seed=4)
+    c = GPPriorFunctionsDataModule(dim=2, num_candidates=50, seed=4)
     assert not torch.equal(a.task("train", 0, 0)["y"], c.task("train", 0, 0)["y"])
     for t in (t0, a.task("train", 0, 0)):
         assert float(t["y"].max()) == 1.0 and float(t["y"].min()) == 0.0
@@ -401,15 +396,15 @@ def test_ddp_ranks_split_the_tasks():
 
 
 def test_test_function_family_keeps_its_optimum_region():
-    dm = TestFunctions("hartmann3", num_candidates=400, shift=0.05, scale=0.05, rotation=0.05)
+    dm = TestFunctionsDataModule("hartmann3", num_candidates=400, shift=0.05, scale=0.05, rotation=0.05)
     best = torch.stack([t["x"][t["y"].argmax()] for t in (dm.task("train", 0, i) for i in range(8))])
     # Hartmann-3's best values lie along a ridge in x0 at (x1, x2) = (0.5556, 0.8525), its optimum's coordinates
     assert (best[:, 1:] - torch.tensor([0.5556, 0.8525])).norm(dim=-1).max() < 0.1
     with pytest.raises(ValueError, match="unknown test function"):
-        TestFunctions("nope")
+        TestFunctionsDataModule("nope")
     with pytest.raises(ValueError, match="3-dimensional"):
-        TestFunctions("hartmann3", dim=4)
-    assert TestFunctions("ackley", dim=5).dim == 5 and TestFunctions("branin").dim == 2
+        TestFunctionsDataModule("hartmann3", dim=4)
+    assert TestFunctionsDataModule("ackley", dim=5).dim == 5 and TestFunctionsDataModule("branin").dim == 2
 
 
 # -- HPO-B --------------------------------------------------------------------------------------------------------
@@ -421,12 +416,12 @@ def test_hpob_reader_and_fixture_round_trip(tmp_path):
     rows = select_gp_rows(torch.tensor([0.5, 0.5, 0.5, 0.9, 0.1, 0.9]))
     assert rows.tolist()[:2] == [3, 5] and len(rows) == 6  # 3 unique values -> top 9 (all) rows, best first
 
-    dm = HPOBFunctions(root=str(FIXTURE), search_space="glmnet", num_candidates=20, tasks_per_batch=3,
+    dm = HPOBFunctionsDataModule(root=str(FIXTURE), search_space="glmnet", num_candidates=20, tasks_per_batch=3,
                        train_tasks=3, cache_dir=str(tmp_path / "gps"), test_seeds=5, val_seeds=2)
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (3, 20, 2) and (batch["y"].amax(1) == 1).all()
     assert len(list((tmp_path / "gps").glob("*/gps.safetensors"))) == 1  # one build, keyed by the data
-    again = HPOBFunctions(root=str(FIXTURE), search_space="5860", num_candidates=20, tasks_per_batch=3,
+    again = HPOBFunctionsDataModule(root=str(FIXTURE), search_space="5860", num_candidates=20, tasks_per_batch=3,
                          train_tasks=3, cache_dir=str(tmp_path / "gps"))
     assert torch.equal(next(iter(again.train_dataloader()))["y"], batch["y"])  # from the cache, same tasks
     assert dm.num_items("test") == 10 and dm.num_items("val") == 2
@@ -512,7 +507,7 @@ def test_gp_ei_and_random_search_pick_new_candidates():
 
 # -- Lightning -----------------------------------------------------------------------------------------------------
 def test_trainer_fit_and_test_smoke():
-    dm = GPPriorFunctions(dim=2, num_candidates=16, tasks_per_batch=2, train_tasks=4, val_tasks=2, test_tasks=2,
+    dm = GPPriorFunctionsDataModule(dim=2, num_candidates=16, tasks_per_batch=2, train_tasks=4, val_tasks=2, test_tasks=2,
                           test_seeds=2, eval_n_init=2, eval_batch_size=2)
     m = tiny_module(2, eval_budget=3)
     trainer = pl.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -543,7 +538,7 @@ def test_configs_build_their_model_and_data():
         net_cls = _import(importlib, net_cfg["class_path"])
         assert issubclass(model_cls, NAPModule) and issubclass(data_cls, pl.LightningDataModule)
         assert issubclass(net_cls, NAPNetwork)
-        if data_cls is HPOBFunctions:  # paper-sized: check the arguments without building 20M parameters
+        if data_cls is HPOBFunctionsDataModule:  # paper-sized: check the arguments without building 20M parameters
             inspect.signature(model_cls).bind(**cfg["model"]["init_args"])
             inspect.signature(net_cls).bind(**net_cfg["init_args"])
             inspect.signature(data_cls).bind(**cfg["data"]["init_args"])
@@ -561,7 +556,7 @@ def _import(importlib, dotted):
 
 
 def test_hpob_configs_match_the_official_spaces():
-    from datamodules.bo.functions import HPOB_SPACES
+    from datamodules.bo.hpob import HPOB_SPACES
 
     from zoo.compose import load_composed
 

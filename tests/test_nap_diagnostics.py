@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.bo.functions import GPPriorFunctions
+from datamodules.bo.synthetic import GPPriorFunctionsDataModule
 from zoo.nap import NAPModule, NAPNetwork
 from zoo.nap_diagnostics import context_curves, history_swap_correlation, ranks, spearman, summarise_diagnostics
 
@@ -33,7 +33,7 @@ def test_ranks_and_spearman_by_hand():
 
 
 def _tasks(n_tasks: int = 6, n: int = 120) -> list[dict[str, torch.Tensor]]:
-    dm = GPPriorFunctions(dim=2, num_candidates=n, eval_num_candidates=n, val_tasks=n_tasks, val_seeds=1,
+    dm = GPPriorFunctionsDataModule(dim=2, num_candidates=n, eval_num_candidates=n, val_tasks=n_tasks, val_seeds=1,
                           lengthscale_low=0.2, lengthscale_high=0.4)
     return dm.fixed_tasks("val")
 

@@ -14,15 +14,15 @@ import torch
 from support import ROOT, zoo_env
 
 from datamodules.cache import ChecksumError
-from datamodules.images import OmniglotSmall
+from datamodules.images import OmniglotSmallDataModule
 from datamodules.images.omniglot_small import (SHIPPED, SHIPPED_DIR, extract_shipped, read_run_pairs,
                                                runs_error_rate)
-from datamodules.images.readers import decode_image
+from datamodules.images.source import decode_image
 
 
 @pytest.fixture(scope="module")
 def dm():
-    module = OmniglotSmall(n_way=20, k_shot=1, q_query=5, cache=False)
+    module = OmniglotSmallDataModule(n_way=20, k_shot=1, q_query=5, cache=False)
     module.setup("test")
     return module
 
@@ -68,7 +68,7 @@ def test_every_run_pairs_each_test_item_with_its_training_image(dm):
 
 
 def test_the_split_is_fixed_class_disjoint_and_rotates_only_training():
-    module = OmniglotSmall(rotations=True, n_way=20, k_shot=1, q_query=5, cache=False)
+    module = OmniglotSmallDataModule(rotations=True, n_way=20, k_shot=1, q_query=5, cache=False)
     module.setup("fit")
     names = {s: {module.sources[s].class_names[int(c)] for c in module.sources[s].labels.unique()}
              for s in ("train", "val")}
@@ -96,7 +96,7 @@ def test_the_runs_are_scored_as_the_paper_scores_them():
 
 def test_bad_files_and_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="test_episodes must be 20"):
-        OmniglotSmall(test_episodes=1000)
+        OmniglotSmallDataModule(test_episodes=1000)
     source = tmp_path / "shipped"
     shutil.copytree(SHIPPED_DIR, source)
     with open(source / "all_runs.zip", "ab") as f:

@@ -10,7 +10,7 @@ import torch
 
 from datamodules.qa import MCItem, MCTask, MultipleChoiceDataModule, low_resource, make_item, read_items
 from datamodules.qa.wordnet_qa import build_task, build_tasks
-from datamodules.text.wordnet import Synset, WordNet
+from datamodules.wordnet import Synset, WordNet
 
 
 # -- items ------------------------------------------------------------------------------------------------------

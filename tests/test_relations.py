@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from datamodules.relations import FewRelNOTA, NotaEpisodeDataset, RelationDataModule, check_na_rate
+from datamodules.relations import FewRelNOTADataModule, NotaEpisodeDataset, RelationDataModule, check_na_rate
 from datamodules.relations.views import SynonymTable, context_debiased
 from datamodules.relations.wordnet_rel import RELATIONS, build_relations, deal_splits, load_or_build, relation_sources
 from datamodules.text import TextSource
-from datamodules.text.wordnet import find_wordnet, read_wordnet
+from datamodules.wordnet import find_wordnet, read_wordnet
 from support import ROOT
 from zoo.relation_encoder import mark_entities, subword_span
 
@@ -157,9 +157,9 @@ def test_wordnet_rel_is_cached_with_a_manifest(tmp_path):
 
 @pytest.mark.slow
 def test_the_full_wordnet_rel_has_enough_relations_per_split():
-    from datamodules.relations import WordNetRel
+    from datamodules.relations import WordNetRelDataModule
 
-    dm = WordNetRel(n_way=5, k_shot=5, q_query=3)
+    dm = WordNetRelDataModule(n_way=5, k_shot=5, q_query=3)
     dm.setup()
     rels = dm.benchmark["relations"]
     assert len(rels) >= 24
@@ -182,7 +182,7 @@ def test_fewrel_files_become_nota_episodes_with_types(tmp_path):
     (tmp_path / "types.json").write_text(json.dumps({"Q1": "product kind"}))
     for f in ("train_wiki.json", "val_wiki.json", "test_wiki.json", "pid2name.json"):
         (tmp_path / f).write_text((FIX / "fewrel" / f).read_text())
-    dm = FewRelNOTA(root=str(tmp_path), qid_types="types.json", synonym_rate=0.0, pid2name="pid2name.json",
+    dm = FewRelNOTADataModule(root=str(tmp_path), qid_types="types.json", synonym_rate=0.0, pid2name="pid2name.json",
                     n_way=2, k_shot=1, q_query=2, train_na_rate=0.5, val_na_rate=0.3, test_na_rates=[0.3])
     dm.setup()
     src = dm.sources["train"]
@@ -195,12 +195,12 @@ def test_a_file_that_is_not_fewrel_shaped_names_the_file_and_the_bad_instance(tm
     for f in ("val_wiki.json", "test_wiki.json"):
         (tmp_path / f).write_text((FIX / "fewrel" / f).read_text())
     (tmp_path / "train_wiki.json").write_text((FIX / "fewrel" / "bad_span.json").read_text())
-    dm = FewRelNOTA(root=str(tmp_path), synonym_rate=0.0, n_way=2, k_shot=1, q_query=1)
+    dm = FewRelNOTADataModule(root=str(tmp_path), synonym_rate=0.0, n_way=2, k_shot=1, q_query=1)
     with pytest.raises(ValueError, match=r"train_wiki.json: relation 'P17', instance 1"):
         dm.setup()
     (tmp_path / "train_wiki.json").write_text(json.dumps([{"text": ["a"], "label": 0}]))
     with pytest.raises(ValueError, match=r"train_wiki.json: expected a non-empty object"):
-        FewRelNOTA(root=str(tmp_path), synonym_rate=0.0, n_way=2, k_shot=1, q_query=1).setup()
+        FewRelNOTADataModule(root=str(tmp_path), synonym_rate=0.0, n_way=2, k_shot=1, q_query=1).setup()
 
 
 # -- entity spans through the tokenizer ------------------------------------------------------------------------------
@@ -261,15 +261,15 @@ def test_a_modified_shipped_file_is_refused(tmp_path):
 
 
 def test_nyt_semeval_episodes_carry_generic_entity_types():
-    from datamodules.relations import FewRelNYTSemEval
+    from datamodules.relations import FewRelNYTSemEvalDataModule
 
-    dm = FewRelNYTSemEval(max_per_relation=10, synonym_rate=0.0, n_way=5, k_shot=1, q_query=3, test_na_rates=[0.3])
+    dm = FewRelNYTSemEvalDataModule(max_per_relation=10, synonym_rate=0.0, n_way=5, k_shot=1, q_query=3, test_na_rates=[0.3])
     dm.setup()
     assert set(dm.sources["train"].fields["head_type"]) == {"entity"}
     e = next(iter(dm.test_dataloader()[0]))
     assert len(e.extras["tokens"]) == len(e.support_x) + len(e.query_x) and e.n_way == 5
     with pytest.raises(ValueError, match="max_per_relation"):
-        FewRelNYTSemEval(max_per_relation=0, n_way=5, k_shot=1, q_query=3)
+        FewRelNYTSemEvalDataModule(max_per_relation=0, n_way=5, k_shot=1, q_query=3)
 
 
 def test_the_fewrel_nyt_semeval_config_fits_from_the_shipped_files(tmp_path):

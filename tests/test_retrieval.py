@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.text.readers import PassageCorpus, read_passages
-from datamodules.text.wordnet import words
+from datamodules.text.passages import PassageCorpus, read_passages
+from datamodules.wordnet import words
 from fixtures.text.shared import load_encoder
 from support import ROOT
 from zoo.retrieval import (IndexSpec, PassageIndex, Retriever, StaleIndexError, as_search_array, available_cpus,

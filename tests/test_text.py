@@ -9,12 +9,14 @@ import shutil
 import pytest
 import torch
 
-from datamodules.text.readers import (BAO_SPLITS, KGML_HUFFPOST, BaoTextDataModule, FewRelDataModule, HuffPostKGMLDataModule,
-                              PassageCorpus, TextSource, read_bao_jsonl, read_fewrel_json, read_huffpost_raw,
-                              read_passages)
-from datamodules.text.wordnet import (PhraseMatcher, WordNetDataModule, WordNetNotFound, build_benchmark, build_passages,
-                                 find_leaks, find_wordnet, load_or_build, parse_data_file, plural_forms, read_wordnet,
-                                 words)
+from datamodules.relations.fewrel import FewRelDataModule, read_fewrel_json
+from datamodules.text.bao import BAO_SPLITS, BaoTextDataModule, read_bao_jsonl
+from datamodules.text.huffpost import KGML_HUFFPOST, HuffPostKGMLDataModule, read_huffpost_raw
+from datamodules.text.passages import PassageCorpus, read_passages
+from datamodules.text.source import TextSource
+from datamodules.text.wordnet import WordNetDataModule, build_benchmark, build_passages, load_or_build
+from datamodules.wordnet import (PhraseMatcher, WordNetNotFound, find_leaks, find_wordnet, parse_data_file,
+                                 plural_forms, read_wordnet, words)
 from support import ROOT
 
 FIX = ROOT / "tests" / "fixtures" / "text"

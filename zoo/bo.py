@@ -1,7 +1,7 @@
 """Bayesian optimisation over a finite candidate pool: one harness for NAP and its baselines, an ask/tell
 interface for users, and an adapter to the HPO-B benchmark protocol and results format.
 
-* :func:`run_bo` runs any :class:`Strategy` on a batch of tasks (as :mod:`datamodules.bo.functions` makes them) from
+* :func:`run_bo` runs any :class:`Strategy` on a batch of tasks (as :mod:`datamodules.bo.tasks` makes them) from
   their initial designs and records incumbents, normalised simple regret and decision times.
 * Strategies: :class:`RandomSearch`; :class:`GPEI` (BoTorch ``SingleTaskGP`` + ``LogExpectedImprovement``
   maximised over the same pool); :class:`NAPStrategy` (the NAP policy, or with ``acquisition="ei"`` the
@@ -9,7 +9,7 @@ interface for users, and an adapter to the HPO-B benchmark protocol and results 
 * :class:`NAPSuggester` / :class:`AskTell`: given observed ``(X, y)`` and candidate ``X``, the index of the next
   candidate, from a model object, a registry name (``zoo.load_pretrained``) or a safetensors file.
 * :class:`HPOBAdapter` has HPO-B's ``observe_and_suggest(X_obs, y_obs, X_pen)``; :func:`evaluate_hpob` replays
-  ``HPOBHandler.evaluate`` on the files :class:`datamodules.bo.HPOBFunctions` reads, and
+  ``HPOBHandler.evaluate`` on the files :class:`datamodules.bo.HPOBFunctionsDataModule` reads, and
   :func:`write_hpob_results` writes HPO-B's results JSON (``{space: {dataset: {seed: [incumbents]}}}``) so that
   HPO-B's ``BenchmarkPlotter`` can rank a method against its published baselines.
 """
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from datamodules.cache import atomic_write_text
+from zoo.moved import resolve_class_path, resolve_class_paths
 from zoo.nap import NAPModule, bo_features, gather_rows, key_generator, upgrade_legacy_init_args
 
 
@@ -256,8 +257,9 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
         if "init_args" not in meta:
             raise ValueError(f"{path}: no 'init_args' metadata; was it written by zoo.bo.save_nap? (registry "
                              f"checkpoints load by name instead)")
-        init_args = upgrade_legacy_init_args(json.loads(meta["init_args"]))
-        class_path = meta.get("class_path", "zoo.nap.NAPModule")
+        # written before a class moved, the file names it by its old path (zoo.moved.MOVED)
+        init_args = resolve_class_paths(upgrade_legacy_init_args(json.loads(meta["init_args"])))
+        class_path = resolve_class_path(meta.get("class_path", "zoo.nap.NAPModule"))
         model = instantiate_module(pl.LightningModule, {"_class_path": class_path, **init_args})
         model.load_state_dict(load_file(str(path)))
         return model.eval()
@@ -271,8 +273,8 @@ def load_nap(source: str | Path | NAPModule) -> NAPModule:
 
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         # the injected network is stored as its class_path/init_args (zoo.base.ZooModule.save_config)
-        model = instantiate_module(pl.LightningModule,
-                                   {"_class_path": "zoo.nap.NAPModule", **upgrade_legacy_init_args(hparams)})
+        model = instantiate_module(pl.LightningModule, resolve_class_paths(
+            {"_class_path": "zoo.nap.NAPModule", **upgrade_legacy_init_args(hparams)}))
         model.load_state_dict(checkpoint["state_dict"])
         return model.eval()
     from zoo.pretrained import load_pretrained
@@ -456,7 +458,7 @@ def evaluate_hpob(method: Any, root: str | Path, search_spaces: Sequence[str], s
     times over the pending configurations, and records the incumbent (normalised y) after the initial design and
     after each trial: ``1 + n_trials`` values, the layout of the NAP repository's ``results/HPO-B/*.json``.
     """
-    from datamodules.bo.functions import read_bo_initializations, read_hpob, resolve_space
+    from datamodules.bo.hpob import read_bo_initializations, read_hpob, resolve_space
 
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     for space in search_spaces:

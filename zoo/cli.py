@@ -51,6 +51,7 @@ from callbacks.run_dir import clear_unfinished, continue_run, mark_unfinished, r
 from datamodules.cache import atomic_write_text
 from zoo.checkpoint_io import load_checkpoint, use_safe_checkpoint_io
 from zoo.commands import expand_args, expand_pretrained, resolve_config_names  # noqa: F401 (zoo.cli's API)
+from zoo.moved import resolve_class_paths
 from zoo.shipped import close_matches
 
 
@@ -239,6 +240,7 @@ class ZooCLI(LightningCLI):
         hparams.pop("_instantiator", None)
         if not hparams:
             return
+        hparams = resolve_class_paths(hparams)  # a checkpoint saved before a class moved (zoo.moved.MOVED)
         if "_class_path" in hparams:  # as LightningCLI does: a subclass-mode model's class and its arguments
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         try:

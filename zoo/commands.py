@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.compose import CONFIG_FLAGS, expand_config_args
+from zoo.moved import resolve_class_path
 from zoo.shipped import CONFIGS, close_matches, describe_config, list_configs, resolve_config
 
 #: Subcommands that build the Lightning CLI (:mod:`zoo.cli`), with their one-line help.
@@ -151,7 +152,7 @@ def configured_classes(expanded: list[str]) -> dict[str, str]:
         config = yaml.safe_load(text) or {}
         for part in ("model", "data"):
             if isinstance(config.get(part), dict) and config[part].get("class_path"):
-                classes[part] = config[part]["class_path"]
+                classes[part] = resolve_class_path(config[part]["class_path"])
     return classes
 
 

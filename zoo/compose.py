@@ -13,8 +13,9 @@ logger over a W&B one does not inherit ``project``).
 The zoo CLI replaces each ``--config FILE`` that uses ``__base__`` by the merged config as a one-line JSON string
 (jsonargparse's ``--config`` takes a path or a YAML/JSON string). The result has no ``__base__`` and is left alone
 by a second expansion, so DDP, which re-executes ``sys.argv`` in every child, parses the same config, and
-``--print_config`` and the run's saved ``config.yaml`` show the merged values. Files without ``__base__`` are
-passed on as paths, unchanged.
+``--print_config`` and the run's saved ``config.yaml`` show the merged values. A file that names a class by a path
+it no longer has (:data:`zoo.moved.MOVED`) is expanded the same way, its class paths resolved, so a config written
+before a class moved still runs. Other files are passed on as paths, unchanged.
 """
 
 from __future__ import annotations
@@ -97,23 +98,37 @@ def base_files(path: str | Path, _chain: tuple[Path, ...] = ()) -> list[Path]:
     return found
 
 
-def uses_bases(path: str | Path) -> bool:
-    """Whether the config file at ``path`` names ``__base__`` pieces."""
+def needs_expansion(path: str | Path) -> bool:
+    """Whether the config file at ``path`` names ``__base__`` pieces or a class path that moved
+    (:data:`zoo.moved.MOVED`), i.e. whether the CLI passes it on expanded rather than as a path."""
+    from zoo.moved import names_moved_class
+
     path = Path(path)
     try:
         is_file = path.suffix in (".yaml", ".yml", ".json") and path.is_file()
     except OSError:  # a YAML/JSON string too long to be a file name
         return False
-    return is_file and BASE_KEY in _read_mapping(path)
+    if not is_file:
+        return False
+    data = _read_mapping(path)
+    return BASE_KEY in data or names_moved_class(data)
+
+
+def expand(path: str | Path) -> str:
+    """The config file at ``path``, composed (:func:`load_composed`) and with every moved class path resolved
+    (:func:`zoo.moved.resolve_class_paths`, in the file or any of its bases), as one JSON string."""
+    from zoo.moved import resolve_class_paths
+
+    return json.dumps(resolve_class_paths(load_composed(path)))
 
 
 def expand_config_args(args: list[str]) -> list[str]:
-    """``args`` with every ``--config FILE`` (``-c FILE``, ``--config=FILE``) that uses ``__base__`` replaced by
-    the merged config as a JSON string; idempotent."""
+    """``args`` with every ``--config FILE`` (``-c FILE``, ``--config=FILE``) that uses ``__base__`` or names a
+    moved class replaced by its JSON string (:func:`expand`); idempotent."""
     out = list(args)
     for i, arg in enumerate(out):
-        if arg in CONFIG_FLAGS and i + 1 < len(out) and uses_bases(out[i + 1]):
-            out[i + 1] = json.dumps(load_composed(out[i + 1]))
-        elif arg.startswith("--config=") and uses_bases(value := arg.split("=", 1)[1]):
-            out[i] = "--config=" + json.dumps(load_composed(value))
+        if arg in CONFIG_FLAGS and i + 1 < len(out) and needs_expansion(out[i + 1]):
+            out[i + 1] = expand(out[i + 1])
+        elif arg.startswith("--config=") and needs_expansion(value := arg.split("=", 1)[1]):
+            out[i] = "--config=" + expand(value)
     return out

@@ -508,7 +508,7 @@ def upgrade_legacy_init_args(init_args: dict[str, Any]) -> dict[str, Any]:
 class NAPModule(ZooModule):
     """NAP trained with PPO plus the auxiliary likelihood loss, over batches of BO tasks.
 
-    A batch is a dict of tasks from :mod:`datamodules.bo.functions`: ``x`` ``[B, N, D]`` candidates, ``y`` ``[B, N]``
+    A batch is a dict of tasks from :mod:`datamodules.bo.tasks`: ``x`` ``[B, N, D]`` candidates, ``y`` ``[B, N]``
     values min-max normalised per task (maximised), ``valid`` ``[B, N]`` (false on padding), ``init`` ``[B, n0]``
     indices of the initial design, ``index`` ``[B]``. One ``training_step`` is one PPO iteration of the official
     code: roll out one episode of ``horizon`` steps per task from the batch's initial design (official: none),

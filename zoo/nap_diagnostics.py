@@ -69,7 +69,7 @@ def context_curves(net: torch.nn.Module, tasks: list[dict[str, torch.Tensor]], c
 
     Args:
         net: a :class:`zoo.nap.NAPNetwork`.
-        tasks: tasks as :mod:`datamodules.bo.functions` makes them (``x`` ``[N, D]``, ``y`` ``[N]`` in ``[0, 1]``);
+        tasks: tasks as :mod:`datamodules.bo.tasks` makes them (``x`` ``[N, D]``, ``y`` ``[N]`` in ``[0, 1]``);
             every pool needs more than ``max(context_sizes)`` points.
         context_sizes: the ``n`` to measure at; the context of size ``n`` is the first ``n`` points of one random
             order of the task's pool, so the contexts are nested and the comparison across ``n`` is paired.

@@ -209,8 +209,11 @@ def load_pretrained(name: str) -> pl.LightningModule:
     import lightning.pytorch as pl
     from lightning.pytorch.cli import instantiate_module
 
+    from zoo.moved import resolve_class_paths
+
     entry = registry_entry(name)
-    config = {"_class_path": entry.model["class_path"], **entry.model.get("init_args", {})}
+    # an entry recorded before a class moved names it by its old path (zoo.moved.MOVED)
+    config = resolve_class_paths({"_class_path": entry.model["class_path"], **entry.model.get("init_args", {})})
     model = instantiate_module(pl.LightningModule, config)
     load_pretrained_weights(model, name)
     return model.eval()

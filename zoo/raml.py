@@ -75,7 +75,7 @@ from torch import nn
 
 from datamodules.cache import data_root
 from datamodules.episodes import Episode
-from datamodules.text.readers import PassageCorpus, read_passages
+from datamodules.text.passages import PassageCorpus, read_passages
 from zoo.episodic import EpisodicModule
 from zoo.losses import prototypes, prototypical_logits
 from zoo.retrieval import IndexSpec, Retriever

@@ -43,7 +43,7 @@ import torch
 from datamodules.cache import atomic_path, atomic_write_text
 from datamodules.progress import Progress
 from datamodules.text import PassageCorpus
-from datamodules.text.wordnet import words
+from datamodules.wordnet import words
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
 METRICS = ("cosine", "ip")

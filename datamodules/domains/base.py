@@ -1,15 +1,32 @@
-"""The DataModule every domain-shift dataset extends: a subclass only says what its :class:`DomainSet` is."""
+"""The DataModules every domain-shift dataset extends: a subclass only says what its :class:`DomainSet` is.
+
+:class:`ImageDomainsDataModule` adds what the image-folder datasets (DomainBed, WILDS) share: images read lazily with
+Pillow (:class:`~datamodules.images.source.ImageSource`; decoded once into memory when a split fits in
+``AUTO_CACHE_MAX_BYTES``), normalised with ImageNet statistics, and the in-domain holdout. Nothing is downloaded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
-from datamodules.base import SeededDataModule
+from datamodules.base import SeededDataModule, dataset_name
 from datamodules.check import check_counts
-from datamodules.domains.core import (DOMAIN_SPLITS, DomainBatches, DomainSequence, DomainSet, DomainStripeSampler,
-                                      domain_statistics, super_domains)
+from datamodules.domains.core import (
+    DOMAIN_SPLITS,
+    DomainBatches,
+    DomainSequence,
+    DomainSet,
+    DomainStripeSampler,
+    domain_statistics,
+    super_domains,
+)
+from datamodules.images.source import AUTO_CACHE_MAX_BYTES, ImageSource
+from datamodules.images.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 
 
 class DomainDataModule(SeededDataModule):
@@ -40,7 +57,7 @@ class DomainDataModule(SeededDataModule):
                  super_domain_method: str = "random", test_split: str = "test", seed: int = 0,
                  eval_seed: int | None = None, num_workers: int = 0):
         super().__init__(seed, eval_seed, num_workers)
-        check_counts(type(self).__name__, support_size=support_size, query_size=query_size,
+        check_counts(dataset_name(type(self)), support_size=support_size, query_size=query_size,
                      groups_per_batch=groups_per_batch, train_batches=train_batches,
                      eval_batch_size=eval_batch_size, super_domains=super_domains)
         if super_domain_method not in ("random", "kmeans"):
@@ -55,10 +72,6 @@ class DomainDataModule(SeededDataModule):
         self.test_split = test_split
         self.data: DomainSet | None = None
         self.expert_of_domain: dict[int, int] = {}
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     def build_domains(self) -> DomainSet:  # pragma: no cover - interface
         """The dataset's items, domain ids and domain splits."""
@@ -122,3 +135,32 @@ class DomainDataModule(SeededDataModule):
         return {s: {"domains": len(self.data.domain_ids(s)),
                     "items": sum(len(self.data.items(s, d)) for d in self.data.domain_ids(s))}
                 for s in self.data.splits()}
+
+
+class ImageDomainsDataModule(DomainDataModule):
+    """Image settings shared by the file readers (arguments documented on the readers)."""
+
+    def __init__(self, image_size: int = 224, resize: int | None = None, cache: bool | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if image_size < 1 or (resize is not None and resize < image_size):
+            raise ValueError(f"{self.name}: need image_size >= 1 and resize >= image_size, got {image_size}, {resize}")
+        self.image_size, self.resize, self.cache = image_size, resize, cache
+
+    def image_source(self, files: Sequence[Path], labels: Sequence[int], class_names: dict[int, str]) -> ImageSource:
+        source = ImageSource(files, labels, class_names, self.image_size, self.resize, channels=3,
+                             transform=ImageTransform(IMAGENET_MEAN, IMAGENET_STD))
+        source.cache = self.cache if self.cache is not None else source.nbytes <= AUTO_CACHE_MAX_BYTES
+        return source
+
+
+def holdout_mask(domains: torch.Tensor, train_domains: Sequence[int], fraction: float, seed: int) -> torch.Tensor:
+    """Items of the training domains held out for in-domain evaluation: ``round(fraction * n)`` of each domain's
+    ``n`` items, chosen by a generator keyed on ``(seed, domain)`` (DomainBed holds out 20% per environment)."""
+    mask = torch.zeros(len(domains), dtype=torch.bool)
+    for d in train_domains:
+        idx = torch.nonzero(domains == d).squeeze(1)
+        k = int(round(fraction * len(idx)))
+        if k:
+            order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed * 100_003 + int(d)))
+            mask[idx[order[:k]]] = True
+    return mask

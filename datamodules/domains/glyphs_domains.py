@@ -181,7 +181,7 @@ def load_glyphs_domains(cache_dir: str | Path | None = None, image_size: int = 2
     return arrays, manifest
 
 
-class GlyphsDomains(DomainDataModule):
+class GlyphsDomainsDataModule(DomainDataModule):
     """The Glyphs-Domains benchmark (module docstring) as single-domain training batches and per-domain evaluation.
 
     Args:

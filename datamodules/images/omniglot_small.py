@@ -5,9 +5,9 @@ Lake, Salakhutdinov & Tenenbaum, "Human-level concept learning through probabili
 (``images_background_small1/2``: 5 alphabets each) and the 20 runs of the one-shot classification task on which
 the paper compares people (4.5 % error), Bayesian Program Learning (3.3 %), a deep Siamese convnet (8.0 %) and a
 deep convnet (13.5 %). Those three zips and the licence ship in ``datamodules/images/data/omniglot/`` (package
-data; ``README.md`` there gives their source commit and sha256), so :class:`OmniglotSmall` trains and tests with no
+data; ``README.md`` there gives their source commit and sha256), so :class:`OmniglotSmallDataModule` trains and tests with no
 download. The zips are extracted once into the cache (:func:`datamodules.cache.cached_build`, checked against the
-sha256 they shipped with) and decoded by the :class:`~datamodules.images.Omniglot` reader's pipeline (invert,
+sha256 they shipped with) and decoded by the :class:`~datamodules.images.OmniglotDataModule` reader's pipeline (invert,
 28x28, rotations as new classes).
 
 The small background sets: Greek and Latin are in both zips, byte-identical, so together they are 8 alphabets and
@@ -27,7 +27,8 @@ import torch
 
 from datamodules.cache import ChecksumError, cached_build, data_root, sha256_file
 from datamodules.episodes import EpisodeDataset
-from datamodules.images.readers import ImageSource, Omniglot, _SplitLists
+from datamodules.images.omniglot import OmniglotDataModule
+from datamodules.images.source import ImageSource, SplitLists
 
 #: The shipped files: name -> sha256 (the sha256 of github.com/brendenlake/omniglot at commit 057f034).
 SHIPPED = {
@@ -115,10 +116,10 @@ def read_run_pairs(run_dir: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def runs_lists(runs_dir: Path) -> tuple[_SplitLists, dict[int, str]]:
+def runs_lists(runs_dir: Path) -> tuple[SplitLists, dict[int, str]]:
     """Files and labels of the 20 runs: class ``20 * r + j`` is training image ``j`` (sorted ``classNN`` order) of
     run ``r``; its two items are that training image, then the test item ``class_labels.txt`` pairs with it."""
-    lists, names = _SplitLists(), {}
+    lists, names = SplitLists(), {}
     for r in range(RUNS):
         run_dir = runs_dir / f"run{r + 1:02d}"
         test_of = {train: test for test, train in read_run_pairs(run_dir)}
@@ -166,15 +167,15 @@ def runs_error_rate(run_accuracies: Sequence[float]) -> dict[str, float]:
     return {"error_rate": 100 * mean, "error_ci95": 100 * half, "runs": RUNS, "test_items": RUNS * RUN_WAY}
 
 
-class OmniglotSmall(Omniglot):
+class OmniglotSmallDataModule(OmniglotDataModule):
     """Train on Omniglot's two minimal background sets, validate on held-out background alphabets, test on the 20
     official one-shot runs (:class:`OmniglotRuns`). Everything ships with the package; nothing is downloaded.
 
     Split (fixed): the 8 background alphabets in sorted name order are Balinese, Early_Aramaic, Greek,
     Japanese_(katakana), Korean, Latin, Sanskrit, Tagalog; the last ``val_alphabets`` (default 2: Sanskrit and
     Tagalog, 59 characters) are validation, the other 6 (183 characters) training. Whole alphabets, as
-    :class:`Omniglot` does, because the runs' characters come from alphabets no background set contains. The test
-    split is the runs, always 20-way 1-shot with one query per class and 20 episodes, whatever ``n_way`` /
+    :class:`OmniglotDataModule` does, because the runs' characters come from alphabets no background set contains.
+    The test split is the runs, always 20-way 1-shot with one query per class and 20 episodes, whatever ``n_way`` /
     ``k_shot`` / ``q_query`` say (those set the validation episodes).
 
     ``rotations=True`` makes each training character at 0, 90, 180 and 270 degrees a class of its own (Vinyals et
@@ -185,7 +186,7 @@ class OmniglotSmall(Omniglot):
         rotations: rotated training characters as new classes (above).
         val_alphabets: how many background alphabets (from the end of the sorted list) form validation.
         test_episodes: must be 20 (the runs); accepted so that configs and benchmarks can state it.
-        **kwargs: image and episode arguments of :class:`~datamodules.images.readers.ImageEpisodes`.
+        **kwargs: image and episode arguments of :class:`~datamodules.images.base.ImageEpisodicDataModule`.
     """
 
     layout = "the shipped datamodules/images/data/omniglot/{images_background_small1,images_background_small2,all_runs}.zip"
@@ -214,7 +215,7 @@ class OmniglotSmall(Omniglot):
         run_lists, run_names = runs_lists(base / "runs")
         offset = len(names)  # run classes after the background ones, so no id is shared across splits
         for f, label in zip(run_lists.files, run_lists.labels):
-            lists.setdefault("test", _SplitLists()).add(f, label + offset)
+            lists.setdefault("test", SplitLists()).add(f, label + offset)
         names.update({cid + offset: name for cid, name in run_names.items()})
         return self.sources_from_lists(lists, names)
 

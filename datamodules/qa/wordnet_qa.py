@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
+from datamodules.qa.base import MultipleChoiceDataModule
 from datamodules.qa.items import MCItem, MCTask, make_item
-from datamodules.text.wordnet import Synset, WordNet, WordNetFiles, find_wordnet, read_wordnet
+from datamodules.wordnet import Synset, WordNet, WordNetFiles, find_wordnet, read_wordnet
 
 BUILD_VERSION = 2  # 2: small tasks keep half their items for training
 TASKS = ("definition", "hypernym", "meronym", "antonym", "cloze", "synonym", "verb_relation")
@@ -232,3 +233,31 @@ def load_or_build(files: WordNetFiles | None = None, cache_dir: str | Path | Non
     out = cached_build(root / f"wordnet-qa-{spec_key(spec)}", {"spec": spec}, build)
     path = out / "tasks.json"
     return tasks_from_json(json.loads(path.read_text()), str(path)), out
+
+
+class WordNetQADataModule(MultipleChoiceDataModule):
+    """The embedded WordNet-QA benchmark (this module's build), leave-one-task-out.
+
+    Args:
+        root: WordNet database directory (None: found as :func:`datamodules.wordnet.find_wordnet` does).
+        cache_dir: where the built tasks are cached (None: ``$METAZOO_DATA/wordnet_qa``).
+        tasks / split_test / split_dev / max_train / split_seed: the build (see ``build_tasks``).
+        Other arguments: :class:`MultipleChoiceDataModule`.
+    """
+
+    def __init__(self, target: str = "antonym", root: str | None = None, cache_dir: str | None = None,
+                 tasks: list[str] | None = None, split_test: int = 300, split_dev: int = 100, max_train: int = 1200,
+                 split_seed: int = 0, **kwargs: Any):
+        super().__init__(target, **kwargs)
+        self.root, self.cache_dir = root, cache_dir
+        self.build_params = {"test_size": split_test, "dev_size": split_dev, "max_train": max_train,
+                             "split_seed": split_seed}
+        if tasks is not None:
+            self.build_params["tasks"] = list(tasks)
+
+    def load_tasks(self) -> dict[str, MCTask]:
+        tasks, _ = load_or_build(find_wordnet(self.root), self.cache_dir, **self.build_params)
+        return tasks
+
+    def prepare_data(self) -> None:
+        self.load_tasks()  # build the cache once, before DDP ranks read it

@@ -14,7 +14,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from datamodules.relations.episodes import NotaEpisodeDataset, check_na_rate
-from datamodules.text.readers import TextEpisodicDataModule
+from datamodules.text.base import TextEpisodicDataModule
 
 RELATION_FIELDS = ("tokens", "head", "tail", "head_type", "tail_type", "context_tokens")
 

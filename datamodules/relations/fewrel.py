@@ -1,7 +1,10 @@
-"""FewRel 1.0 and 2.0 files as NOTA relation episodes (the user's FewRel directory; nothing is downloaded).
+"""FewRel 1.0 and 2.0 files as relation episodes, plain and with NOTA (the user's FewRel directory; nothing is
+downloaded).
 
-Read through :func:`datamodules.text.readers.read_fewrel_json` (its errors name the file and the first bad relation
-and instance) with :class:`datamodules.text.FewRelDataModule`'s splits: ``train_wiki.json`` (64 relations),
+FewRel 1.0 JSON (``train_wiki.json`` / ``val_wiki.json``: ``{relation_id: [{"tokens", "h", "t"}, ...]}`` with
+``h = [name, wikidata_id, [[token indices], ...]]``) is read by :func:`read_fewrel_json` (its errors name the file
+and the first bad relation and instance). :class:`FewRelDataModule` gives plain episodes of it, and
+:class:`FewRelNOTADataModule` NOTA episodes with the same splits: ``train_wiki.json`` (64 relations),
 ``val_wiki.json`` (16) and a test file. FewRel 1.0's test set is hidden, so give a re-split file (as D-Proto's
 ``test_wiki.json``), or FewRel 2.0's ``val_pubmed.json`` (10 biomedical relations) for a cross-domain test: its
 format is FewRel 1.0's. Splits must be relation-disjoint.
@@ -11,8 +14,8 @@ GPAM's debiased views replace an entity by a type string: FewRel gives each enti
 entities it does not list, or every entity without it, get ``generic_type``. The context-debiased view needs WordNet
 (``wordnet_root``, found automatically) unless ``synonym_rate`` is 0.
 
-:class:`FewRelNYTSemEval` needs no user files: FewRel 2.0's NYT and SemEval-2010 validation files ship with the
-package (``datamodules/relations/data/fewrel/``, MIT licence beside them, sha256 checked on every read), split into
+:class:`FewRelNYTSemEvalDataModule` needs no user files: FewRel 2.0's NYT and SemEval-2010 validation files ship with
+the package (``datamodules/relations/data/fewrel/``, MIT licence beside them, sha256 checked on every read), split into
 relation-disjoint train / validation / test relations by the fixed lists of :data:`NYT_SEMEVAL_SPLITS`.
 """
 
@@ -20,16 +23,143 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from datamodules.episodes import Source
+from datamodules.files import require_file as _require_file
 from datamodules.relations.base import RelationDataModule
 from datamodules.relations.views import SynonymTable, _unit, context_debiased
-from datamodules.text.readers import FewRelDataModule, TextRecords, TextSource, read_fewrel_json, read_pid2name
-from datamodules.text.wordnet import find_wordnet, read_wordnet
+from datamodules.text.base import TextEpisodicDataModule
+from datamodules.text.source import TextRecords, TextSource
+from datamodules.wordnet import find_wordnet, read_wordnet
+
+
+def _fewrel_span(entity: Any, n_tokens: int, where: str, key: str) -> list[int]:
+    """FewRel's ``[name, wikidata_id, [[indices], ...]]`` -> inclusive [start, end] of the first mention."""
+    try:
+        if not isinstance(entity, list) or not isinstance(entity[2], list):
+            raise TypeError
+        first = entity[2][0]
+        start, end = int(min(first)), int(max(first))
+    except (TypeError, IndexError, ValueError, KeyError):
+        raise ValueError(f"{where}: {key!r} must be [name, id, [[token indices], ...]], got {entity!r}") from None
+    if not 0 <= start <= end < n_tokens:
+        raise ValueError(f"{where}: {key!r} mention {first} is outside the {n_tokens} tokens")
+    return [start, end]
+
+
+def read_fewrel_json(path: str | os.PathLike, label_offset: int = 0,
+                     relation_names: dict[str, str] | None = None) -> TextRecords:
+    """Read a FewRel 1.0 file (``{relation_id: [{"tokens", "h", "t"}, ...]}``).
+
+    Relations get integer ids ``label_offset + i`` in file order, so train and val files can share one id space;
+    their readable names are ``"P931 (place served by transport hub)"`` when ``relation_names`` (FewRel's
+    ``pid2name.json``) is given. Fields: ``tokens``, ``head``/``tail`` inclusive spans of the first mention, and
+    ``head_id``/``tail_id`` the entities' Wikidata ids (for a QID-to-type file).
+    FewRel files hold one JSON document (often on one line), so a structural error names the relation and the
+    instance position; a syntax error names the line and column.
+    """
+    p = _require_file(path, "FewRel JSON file")
+    with open(p, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{p}: expected a non-empty object mapping relation ids to instance lists")
+    texts, labels, heads, tails, tokens_field, head_ids, tail_ids = [], [], [], [], [], [], []
+    names: dict[int, str] = {}
+    for i, (rel, instances) in enumerate(data.items()):
+        label = label_offset + i
+        desc = (relation_names or {}).get(rel)
+        names[label] = f"{rel} ({desc})" if desc else rel
+        if not isinstance(instances, list) or not instances:
+            raise ValueError(f"{p}: relation {rel!r} must map to a non-empty list of instances")
+        for j, inst in enumerate(instances):
+            where = f"{p}: relation {rel!r}, instance {j}"
+            if not isinstance(inst, dict) or not {"tokens", "h", "t"} <= set(inst):
+                raise ValueError(f"{where}: expected an object with 'tokens', 'h' and 't'")
+            tokens = inst["tokens"]
+            if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+                raise ValueError(f"{where}: 'tokens' must be a non-empty list of strings")
+            heads.append(_fewrel_span(inst["h"], len(tokens), where, "h"))
+            tails.append(_fewrel_span(inst["t"], len(tokens), where, "t"))
+            tokens_field.append(tokens)
+            head_ids.append(str(inst["h"][1]))
+            tail_ids.append(str(inst["t"][1]))
+            texts.append(" ".join(tokens))
+            labels.append(label)
+    return TextRecords(texts, labels, names, {"head": heads, "tail": tails, "tokens": tokens_field,
+                                              "head_id": head_ids, "tail_id": tail_ids})
+
+
+def read_pid2name(path: str | os.PathLike) -> dict[str, str]:
+    """FewRel's ``pid2name.json`` (``{"P931": ["place served by transport hub", "description"], ...}``)."""
+    p = _require_file(path, "FewRel pid2name file")
+    with open(p, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected an object mapping relation ids to [name, description]")
+    return {k: (v[0] if isinstance(v, list) and v else str(v)) for k, v in data.items()}
+
+
+class FewRelDataModule(TextEpisodicDataModule):
+    """FewRel 1.0 (``train_wiki.json``: 64 relations, ``val_wiki.json``: 16 relations, 700 instances each).
+
+    Args:
+        root: the directory holding the files.
+        train_file / val_file: relation files for meta-training and validation.
+        test_file: relation file for testing. FewRel's own test set is hidden behind CodaLab, so by default
+            (``None``) the test split is ``val_file``'s relations, the practice of published FewRel 1.0 numbers;
+            a warning says so, because model selection and test then share relations. Give a re-split file
+            (as D-Proto's ``test_wiki.json``) to keep them apart.
+        pid2name: optional ``pid2name.json`` for readable relation names.
+        **kwargs: see :class:`TextEpisodicDataModule`.
+
+    Extras of every episode: ``tokens`` and inclusive ``head``/``tail`` spans ``[N*(K+Q), 2]``.
+    """
+
+    def __init__(self, root: str, train_file: str = "train_wiki.json", val_file: str = "val_wiki.json",
+                 test_file: str | None = None, pid2name: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.root, self.train_file, self.val_file, self.test_file = root, train_file, val_file, test_file
+        self.pid2name = pid2name
+
+    @property
+    def name(self) -> str:
+        return "FewRel"
+
+    def build_sources(self) -> dict[str, Source]:
+        root = Path(self.root).expanduser()
+        names = read_pid2name(root / self.pid2name) if self.pid2name else None
+        train = read_fewrel_json(root / self.train_file, 0, names)
+        val = read_fewrel_json(root / self.val_file, len(train.class_names), names)
+        if self.test_file is None:
+            warnings.warn(f"FewRel: no test_file, so the test split is {self.val_file}'s relations (FewRel 1.0 "
+                          "practice; its test set is hidden); validation and test share relations", stacklevel=2)
+            test = val
+        else:
+            test = read_fewrel_json(root / self.test_file, len(train.class_names) + len(val.class_names), names)
+        parts = {"train": (self.train_file, train), "val": (self.val_file, val)}
+        if self.test_file is not None:
+            parts["test"] = (self.test_file, test)
+        seen: dict[str, str] = {}
+        for file, records in parts.values():
+            for name in records.class_names.values():
+                pid = name.split(" ")[0]
+                if pid in seen:
+                    raise ValueError(f"FewRel: relation {pid} is in both {seen[pid]} and {file}; the splits must "
+                                     "be relation-disjoint")
+                seen[pid] = file
+        return {"train": train.source(), "val": val.source(), "test": test.source()}
 
 
 def read_qid_types(path: str | Path) -> dict[str, str]:
@@ -70,7 +200,7 @@ def add_view_fields(sources: dict[str, TextSource], types: dict[str, str], gener
         done.add(id(src))
 
 
-class FewRelNOTA(RelationDataModule, FewRelDataModule):
+class FewRelNOTADataModule(RelationDataModule, FewRelDataModule):
     """FewRel relation episodes with NOTA queries (D-Proto protocol by default).
 
     Args:
@@ -185,7 +315,7 @@ def nyt_semeval_sources(max_per_relation: int | None = None, root: Path = SHIPPE
     return out
 
 
-class FewRelNYTSemEval(RelationDataModule):
+class FewRelNYTSemEvalDataModule(RelationDataModule):
     """Few-shot relation classification with NOTA on real sentences, offline: FewRel 2.0's NYT (25 relations) and
     SemEval-2010 (17) validation files shipped with the package, in the fixed relation-disjoint splits of
     :data:`NYT_SEMEVAL_SPLITS` (22 train / 10 validation / 10 test relations).
@@ -199,7 +329,7 @@ class FewRelNYTSemEval(RelationDataModule):
         max_per_relation: instances kept per relation (None: all; NYT has 100, SemEval up to 1,135).
         qid_types: optional path of a ``{entity id: type string}`` JSON file.
         generic_type: the type string of entities without one.
-        wordnet_root / synonym_rate: the context-debiased view (see :class:`FewRelNOTA`).
+        wordnet_root / synonym_rate: the context-debiased view (see :class:`FewRelNOTADataModule`).
         **kwargs: NOTA rates and the episode setting, see :class:`datamodules.relations.RelationDataModule`.
     """
 

@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from datamodules.text.wordnet import WordNet
+from datamodules.wordnet import WordNet
 
 _ALPHA = re.compile(r"^[A-Za-z]+$")
 

@@ -43,8 +43,8 @@ from datamodules.cache import atomic_write_text, cached_build, data_root, spec_k
 from datamodules.episodes import SPLITS, Source
 from datamodules.relations.base import RelationDataModule
 from datamodules.relations.views import SynonymTable, context_debiased
-from datamodules.text.readers import TextSource
-from datamodules.text.wordnet import WordNet, find_wordnet, read_wordnet
+from datamodules.text.source import TextSource
+from datamodules.wordnet import WordNet, find_wordnet, read_wordnet
 
 BUILD_VERSION = 3  # bump when the construction changes, so every cache is rebuilt
 
@@ -227,7 +227,7 @@ def relation_sources(bench: dict[str, Any]) -> dict[str, Source]:
     return out
 
 
-class WordNetRel(RelationDataModule):
+class WordNetRelDataModule(RelationDataModule):
     """Few-shot relation classification with NOTA on WordNet-Rel (see the module docstring), fully offline.
 
     Args:
