@@ -57,7 +57,7 @@ from common import export_and_register, fit_then_test_best, seed_claim, selected
 
 from datamodules.cache import data_root
 from datamodules.qa.wordnet_qa import TASKS, load_or_build
-from zoo.meta_rtl import load_embedding_cache, save_embedding_cache
+from zoo.text_encoder import load_embedding_cache, save_embedding_cache
 from zoo.metrics import mean_ci95
 from zoo.text_encoder import TextEncoder
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from datamodules.cache import ChecksumError
-from zoo.artifacts import parse_artifact_ref, publish, resolve_artifact
-from zoo.cli import main
+from zoo.artifacts import parse_artifact_ref, resolve_artifact
+from zoo.publish import publish
+from zoo.commands import main
 from zoo.pretrained import registry_entry
 
 REF = "wandb-artifact://me/metazoo/protonet-tiny:v2/weights.safetensors"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from support import ROOT
-from zoo.cli import main
+from zoo.commands import main
 from zoo.compose import load_composed
 
 USER_DATA_KEYS = ("root", "data_path", "corpus_path")

@@ -38,7 +38,7 @@ from PIL import Image
 from datamodules.cache import data_root
 from datamodules.images import ImageFolderDataModule
 from support import ROOT, zoo_env
-from zoo.cli import main
+from zoo.commands import main
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 TINY = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",

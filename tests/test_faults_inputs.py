@@ -21,7 +21,7 @@ import yaml
 
 from support import ROOT, zoo_env
 from test_faults import GLYPHS, TINY, csv_logger, glyph_folders, http_dir, malicious_checkpoint  # noqa: F401 (fixture)
-from zoo.cli import main
+from zoo.commands import main
 
 
 # -- artifact references stay inside the cache -----------------------------------------------------------------
@@ -111,7 +111,7 @@ READ_ONLY = textwrap.dedent("""
 
     sys.addaudithook(hook)
     import json
-    from zoo.cli import main
+    from zoo.commands import main
     for args in json.loads(sys.argv[2]):
         main(args)
     print("WRITES", json.dumps(attempts))
@@ -164,7 +164,7 @@ def test_every_cache_file_is_0644_even_when_its_writer_makes_it_private(tmp_path
 def test_publish_resolves_weights_through_metazoo_checkpoints(tmp_path, monkeypatch, capsys):
     from datamodules.cache import sha256_file
     from zoo import pretrained, wandb_logger
-    from zoo.artifacts import main as publish_main
+    from zoo.publish import main as publish_main
 
     elsewhere = tmp_path / "downloaded"
     elsewhere.mkdir()

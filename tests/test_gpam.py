@@ -275,7 +275,7 @@ def test_multi_view_protonet_averages_the_views_as_gpam_does(minilm):
 def test_cli_fits_and_tests_the_shipped_wordnet_rel_config(tmp_path):
     """The shipped config end to end on the real WordNet-Rel (built under $METAZOO_DATA on first use)."""
     from support import ROOT
-    from zoo.cli import main
+    from zoo.commands import main
 
     main(["fit", "--config", str(ROOT / "configs/gpam/wordnet-rel.yaml"), "--config",
           str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",

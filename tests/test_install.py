@@ -23,7 +23,7 @@ CHECK = textwrap.dedent('''
     from pathlib import Path
     import yaml
     import zoo, zoo.pretrained as pretrained
-    from zoo.cli import main
+    from zoo.commands import main
 
     target, url_registry = Path(sys.argv[1]), Path(sys.argv[2])
     report = {"zoo": zoo.__file__, "entries": zoo.list_pretrained(), "loaded": []}

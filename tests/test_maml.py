@@ -14,7 +14,7 @@ from datamodules.episodes import EpisodeDataset, TensorSource, collate_episodes
 from support import ROOT, zoo_env
 from zoo import ANIL, MAML, Conv4
 from test_cli import read_rows
-from zoo.cli import main
+from zoo.commands import main
 from zoo.inner_loop import adapt, functional_forward
 
 MAML_GLYPHS = str(ROOT / "configs/maml/glyphs.yaml")

@@ -179,7 +179,7 @@ def test_a_hugging_face_image_model_directory_is_a_backbone(tmp_path):
     pytest.importorskip("transformers")
     from transformers import ResNetConfig, ResNetModel
 
-    from zoo.image_encoder import HFImageEncoder
+    from zoo.backbones import HFImageEncoder
 
     torch.manual_seed(0)
     ResNetModel(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])).save_pretrained(

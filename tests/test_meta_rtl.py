@@ -274,7 +274,7 @@ def _write_commonsense(root, n: int = 8) -> None:
 def test_cli_fits_and_tests_the_shipped_commonsense_config(tmp_path):
     from support import ROOT
 
-    from zoo.cli import main
+    from zoo.commands import main
 
     _write_commonsense(tmp_path / "data")
     main(["fit", "--config", str(ROOT / "configs/meta_rtl/commonsense.yaml"), "--config",
@@ -289,7 +289,7 @@ def test_cli_fits_and_tests_the_shipped_commonsense_config(tmp_path):
 
 
 def test_embedding_cache_round_trip_and_mismatch(tmp_path):
-    from zoo.meta_rtl import load_embedding_cache, save_embedding_cache
+    from zoo.text_encoder import load_embedding_cache, save_embedding_cache
     from zoo.text_encoder import TextEncoder
 
     enc = TextEncoder(freeze=True, max_length=32, share_cache=False)

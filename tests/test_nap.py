@@ -568,7 +568,7 @@ def test_hpob_configs_match_the_official_spaces():
 
 
 def test_zoo_fit_cli_runs_a_family_config(tmp_path, monkeypatch):
-    from zoo.cli import main
+    from zoo.commands import main
 
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(CONFIGS / "gp-prior-d2.yaml"), "--trainer.fast_dev_run=true",

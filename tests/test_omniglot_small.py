@@ -113,7 +113,7 @@ def test_bad_files_and_arguments_are_named(tmp_path):
 def test_zoo_fit_trains_from_the_shipped_files_and_zoo_test_reports_the_error_rate(tmp_path, monkeypatch):
     """No root, no download: a fresh cache (METAZOO_DATA) is filled from the package's own zips; `zoo test` of the
     best checkpoint in a fresh process prints the paper's score, which agrees with the accuracy over the runs."""
-    from zoo.cli import main
+    from zoo.commands import main
 
     monkeypatch.setenv("METAZOO_DATA", str(tmp_path / "data"))
     config = str(ROOT / "configs" / "protonet" / "omniglot-small.yaml")

@@ -334,7 +334,7 @@ def test_registry_export_holds_trainable_parts_only(minilm, tmp_path):
 
 
 def test_cli_fits_and_tests_the_shipped_wordnet_config(tmp_path):
-    from zoo.cli import main
+    from zoo.commands import main
 
     main(["fit", "--config", str(ROOT / "configs/raml/wordnet.yaml"), "--config", str(ROOT / "configs/logger/csv.yaml"),
           f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_epochs=1",
@@ -423,7 +423,7 @@ def test_gold_passages_are_each_texts_own_gloss_and_the_averaged_baseline_is_the
 def test_cli_fits_the_shipped_knowledge_gap_config_with_its_bounds(tmp_path):
     """configs/raml/wordnet_knowledge.yaml trains and tests from a fresh data directory (it builds its benchmark
     and index offline), and so do its floor (no passages) and ceiling (gold passages)."""
-    from zoo.cli import main
+    from zoo.commands import main
 
     for name, extra in (("raml", []), ("floor", ["--model.n_passages=0"]), ("ceiling", ["--model.passage_source=gold"])):
         main(["fit", "--config", str(ROOT / "configs/raml/wordnet_knowledge.yaml"), "--config",

@@ -274,7 +274,7 @@ def test_nyt_semeval_episodes_carry_generic_entity_types():
 
 def test_the_fewrel_nyt_semeval_config_fits_from_the_shipped_files(tmp_path):
     """The shipped config end to end, a tiny fit: nothing but the package's files (and WordNet for synonyms)."""
-    from zoo.cli import main
+    from zoo.commands import main
 
     main(["fit", "--config", str(ROOT / "configs/gpam/fewrel-nyt-semeval.yaml"), "--config",
           str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",

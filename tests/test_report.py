@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from support import ROOT
-from zoo.cli import main
+from zoo.commands import main
 from zoo.metrics import paired_difference_ci95
 from zoo.report import build_figures, paired_comparisons, render_html, wandb_report, write_report
 from zoo.runs import Run, load_run

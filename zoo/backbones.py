@@ -1,7 +1,15 @@
-"""Image backbones for few-shot learning: Conv-4 and ResNet-12.
+"""Image backbones, their one home: Conv-4, ResNet-12, any Hugging Face vision model (:class:`HFImageEncoder`), and
+:class:`BackboneWithHead`, a backbone with the linear head MAML/ANIL and Meta-DMoE adapt.
 
 Every backbone maps ``[B, C, H, W]`` to ``[B, out_dim]`` and exposes ``out_dim``; heads and losses only see that
-contract (timm's ``forward_features`` idea without the head). Text encoders live in ``zoo.text_encoder``.
+contract (timm's ``forward_features`` idea without the head). Text encoders live in ``zoo.text_encoder``, the
+relation encoder in ``zoo.relation_encoder``.
+
+:class:`HFImageEncoder` reads ``AutoModel.from_pretrained(model_dir)`` (ResNet, ConvNeXt, ViT, DINOv2, ...) from a
+local directory; the feature of an image is the model's ``pooler_output`` when it has one (ResNet's global average
+pool, ViT's pooled CLS token), else the mean of ``last_hidden_state`` over tokens or positions. Meta-DMoE's official
+experts and student are ImageNet ResNet-50 / DenseNet-121 loaded this way (``MetaDMoE(fresh_init=False)`` keeps
+their weights).
 """
 
 from __future__ import annotations
@@ -89,3 +97,68 @@ class ResNet12(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x).mean(dim=(2, 3))
+
+
+class HFImageEncoder(nn.Module):
+    """A Hugging Face vision model as a feature extractor.
+
+    Args:
+        model_dir: a local directory written by ``save_pretrained`` (nothing is downloaded).
+        image_size: side of the images it will see, used once to measure ``out_dim`` (224 for ImageNet models).
+        channels: image channels (3 for RGB models).
+    """
+
+    def __init__(self, model_dir: str, image_size: int = 224, channels: int = 3):
+        super().__init__()
+        from pathlib import Path
+
+        if not (Path(model_dir).expanduser() / "config.json").is_file():
+            raise FileNotFoundError(f"HFImageEncoder: {model_dir} holds no config.json; expected a directory "
+                                    "written by save_pretrained (an offline copy of the model)")
+        from transformers import AutoModel
+
+        self.init_args = {"model_dir": model_dir, "image_size": image_size, "channels": channels}
+        self.model = AutoModel.from_pretrained(str(Path(model_dir).expanduser()))
+        with torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            self.out_dim = int(self(torch.zeros(1, channels, image_size, image_size)).shape[1])
+            self.model.train(was)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=x)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:
+            return pooled.flatten(1)
+        h = out.last_hidden_state
+        return h.flatten(2).mean(-1) if h.dim() == 4 else h.mean(1)  # [B, C, H, W] maps or [B, T, d] tokens
+
+
+class BackboneWithHead(nn.Module):
+    """``head(backbone(x))``: the network whose parameters the inner loop adapts (names ``backbone.*``, ``head.*``).
+
+    Args:
+        backbone: maps ``[B, ...]`` to ``[B, backbone.out_dim]``.
+        n_way: outputs of the linear head (the episode's local labels 0..N-1).
+        head_init: ``"normal"`` (weights N(0, 1), bias 0: the official code's Omniglot head, also learn2learn's),
+            ``"xavier"`` (Glorot-uniform weights, bias 0: the official miniImageNet head) or ``"zeros"``
+            (all-zero head, the choice of several later MAML variants, e.g. Triantafillou et al.'s proto-MAML).
+            [INTERP] The default is ``"xavier"``: with our Conv-4's 64-d flattened features a N(0, 1) head starts
+            at a query loss near 17 (measured on Glyphs), which costs much of a CPU training budget to undo.
+    """
+
+    def __init__(self, backbone: nn.Module, n_way: int, head_init: str = "xavier"):
+        super().__init__()
+        if head_init not in ("normal", "xavier", "zeros"):
+            raise ValueError(f"head_init must be 'normal', 'xavier' or 'zeros', got {head_init!r}")
+        out_dim = getattr(backbone, "out_dim", None)
+        if not isinstance(out_dim, int):
+            raise ValueError(f"the backbone ({type(backbone).__name__}) must expose an int out_dim for the head")
+        self.backbone = backbone
+        self.head = nn.Linear(out_dim, n_way)
+        {"normal": nn.init.normal_, "xavier": nn.init.xavier_uniform_, "zeros": nn.init.zeros_}[head_init](
+            self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

@@ -11,7 +11,7 @@ front, its listing subcommands and reference resolution, which need no Lightning
     zoo check    --config configs/protonet/glyphs.yaml          (only the data checks fit runs before training)
     zoo compare  RUN_A RUN_B                 (paired difference on shared test episodes: zoo.compare)
     zoo report   RUN... --output report.html (HTML + Markdown report of finished runs: zoo.report)
-    zoo publish  NAME                        (upload a registry checkpoint as a W&B artifact: zoo.artifacts)
+    zoo publish  NAME                        (upload a registry checkpoint as a W&B artifact: zoo.publish)
 
 Every ``--ckpt_path`` (a local file or a URL) is read through ``zoo.checkpoint_io.load_checkpoint`` with
 ``weights_only=True``; ``fit --ckpt_path <run>/checkpoints/last.ckpt`` continues that run's directory and W&B run.
@@ -50,7 +50,7 @@ from callbacks.nonfinite import ACTIONS as NONFINITE_ACTIONS
 from callbacks.run_dir import clear_unfinished, continue_run, mark_unfinished, run_dir
 from datamodules.cache import atomic_write_text
 from zoo.checkpoint_io import load_checkpoint, use_safe_checkpoint_io
-from zoo.commands import expand_args, expand_pretrained, resolve_config_names  # noqa: F401 (zoo.cli's API)
+from zoo.references import expand_args, expand_pretrained, resolve_config_names  # noqa: F401 (zoo.cli's API)
 from zoo.moved import resolve_class_paths
 from zoo.shipped import close_matches
 
@@ -466,7 +466,7 @@ def help_with_config_classes(argv: list[str]) -> None:
     (``--data.test_episodes`` ...), which subclass mode otherwise shows only through ``--data.help CLASS``."""
     import warnings
 
-    from zoo.commands import configured_classes
+    from zoo.references import configured_classes
 
     commands = [argv] + [[argv[0], f"--{part}.help", class_path]
                          for part, class_path in configured_classes(expand_args(argv)).items()]
@@ -481,13 +481,3 @@ def help_with_config_classes(argv: list[str]) -> None:
             if exit_.code:
                 raise
 
-
-def main(args: ArgsType = None) -> None:
-    """The ``zoo`` command (:func:`zoo.commands.main`; this name is the console script of older installs)."""
-    from zoo.commands import main as zoo_main
-
-    zoo_main(args)
-
-
-if __name__ == "__main__":
-    main()

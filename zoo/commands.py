@@ -9,19 +9,19 @@ so a misspelt config or registry name is a one-line error with the closest names
 
 - ``--config`` takes a file, a path inside the repository (``configs/protonet/glyphs.yaml``, from any working
   directory) or a shipped config's name (``protonet/glyphs``): :func:`zoo.shipped.resolve_config`;
-- ``--pretrained NAME`` stands for the registry entry's config and recorded overrides (:func:`expand_pretrained`);
-- ``__base__`` composition (:mod:`zoo.compose`).
+- ``--pretrained NAME`` stands for the registry entry's config and recorded overrides;
+- ``__base__`` composition (:mod:`zoo.compose`);
+
+all three in :mod:`zoo.references`, which the Lightning CLI reads too.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-from zoo.compose import CONFIG_FLAGS, expand_config_args
-from zoo.moved import resolve_class_path
-from zoo.shipped import CONFIGS, close_matches, describe_config, list_configs, resolve_config
+from zoo.references import expand_args
+from zoo.shipped import CONFIGS, close_matches, describe_config, list_configs
 
 #: Subcommands that build the Lightning CLI (:mod:`zoo.cli`), with their one-line help.
 LIGHTNING = {
@@ -35,7 +35,7 @@ LIGHTNING = {
 TOOLS = {
     "compare": ("zoo.compare", "paired difference of two runs on their shared test episodes, with a 95% CI"),
     "report": ("zoo.report", "HTML + Markdown report of finished runs (configs, curves, accuracies, galleries)"),
-    "publish": ("zoo.artifacts", "upload a registry checkpoint as a W&B model artifact"),
+    "publish": ("zoo.publish", "upload a registry checkpoint as a W&B model artifact"),
 }
 LISTINGS = {
     "configs": "list the shipped configs (what --config NAME takes) with one line each",
@@ -92,68 +92,6 @@ def list_pretrained_command() -> int:
     for row in rows:
         print("  ".join(f"{row[c]:<{widths[c]}}" for c in columns).rstrip())
     return 0
-
-
-def expand_pretrained(args: list[str]) -> list[str]:
-    """Insert ``--config <entry config> <entry overrides>`` right after the subcommand when ``--pretrained NAME``
-    is given.
-
-    Idempotent, because DDP re-executes the command line in every child process.
-    """
-    name = None
-    for i, a in enumerate(args):
-        if a == "--pretrained" and i + 1 < len(args):
-            name = args[i + 1]
-        elif a.startswith("--pretrained="):
-            name = a.split("=", 1)[1]
-    if not name or not args or args[0].startswith("-"):
-        return args
-    from zoo.pretrained import registry_entry
-
-    entry = registry_entry(name)
-    # compared in its expanded form: that is what a DDP child finds in sys.argv
-    inserted = expand_config_args(["--config", str(entry.config_path), *entry.overrides])
-    if args[1:1 + len(inserted)] == inserted:
-        return args
-    return [args[0], *inserted, *args[1:]]
-
-
-def resolve_config_names(args: list[str]) -> list[str]:
-    """Every ``--config`` value as :func:`zoo.shipped.resolve_config` resolves it: a shipped config's name
-    (``protonet/glyphs``) or a path inside the repository (``configs/protonet/glyphs.yaml``) becomes the shipped
-    file's path, whatever the working directory."""
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg in CONFIG_FLAGS and i + 1 < len(out):
-            out[i + 1] = resolve_config(out[i + 1])
-        elif arg.startswith("--config="):
-            out[i] = f"--config={resolve_config(arg.split('=', 1)[1])}"
-    return out
-
-
-def expand_args(args: list[str]) -> list[str]:
-    """Everything the zoo adds to LightningCLI's command line, in order: the registry entry's config for
-    ``--pretrained``, shipped config names, ``__base__`` composition. Idempotent (DDP re-executes ``sys.argv``)."""
-    return expand_config_args(resolve_config_names(expand_pretrained(args)))
-
-
-def configured_classes(expanded: list[str]) -> dict[str, str]:
-    """The model's and the data's ``class_path`` that the ``--config`` values of an expanded command line (files or
-    composed JSON strings, later ones winning) configure; ``zoo fit --config NAME --help`` lists their options."""
-    import yaml
-
-    classes: dict[str, str] = {}
-    for i, arg in enumerate(expanded):
-        value = expanded[i + 1] if arg in CONFIG_FLAGS and i + 1 < len(expanded) else \
-            arg.split("=", 1)[1] if arg.startswith("--config=") else None
-        if value is None:
-            continue
-        text = value if value.lstrip().startswith("{") else Path(value).read_text()
-        config = yaml.safe_load(text) or {}
-        for part in ("model", "data"):
-            if isinstance(config.get(part), dict) and config[part].get("class_path"):
-                classes[part] = resolve_class_path(config[part]["class_path"])
-    return classes
 
 
 def fail(subcommand: str, message: str) -> None:

