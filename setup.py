@@ -3,9 +3,9 @@ benchmarks read offline, each beside its licence: FewRel 2.0 NYT / SemEval (``da
 Omniglot's minimal sets and one-shot runs (``datamodules/images/data/``, ``datamodules.images.OmniglotSmall``).
 
 ``configs/`` and ``checkpoints/registry.yaml`` stay where the README, tests and benchmarks use them; a wheel maps
-them into the package as ``zoo/configs/`` and ``zoo/checkpoints/registry.yaml`` (``zoo.shipped`` finds either), so
+them into the package as ``zoo/configs/`` and ``zoo/checkpoints/registry.yaml`` (``zoo.hub.shipped`` finds either), so
 a non-editable install can list and load every checkpoint and run a shipped config from any directory. The
-weights are not packaged: they resolve from ``$METAZOO_CHECKPOINTS`` or the entry's ``url`` (``zoo.pretrained``).
+weights are not packaged: they resolve from ``$METAZOO_CHECKPOINTS`` or the entry's ``url`` (``zoo.hub.pretrained``).
 Everything else is in pyproject.toml; this mapping is here because pyproject's ``packages.find`` cannot combine
 discovered packages with mapped ones.
 """

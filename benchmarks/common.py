@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from datamodules.cache import atomic_write_text
-from zoo.cli import build_cli
-from zoo.pretrained import ROOT, Entry, export_weights, register
+from safefiles import atomic_write_text
+from zoo.cli.lightning_cli import build_cli
+from zoo.hub.pretrained import ROOT, Entry, export_weights, register
 
 RESULTS = ROOT / "benchmarks" / "results"
 CSV_LOGGER = str(ROOT / "configs" / "logger" / "csv.yaml")
@@ -41,7 +41,7 @@ def fit_then_test_best(config: str | Path, overrides: list[str], save_dir: str |
                      "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides],
                     run=False)
     if pretrained is not None:
-        from zoo.pretrained import load_pretrained_weights
+        from zoo.hub.pretrained import load_pretrained_weights
 
         load_pretrained_weights(cli.model, pretrained)
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def claim(claim_id: str, statement: str, a: list[float], b: list[float], *, seed
     :func:`seed_claim` (the protocol), and ``tests/test_results.py`` only lets a fixed list of pre-protocol claims
     stand on items, each rendered as such in the README.
     """
-    from zoo.metrics import paired_difference_ci95
+    from zoo.training.metrics import paired_difference_ci95
 
     diff, ci95 = paired_difference_ci95(a, b)
     return {"id": claim_id, "statement": statement, "diff": diff, "ci95": ci95, "n": len(a),
@@ -127,11 +127,11 @@ def seed_claim(claim_id: str, statement: str, a_by_seed: list[list[float]], b_by
 
     ``a_by_seed[s]`` / ``b_by_seed[s]``: each method's per-item scores on the test items that training seed ``s``
     shares between them. The interval is over seeds of the paired difference (each seed's mean over its shared
-    items, then a t-interval: :func:`zoo.metrics.seed_paired_difference_ci95`), ``holds`` when it excludes 0
+    items, then a t-interval: :func:`zoo.training.metrics.seed_paired_difference_ci95`), ``holds`` when it excludes 0
     above; the per-item interval of all items pooled stays as the second field ``items_ci95``. The protocol asks
     for at least 5 seeds; fewer need ``seeds_reason`` (why a run costs more than the CPU allows).
     """
-    from zoo.metrics import paired_difference_ci95, seed_paired_difference_ci95
+    from zoo.training.metrics import paired_difference_ci95, seed_paired_difference_ci95
 
     diff, ci95 = seed_paired_difference_ci95(a_by_seed, b_by_seed)
     pooled_a = [x for run in a_by_seed for x in run]
@@ -150,7 +150,7 @@ def seed_claim(claim_id: str, statement: str, a_by_seed: list[list[float]], b_by
 def selected_epoch(cli: Any) -> int | None:
     """The epoch of the checkpoint that model selection picked (the best on validation), which every run records:
     two methods are selected alike only if their candidates are the same epochs and the rule is the same."""
-    from zoo.checkpoint_io import load_checkpoint
+    from zoo.hub.checkpoint_io import load_checkpoint
 
     path = cli.trainer.checkpoint_callback.best_model_path
     return int(load_checkpoint(path)["epoch"]) if path else None

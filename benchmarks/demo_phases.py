@@ -28,8 +28,8 @@ import torch
 import yaml
 
 from common import ROOT, claim, write_results
-from zoo.cli import build_cli
-from zoo.metrics import mean_ci95
+from zoo.cli.lightning_cli import build_cli
+from zoo.training.metrics import mean_ci95
 
 CONFIG = str(ROOT / "configs/protonet/glyphs.yaml")
 COMMAND = "python benchmarks/demo_phases.py"

@@ -3,7 +3,7 @@
 The passages are WordNet 3.0 synsets (``"<lemmas>: <gloss>"``, every part of speech), shuffled with a fixed
 seed; the first ``--passages`` are indexed and the next ``--queries`` are the queries (same distribution,
 never in the index). Vectors are all-MiniLM-L6-v2 mean-pooled embeddings (frozen, texts cut at ``--max-length``
-tokens), L2-normalised, searched by inner product (= cosine), exactly as ``zoo.retrieval`` does for RAML.
+tokens), L2-normalised, searched by inner product (= cosine), exactly as ``zoo.nn.retrieval`` does for RAML.
 Embedding 100k passages on a CPU takes a while; the vectors are cached under ``$METAZOO_DATA/faiss_bench``
 (keyed by the encoder fingerprint and the texts), so a rerun only measures FAISS.
 
@@ -11,7 +11,7 @@ Measured per index: build time (training + adding), throughput with all queries 
 at a time (the online case), and recall@10 = |approximate top-10 ∩ exact top-10| / 10, averaged over queries.
 FAISS runs on ``--threads`` threads (1 by default, so the numbers do not depend on what else the machine runs).
 
-Claims, for the two approximate indexes RAML can use at ``zoo.retrieval.IndexSpec``'s defaults (HNSW M=32,
+Claims, for the two approximate indexes RAML can use at ``zoo.nn.retrieval.IndexSpec``'s defaults (HNSW M=32,
 efSearch=128; IVF with the default nlist, nprobe=16): each answers one query faster than exact search (paired over
 the queries timed one at a time, seconds per query) and reaches recall@10 of at least 0.95 (one-sample over the
 queries).
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import claim, write_results
 
-from datamodules.cache import cached_build, data_root, spec_key
+from safefiles import cached_build, data_root, spec_key
 from datamodules.wordnet import find_wordnet, read_wordnet
-from zoo.retrieval import (
+from zoo.nn.retrieval import (
     IndexSpec,
     as_search_array,
     build_index,
@@ -49,7 +49,7 @@ from zoo.retrieval import (
     search,
     set_faiss_threads,
 )
-from zoo.text_encoder import TextEncoder
+from zoo.nn.text_encoder import TextEncoder
 
 COMMAND = "python benchmarks/faiss_bench.py"
 

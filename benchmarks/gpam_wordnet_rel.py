@@ -60,8 +60,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import (CSV_LOGGER, export_and_register, fit_then_test_best, seed_claim, selected_epoch,
                     validation_curve, write_results)
 
-from zoo.cli import build_cli
-from zoo.metrics import mean_ci95
+from zoo.cli.lightning_cli import build_cli
+from zoo.training.metrics import mean_ci95
 
 VIEWS_ARG = "--model.views=[main,head,tail,context]"
 DATASETS: dict[str, dict[str, Any]] = {
@@ -208,7 +208,7 @@ def transfer(rows_name: str, dataset: str, episodes: dict[str, int], data_args: 
     import lightning.pytorch as pl
 
     import zoo
-    from zoo.pretrained import registry_entry
+    from zoo.hub.pretrained import registry_entry
 
     try:
         entry = registry_entry(rows_name)
@@ -230,7 +230,7 @@ def transfer(rows_name: str, dataset: str, episodes: dict[str, int], data_args: 
 
 def registered_sha(name: str) -> str | None:
     """The sha256 of registry entry ``name`` (None when it is not registered)."""
-    from zoo.pretrained import registry_entry
+    from zoo.hub.pretrained import registry_entry
 
     try:
         return registry_entry(name).sha256

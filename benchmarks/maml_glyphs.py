@@ -25,7 +25,7 @@ import tempfile
 
 from common import (CSV_LOGGER, RESULTS, ROOT, claim, export_and_register, fit_and_test, validation_curve,
                     write_results)
-from zoo.metrics import mean_ci95
+from zoo.training.metrics import mean_ci95
 
 SETTINGS = {"5w1s": ("glyphs.yaml", "5-way 1-shot 15-query"), "5w5s": ("glyphs-5shot.yaml", "5-way 5-shot 15-query")}
 SYSTEMS = ("maml", "anil")
@@ -37,8 +37,8 @@ QUICK = ["--trainer.max_epochs=1", "--data.episodes_per_batch=2", "--data.train_
 
 def retest_protonet(name: str, save_dir: str, overrides: list[str]) -> dict:
     """The registry's ProtoNet checkpoint on its own config's fixed test episodes, with per-episode accuracies."""
-    from zoo.cli import build_cli
-    from zoo.pretrained import load_pretrained_weights
+    from zoo.cli.lightning_cli import build_cli
+    from zoo.hub.pretrained import load_pretrained_weights
 
     cli = build_cli(["test", "--pretrained", name, "--config", CSV_LOGGER, f"--trainer.logger.init_args.save_dir={save_dir}",
                      "--trainer.enable_progress_bar=false", *[o for o in overrides if o.startswith("--data.test")]],

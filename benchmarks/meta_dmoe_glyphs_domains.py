@@ -37,8 +37,8 @@ import lightning.pytorch as pl
 import torch
 
 from common import CSV_LOGGER, ROOT, claim, write_results
-from zoo.cli import build_cli
-from zoo.metrics import mean_ci95
+from zoo.cli.lightning_cli import build_cli
+from zoo.training.metrics import mean_ci95
 
 CONFIG = "configs/meta_dmoe/glyphs-domains.yaml"
 REGISTRY_NAME = "meta-dmoe-conv4-glyphs-domains"
@@ -46,7 +46,7 @@ BUDGET = ["--model.stage_epochs=[2,1,2,2]", "--trainer.max_epochs=7", "--data.tr
           "--trainer.limit_val_batches=0"]
 QUICK = ["--model.stage_epochs=[1,1,1,1]", "--trainer.max_epochs=4", "--data.train_batches=2",
          "--trainer.limit_val_batches=0"]
-#: method -> (which weights it is tested from, the eval method of zoo.meta_dmoe that scores it)
+#: method -> (which weights it is tested from, the eval method of zoo.methods.meta_dmoe that scores it)
 METHODS = {"meta_dmoe": ("full", "meta_dmoe"), "no_mask": ("no_mask", "meta_dmoe"),
            "mean_pool": ("mean_pool", "meta_dmoe"), "erm": ("stage_c", "erm"), "erm_bn": ("stage_c", "erm_bn"),
            "experts_avg": ("stage_c", "experts_avg"), "aggregator_head": ("stage_c", "aggregator_head"),
@@ -85,7 +85,7 @@ def stage_checkpoint(cli, stage: str) -> Path:
 
 def run_seed(seed: int, budget: list[str], tmp: str) -> dict:
     """Everything of one seed (module docstring): per-domain accuracies per method, times, the full CLI."""
-    from zoo.meta_dmoe import MetaDMoE
+    from zoo.methods.meta_dmoe import MetaDMoE
 
     seeded = [*budget, f"--seed_everything={seed}", f"--data.seed={seed}"]
     full, full_seconds = fit(seeded, tmp)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def register_seed(result: dict, rows: dict, budget: list[str], command: str, in_dom: list[float]) -> None:
     """Export the first seed's full Meta-DMoE (stage D) and record it in the registry."""
-    from zoo.pretrained import Entry, export_weights, register
+    from zoo.hub.pretrained import Entry, export_weights, register
 
     cli = result["cli"]
     path = ROOT / "checkpoints" / f"{REGISTRY_NAME}.safetensors"

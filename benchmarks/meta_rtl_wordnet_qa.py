@@ -14,7 +14,7 @@ For each target task, target size and seed this script trains, through the real 
 
 and reports the untrained cosine(prompt, choice) scorer (the scorer's starting point: a fixed method). Every arm
 has the same data, budget (``meta_iterations`` then fine-tuning, ``epochs`` x ``iterations_per_epoch`` steps) and
-model selection: every epoch is a checkpoint candidate in every arm (``zoo.meta_rtl``: one optimiser step per
+model selection: every epoch is a checkpoint candidate in every arm (``zoo.methods.meta_rtl``: one optimiser step per
 training step in every strategy), the best on the target's 100 dev items is tested on its 300 fixed test items,
 and each run records the epoch it selected and its validation curve. ``seed`` draws the target subset, the
 batches and the source draws. Claims follow the comparison protocol: per seed the mean paired difference over
@@ -55,11 +55,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import export_and_register, fit_then_test_best, seed_claim, selected_epoch, validation_curve, write_results
 
-from datamodules.cache import data_root
+from safefiles import data_root
 from datamodules.qa.wordnet_qa import TASKS, load_or_build
-from zoo.text_encoder import load_embedding_cache, save_embedding_cache
-from zoo.metrics import mean_ci95
-from zoo.text_encoder import TextEncoder
+from zoo.nn.text_encoder import load_embedding_cache, save_embedding_cache
+from zoo.training.metrics import mean_ci95
+from zoo.nn.text_encoder import TextEncoder
 
 CONFIG = "configs/meta_rtl/wordnet-qa.yaml"
 COMMAND = "python benchmarks/meta_rtl_wordnet_qa.py"
@@ -285,7 +285,7 @@ def summarize(rows: list[dict[str, Any]], sizes: list[int], targets: list[str], 
 
 def t_ci95(x: torch.Tensor) -> float:
     """Half-width of the t-interval of the mean of ``x`` (its spread over seeds)."""
-    from zoo.metrics import seed_paired_difference_ci95
+    from zoo.training.metrics import seed_paired_difference_ci95
 
     return seed_paired_difference_ci95([[v] for v in x.tolist()], [[0.0] for _ in x.tolist()])[1]
 

@@ -3,14 +3,14 @@
 Trains ``configs/nap/<family>-likelihood.yaml`` exactly as ``zoo fit --config`` would (same model, data, optimiser
 and schedule; no BO validation rollouts) and, after every training epoch, measures on the family's validation
 functions (pools of the evaluation size, held out from training) the held-out NLL of the bar distribution with 5
-and 50 context points (:func:`zoo.nap_diagnostics.context_curves`). That curve is what says whether the budget,
+and 50 context points (:func:`zoo.methods.nap_diagnostics.context_curves`). That curve is what says whether the budget,
 not the model, is what stops in-context regression: an NLL at 50 points below the NLL at 5 beyond its interval
 means the head uses its context.
 
 The run is resumable in chunks (each heavy command <= 25 min): ``--max-minutes`` is the wall-clock limit of the
 whole run (Lightning's ``max_time``, whose elapsed time is stored in ``last.ckpt``), and ``--resume`` continues
 from ``<out-dir>/last.ckpt``. Every epoch writes ``<out-dir>/curve.json`` and
-``<out-dir>/nap-sl-<family>.safetensors`` (``zoo.bo.save_nap``), so a stopped chunk keeps what it finished;
+``<out-dir>/nap-sl-<family>.safetensors`` (``zoo.methods.bo.save_nap``), so a stopped chunk keeps what it finished;
 ``benchmarks/nap_regret.py --pretrained <out-dir>`` then uses those weights and records the curve in ``nap.json``.
 
     python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22             # chunk 1 (what nap.json holds)
@@ -41,9 +41,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import instantiate_module
 from nap_regret import build_data, load_config, stage_args
 
-from datamodules.cache import atomic_write_text
-from zoo.bo import save_nap
-from zoo.nap_diagnostics import context_curves, summarise_diagnostics
+from safefiles import atomic_write_text
+from zoo.methods.bo import save_nap
+from zoo.methods.nap_diagnostics import context_curves, summarise_diagnostics
 
 CURVE_CONTEXTS = [5, 50]
 
@@ -73,7 +73,7 @@ class ContextCurve(Callback):
         self.record.setdefault("command", self.command)
         self.record.update(family=self.family, contexts=CURVE_CONTEXTS,
                            tasks=len(self.tasks), metric="held-out NLL of the bar distribution on the validation "
-                           "pools' points outside the 50-point context (zoo.nap_diagnostics.context_curves)")
+                           "pools' points outside the 50-point context (zoo.methods.nap_diagnostics.context_curves)")
         self.record["seconds"] = round(self.record.get("seconds_before", 0.0) + time.perf_counter() - self.start, 1)
         save_nap(module, self.out_dir / f"nap-sl-{self.family}.safetensors")
         atomic_write_text(self.out_dir / "curve.json", json.dumps(self.record, indent=1))
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--network-init", choices=["official", "torch"], default=None,
-                    help="override the config's network init (zoo.nap.NAPNetwork(init=...)): the ablation that "
+                    help="override the config's network init (zoo.methods.nap.NAPNetwork(init=...)): the ablation that "
                          "shows why the GP-prior configs use PyTorch's initialisation")
     args = ap.parse_args()
     if args.quick:

@@ -13,7 +13,7 @@ For each family (default: shifted/scaled/rotated Hartmann-3 and samples of a 4-D
 3. reports the mean normalised regret ``1 - best normalised value`` with its 95% CI (1.96 std / sqrt(n) over the
    runs) after 10, 25 and 50 trials, and the mean decision time per step of NAP and GP-EI (one task at a time,
    on the same runs: GP-EI's evaluation runs and ``--timing-tasks`` NAP runs);
-4. measures the diagnostics of :mod:`zoo.nap_diagnostics` (does the network use its history?) on
+4. measures the diagnostics of :mod:`zoo.methods.nap_diagnostics` (does the network use its history?) on
    ``--diagnostic-tasks`` validation functions, and writes the issue's claims: NAP below random search and below
    GP-EI at 50 trials (``benchmarks.common.seed_claim``: ``--train-seeds`` PPO seeds, each paired with random
    search drawn under its own key over the same runs), and NAP deciding >= 10x faster than GP-EI
@@ -61,14 +61,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import lightning.pytorch as pl
 from common import machine
 
-from datamodules.cache import atomic_path, atomic_write_text
+from safefiles import atomic_path, atomic_write_text
 from datamodules.bo.base import FunctionDataModule
 from datamodules.bo.tasks import collate_tasks
-from zoo.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
-from zoo.metrics import mean_ci95
+from zoo.methods.bo import GPEI, NAPStrategy, RandomSearch, load_nap, run_bo, save_nap
+from zoo.training.metrics import mean_ci95
 from lightning.pytorch.cli import instantiate_module
 
-from zoo.nap import NAPModule
+from zoo.methods.nap import NAPModule
 
 FAMILY_SHORT = {"hartmann3": "Hartmann-3", "gp-prior-d4": "GP prior D=4"}
 FAMILY_TEXT = {
@@ -84,7 +84,7 @@ def _import(dotted: str):
 
 def load_config(name: str) -> dict[str, Any]:
     """``configs/nap/<name>.yaml`` with its ``__base__`` files merged in (what ``zoo fit --config`` reads)."""
-    from zoo.compose import load_composed
+    from zoo.cli.compose import load_composed
 
     path = ROOT / "configs" / "nap" / f"{name}.yaml"
     if not path.is_file():
@@ -229,7 +229,7 @@ def registry_entries(results: dict[str, Any], families: list[str]) -> dict[str, 
 def log_wandb(results: dict[str, Any]) -> None:
     import wandb
 
-    from zoo.wandb_logger import resolve_wandb_mode
+    from zoo.cli.wandb_logger import resolve_wandb_mode
 
     run = wandb.init(project="metazoo", job_type="benchmark", name="nap-regret", mode=resolve_wandb_mode("auto"),
                      dir=str(ROOT / "runs"), config=results["settings"])
@@ -268,7 +268,7 @@ def retest_from_registry(families: list[str], test_tasks: int | None, seeds: int
     """Re-runs the registered ``nap[-sl]-<family>`` checkpoints (loaded by name, sha256-verified) on the family's
     fixed test tasks and compares the regret with the metrics their registry entries record (rounded as recorded).
     Writes and registers nothing; returns whether every number was reproduced."""
-    from zoo.pretrained import registry_entry
+    from zoo.hub.pretrained import registry_entry
 
     ok = True
     for fam in families:
@@ -329,7 +329,7 @@ def pretrained_stage(source: Path, name: str) -> tuple[NAPModule, dict[str, Any]
     path = source / f"{name}.safetensors" if source.is_dir() else source
     if not path.is_file():
         raise SystemExit(f"--pretrained {source}: no {path} (expected a benchmarks/nap_pretrain.py run directory "
-                         f"or a .safetensors file written by zoo.bo.save_nap)")
+                         f"or a .safetensors file written by zoo.methods.bo.save_nap)")
     info: dict[str, Any] = {"source": str(path)}
     curve = source / "curve.json" if source.is_dir() else None
     if curve is not None and curve.is_file():
@@ -344,11 +344,11 @@ DIAGNOSTIC_CONTEXTS = [5, 20, 50]
 
 def diagnostics(cfg: dict[str, Any], models: dict[str, NAPModule], n_tasks: int, n_init: int,
                 budget: int) -> dict[str, Any]:
-    """The three checks of :mod:`zoo.nap_diagnostics` on the family's validation functions (pools of the
+    """The three checks of :mod:`zoo.methods.nap_diagnostics` on the family's validation functions (pools of the
     evaluation size, one per function; held out from training): held-out NLL and rank correlation of the predicted
     mean at 5, 20 and 50 context points, and the acquisition's rank correlation under its own vs another task's
     history of 20 points."""
-    from zoo.nap_diagnostics import context_curves, history_swap_correlation, summarise_diagnostics
+    from zoo.methods.nap_diagnostics import context_curves, history_swap_correlation, summarise_diagnostics
 
     tasks = build_data(cfg, val_tasks=n_tasks, val_seeds=1).fixed_tasks("val")
     out = {}
@@ -448,7 +448,7 @@ def main() -> None:
                                 "command": " ".join(["python", *sys.argv]), "training": {}, "checkpoints": {}}
         # stage 1 (nap-sl): the likelihood head alone, on many tasks; stage 2 (nap): PPO fine-tuning from it
         models: dict[str, NAPModule] = {}
-        from datamodules.cache import sha256_file
+        from safefiles import sha256_file
 
         sl_name, nap_name = f"nap-sl-{fam}", f"nap-{fam}"
         sl_path = ckpt_dir / f"{sl_name}.safetensors"
@@ -538,7 +538,7 @@ def main() -> None:
             print(f"  claim {c['id']}: {c['diff']:+.4f} +- {c['ci95']:.4f} (n={c['n']}) holds={c['holds']}", flush=True)
         results["families"][fam] = fres
         if not args.quick:
-            from zoo.pretrained import Entry, register
+            from zoo.hub.pretrained import Entry, register
 
             for name, fields in registry_entries(results, [fam]).items():
                 register(Entry(name=name, **fields))

@@ -40,9 +40,9 @@ import time
 from common import (MIN_SEEDS, RESULTS, ROOT, export_and_register, fit_then_test_best, machine,
                     selected_epoch, seed_claim, validation_curve, write_results)
 
-from datamodules.cache import file_lock
+from safefiles import file_lock
 from datamodules.images.omniglot_small import CITATION, PUBLISHED_ERROR, runs_error_rate
-from zoo.metrics import mean_t_ci95
+from zoo.training.metrics import mean_t_ci95
 
 COMMAND = "python benchmarks/omniglot_runs.py"
 PROTO = "configs/protonet/omniglot-small.yaml"
@@ -133,7 +133,7 @@ def zero_shot(name: str, save_dir: str) -> dict:
     import lightning.pytorch as pl
 
     from datamodules.images import OmniglotSmallDataModule
-    from zoo.pretrained import load_pretrained, registry_entry
+    from zoo.hub.pretrained import load_pretrained, registry_entry
 
     model = load_pretrained(name)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,

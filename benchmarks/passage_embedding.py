@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import claim, write_results
 
 from datamodules.text import WordNetDataModule
-from zoo.text_encoder import TextEncoder, masked_mean
+from zoo.nn.text_encoder import TextEncoder, masked_mean
 
 COMMAND = "python benchmarks/passage_embedding.py"
 TARGET_SECONDS = 180.0

@@ -33,8 +33,8 @@ COMMAND = "python benchmarks/protonet_glyphs.py"
 def retest_registered(name: str, save_dir: str) -> dict:
     """Test a registry checkpoint in its recorded config; the figures a training run would have written."""
     from common import CSV_LOGGER
-    from zoo.cli import build_cli
-    from zoo.pretrained import load_pretrained_weights, registry_entry
+    from zoo.cli.lightning_cli import build_cli
+    from zoo.hub.pretrained import load_pretrained_weights, registry_entry
 
     entry = registry_entry(name)
     cli = build_cli(["test", "--pretrained", name, "--config", CSV_LOGGER, f"--trainer.logger.init_args.save_dir={save_dir}",

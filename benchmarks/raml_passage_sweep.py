@@ -1,6 +1,6 @@
 """Can retrieved passages help at all? RAML's enrichment with no training, swept over the passage weight.
 
-RAML's metric head (``zoo/raml.py``) scores a query by ``cos(z_c, n(q) + beta * mean_p n(p))``. Trained for 1,000
+RAML's metric head (``zoo/methods/raml.py``) scores a query by ``cos(z_c, n(q) + beta * mean_p n(p))``. Trained for 1,000
 episodes it learns beta ~0.48 from its start of 0.5 and ties ProtoNet-text (``benchmarks/raml_wordnet.py``). This
 diagnostic separates the two possible causes, the budget (beta and the scale barely move at the configured learning
 rate) and the information (the passages carry nothing the query's own embedding lacks): with the frozen MiniLM and
@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import CSV_LOGGER, claim, write_results
 from raml_wordnet import RAML_CONFIG, data_overrides
 
-from zoo.cli import build_cli
-from zoo.metrics import mean_ci95
+from zoo.cli.lightning_cli import build_cli
+from zoo.training.metrics import mean_ci95
 
 COMMAND = "python benchmarks/raml_passage_sweep.py"
 BETAS = (0.0, 0.25, 0.5, 1.0, 2.0)

@@ -6,7 +6,7 @@ For each shot setting and each seed this script trains, through the real CLI con
 * ``protonet-text``: ProtoNet, cosine distance with a learned logit scale (``configs/protonet_text/wordnet.yaml``):
   the baseline without retrieval;
 * ``protonet-text-euclidean``: the same with squared Euclidean distance and T = 1 (the baseline as it was);
-* ``raml``: RAML with its default metric head (``configs/raml/wordnet.yaml``, ``zoo/raml.py``): cosine between the
+* ``raml``: RAML with its default metric head (``configs/raml/wordnet.yaml``, ``zoo/methods/raml.py``): cosine between the
   prototype and the query enriched by its P = 3 retrieved passages, plus the multi-view fusion score;
 * ``raml-no-passages`` (ablation): the same model with no passages (``--model.n_passages=0``);
 * ``raml-random-passages`` (ablation): the same model reading P passages drawn at random from the corpus
@@ -16,7 +16,7 @@ and tests each best-on-validation checkpoint on the *same* fixed test episodes (
 ``seed`` varies the initialisation and the training episodes). ``protonet-text (untrained)`` is the frozen encoder
 with no training at all (cosine). Reported per method: the mean over seeds with the 95% CI over test episodes of the
 seed-averaged accuracy (every seed sees the same episodes, so pooling runs as if independent would understate the
-interval); the majority-class share (``zoo.metrics.majority_class_share``: a collapsed head sends most of an
+interval); the majority-class share (``zoo.training.metrics.majority_class_share``: a collapsed head sends most of an
 episode's queries to one class) with the collapse check; the validation curve of every run; the learned passage
 weight and logit scale of RAML. The ``claims`` are paired differences over the test episodes of seed-averaged
 accuracies (``benchmarks.common.claim``).
@@ -48,8 +48,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import CSV_LOGGER, claim, export_and_register, write_results
 
-from zoo.cli import build_cli
-from zoo.metrics import head_collapsed, mean_ci95
+from zoo.cli.lightning_cli import build_cli
+from zoo.training.metrics import head_collapsed, mean_ci95
 
 RAML_CONFIG = "configs/raml/wordnet.yaml"
 PROTO_CONFIG = "configs/protonet_text/wordnet.yaml"
@@ -108,7 +108,7 @@ def data_overrides(max_per_class: int | None, max_passages: int | None = None) -
 
     Encoding is what a CPU run pays for (each text once, through MiniLM); the cap shrinks the texts to encode, not
     the classes. A capped WordNet build keeps the uncapped build's corpus (leak-free for every example), so every
-    run reads the same passages and the same persisted index (``zoo.retrieval.keyed_index_dir``). Before that,
+    run reads the same passages and the same persisted index (``zoo.nn.retrieval.keyed_index_dir``). Before that,
     this function passed the full build's ``passages.jsonl`` as ``--data.corpus_path``: the same corpus.
     """
     head = [] if max_passages is None else [f"--data.max_passages={max_passages}"]
@@ -119,7 +119,7 @@ def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
     """Embed every example once, in length-sorted batches, into the frozen MiniLM's process-wide cache, which
     every run's encoder shares (``TextEncoder(share_cache=True)``): runs then time training, not first encodings."""
     from datamodules.text import WordNetDataModule
-    from zoo.text_encoder import TextEncoder
+    from zoo.nn.text_encoder import TextEncoder
 
     start = time.perf_counter()
     encoder = TextEncoder(pooling="mean", max_length=64, freeze=True)  # the configs' encoder settings

@@ -46,8 +46,8 @@ import time
 import torch
 from common import RESULTS, ROOT, claim, export_and_register, fit_and_test, machine, validation_curve, write_results
 
-from zoo.losses import euclidean_distance, prototypes
-from zoo.metrics import mean_ci95
+from zoo.methods.losses import euclidean_distance, prototypes
+from zoo.training.metrics import mean_ci95
 
 LOSSES = {"ce": "CE (ProtoNet)", "prototriplet": "CE + Proto-Triplet", "icnn": "CE + ICNN (full)",
           "prototriplet-icnn": "CE + Proto-Triplet + ICNN (full)"}
@@ -61,7 +61,7 @@ COMMAND = "python benchmarks/susana_glyphs.py"
 def margin_diagnostic(model, dm, episodes: int = 10, margin: float = 0.5) -> dict[str, float]:
     """Is the Proto-Triplet margin on the scale of the embedding's distances? On the first test episodes: the share
     of queries with an active hinge ``d(q, c_y) - min_k d(q, c_k) + margin > 0``, and the medians of ``d(q, c_y)``
-    and of the gap ``min_k d(q, c_k) - d(q, c_y)`` (loss ``zoo.losses.proto_triplet_loss``'s distance)."""
+    and of the gap ``min_k d(q, c_k) - d(q, c_y)`` (loss ``zoo.methods.losses.proto_triplet_loss``'s distance)."""
     model.eval()
     ds = dm.dataset("test")
     active, own, gap = [], [], []
@@ -83,8 +83,8 @@ def step_overhead(shot: int, repeats: int, losses: list[str]) -> dict[str, float
     import yaml
 
     from datamodules.images import GlyphsDataModule
-    from zoo.backbones import Conv4
-    from zoo.protonet import ProtoNet
+    from zoo.nn.backbones import Conv4
+    from zoo.methods.protonet import ProtoNet
 
     dm = GlyphsDataModule(n_way=5, k_shot=shot, train_n_way=30 if shot == 1 else 20)
     episodes = [dm.dataset("train")[(0, i)] for i in range(repeats)]

@@ -25,7 +25,7 @@ import time
 import lightning.pytorch as pl
 
 from common import ROOT, claim, write_results
-from zoo.cli import build_cli
+from zoo.cli.lightning_cli import build_cli
 
 CONFIG = str(ROOT / "configs/protonet/glyphs.yaml")
 COMMAND = "python benchmarks/throughput.py"

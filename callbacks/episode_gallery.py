@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.run_dir import run_dir
-from datamodules.cache import atomic_path
+from safefiles import atomic_path
 
 
 def episode_figure(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor,

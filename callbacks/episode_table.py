@@ -10,15 +10,15 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.run_dir import run_dir
-from datamodules.cache import atomic_write_text
+from safefiles import atomic_write_text
 from datamodules.episode_set import write_episode_set
-from zoo.metrics import format_result
+from zoo.training.metrics import format_result
 
 
 class EpisodeTable(pl.Callback):
     """After each test (and optionally validation), write one row per episode and report mean +- 95% CI.
 
-    Reads ``pl_module.records[stage]`` (the rows of :class:`zoo.base.ZooModule`'s evaluation template; a system
+    Reads ``pl_module.records[stage]`` (the rows of :class:`zoo.training.base.ZooModule`'s evaluation template; a system
     whose items are not episodes - no ``episode`` key - gets no table), writes
     ``<run dir>/<stage>_episodes.csv`` (atomically, mode 0644) and, with a W&B logger, a ``<stage>/episode_table``
     table plus the mean and CI in the run summary (``<stage>/episodes`` is the episode count the module logs).

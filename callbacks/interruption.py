@@ -10,7 +10,7 @@ chains read a killed run as a success), and ``predict`` never checks it (a long 
 * stops ``predict`` between batches (the prediction writer then drops its partial file);
 * on a stopped ``fit``, saves the full training state (weights, optimiser, loops, callbacks) to
   ``<run dir>/checkpoints/last.ckpt``, from which ``zoo fit ... --ckpt_path <that file>`` continues the same run;
-* records the signal on the exception, so that :func:`zoo.commands.main` exits ``128 + signal``: 143 for SIGTERM, 130 for
+* records the signal on the exception, so that :func:`zoo.cli.commands.main` exits ``128 + signal``: 143 for SIGTERM, 130 for
   SIGINT, as a shell reports a process killed by that signal.
 """
 

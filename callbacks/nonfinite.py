@@ -5,7 +5,7 @@ Before this, ``--model.init_args.temperature 1e-300`` made every loss NaN and th
 trainer (``--on_nonfinite_loss``), looks at each loss just before its backward pass:
 
 * ``fail`` (default): raise :class:`NonFiniteLossError` naming the epoch, batch and global step, the logged loss
-  terms that are not finite (``train/<name>`` values the step logged, :meth:`zoo.base.ZooModule.log`) and the last
+  terms that are not finite (``train/<name>`` values the step logged, :meth:`zoo.training.base.ZooModule.log`) and the last
   finite loss; the weights are not updated by that step;
 * ``skip``: drop that step's update (every gradient is set to None just before the optimiser step, so no parameter
   and no optimiser state moves) and count it; the progress line (:class:`callbacks.EpochProgress`) then shows the

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.run_dir import run_dir
-from datamodules.cache import atomic_path
+from safefiles import atomic_path
 
 
 class PredictionWriter(BasePredictionWriter):

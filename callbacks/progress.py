@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Timer
 
 from datamodules.progress import format_clock as _clock  # one time format for every progress line
-from zoo.metrics import format_result
+from zoo.training.metrics import format_result
 
 
 def _batch_items(batch: Any) -> int:

@@ -29,13 +29,13 @@ def continue_run(trainer: pl.Trainer, ckpt_path: str | None) -> Path | None:
     run), splitting one training's history in two. When the checkpoint sits where this logger keeps its runs
     (``<save_dir>/<name>/<run>/checkpoints/``), the logger takes ``<run>`` as its version (CSV, TensorBoard) or run
     id (W&B, resumed with ``resume="allow"``; the id is the last part of the directory's name,
-    :func:`zoo.runs.run_id_of`); otherwise a warning says the run continues in a new directory.
+    :func:`zoo.cli.runs.run_id_of`); otherwise a warning says the run continues in a new directory.
     Returns the run directory continued, or None. Must run before the logger starts its experiment.
     """
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
     from lightning.pytorch.utilities import rank_zero_warn
 
-    from datamodules.cache import is_url
+    from safefiles import is_url
 
     if not ckpt_path or is_url(ckpt_path) or not trainer.loggers:
         return None
@@ -51,7 +51,7 @@ def continue_run(trainer: pl.Trainer, ckpt_path: str | None) -> Path | None:
         return None
     # The loggers take their version/id only as constructor arguments; these are the attributes they keep them in.
     if isinstance(logger, WandbLogger) and logger._experiment is None:
-        from zoo.runs import run_id_of
+        from zoo.cli.runs import run_id_of
 
         logger._id = run_id_of(run.name)
         logger._wandb_init.update(id=logger._id, resume="allow")
@@ -88,11 +88,11 @@ def mark_unfinished(trainer: pl.Trainer, error: BaseException) -> Path | None:
     """After a ``fit`` that raised ``error``: remove its run directory if the run wrote nothing into it, else write
     ``interrupted.txt`` (stopped by a signal: :class:`callbacks.Interruption` saved ``checkpoints/last.ckpt``) or
     ``failed.txt`` (any other error) there, so a partial directory is not taken for a finished run
-    (:func:`zoo.runs.load_run` reads the marker). Returns the marker written, or None.
+    (:func:`zoo.cli.runs.load_run` reads the marker). Returns the marker written, or None.
     """
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from datamodules.cache import atomic_write_text
+    from safefiles import atomic_write_text
 
     ckpt = trainer.checkpoint_callback
     if not trainer.is_global_zero or ckpt is None or not getattr(ckpt, "dirpath", None):

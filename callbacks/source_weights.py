@@ -1,7 +1,7 @@
 """Meta-RTL's source weights over meta-iterations, drawn when training ends: ``source_weights.png`` in the run
 directory and, with a W&B logger, a W&B line plot (``source_weights``).
 
-The module (``zoo.meta_rtl.MetaRTL``) only records ``weight_history`` (``p^m`` per meta-iteration) and ``sources``;
+The module (``zoo.methods.meta_rtl.MetaRTL``) only records ``weight_history`` (``p^m`` per meta-iteration) and ``sources``;
 it attaches this callback itself (``configure_callbacks``), so every Meta-RTL run draws the picture without a
 config naming it, and the method file holds no plotting or file writing.
 """
@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 
 from callbacks.run_dir import run_dir
-from datamodules.cache import atomic_path
+from safefiles import atomic_path
 
 
 def log_source_weights(trainer: Any, sources: list[str], history: list[list[float]]) -> None:

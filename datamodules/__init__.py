@@ -25,7 +25,7 @@ Naming rule (issue 22), for classes and module files alike:
   package's datasets extend are in ``base.py``; other code is named for what it does (``source.py`` decoding files
   into a Source, ``passages.py``, ``tasks.py``, ``transforms.py``, ``core.py``). No module is named for a kind of
   code (``readers.py``, ``datamodule.py`` beside others): the modules of those names that remain only re-export,
-  for branches written before the rule, and go once nothing imports them. ``zoo.moved.MOVED`` maps every old class
+  for branches written before the rule, and go once nothing imports them. ``zoo.hub.moved.MOVED`` maps every old class
   path to the new one, and loaders resolve through it, so an old config or checkpoint still loads.
 
 Arguments use one word per idea: ``root`` is where the user's source files are, ``cache_dir`` where a DataModule

@@ -29,7 +29,7 @@ class SeededDataModule(pl.LightningDataModule):
     """Items that are pure functions of ``(seed, split, epoch, index)``, striped over ranks.
 
     Rank ``r`` of ``W`` takes items ``r, r + W, ...`` (:class:`~datamodules.episodes.EpisodeSampler`, which pads
-    every rank to the same count; :meth:`zoo.base.ZooModule.report_items` drops the padding repeats). Evaluation
+    every rank to the same count; :meth:`zoo.training.base.ZooModule.report_items` drops the padding repeats). Evaluation
     splits always use epoch 0, i.e. one fixed set per seed.
 
     Args:

@@ -4,7 +4,7 @@ A fit that dies in its final test (a test class with too few images, a corrupt i
 whole run, so ``EpisodicDataModule.setup`` runs :func:`check_splits` as soon as the sources exist: on every split
 for ``fit`` (the final test is part of a fit), on the split it uses for ``validate`` or ``test`` (so testing does not
 need a sound training split). Its constructor runs :func:`check_counts`, so a bad count names its argument at once.
-``zoo check --config ...`` runs the same checks alone (``zoo.cli``).
+``zoo check --config ...`` runs the same checks alone (``zoo.cli.lightning_cli``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from datamodules.cache import atomic_write_text
+from safefiles import atomic_write_text
 from datamodules.episodes import EpisodeDataset, ListSource, Source, TensorSource
 
 #: Bumped when the hashed content changes, so old and new records never compare equal by accident.

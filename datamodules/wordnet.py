@@ -3,7 +3,7 @@
 :func:`find_leaks`). No NLTK needed.
 
 Every WordNet benchmark reads it (text: :mod:`datamodules.text.wordnet`, relations:
-:mod:`datamodules.relations.wordnet_rel`, qa: :mod:`datamodules.qa.wordnet_qa`), and :mod:`zoo.retrieval` uses its
+:mod:`datamodules.relations.wordnet_rel`, qa: :mod:`datamodules.qa.wordnet_qa`), and :mod:`zoo.nn.retrieval` uses its
 tokeniser (:func:`words`); it sits at the top of ``datamodules`` because no one modality owns it.
 
 **The files.** WordNet 3.0 database files (``data.noun``, ``index.noun``, ...): Debian's ``wordnet-base``

@@ -25,7 +25,7 @@ def print_config_text(*configs, args: tuple[str, ...] = ("fit",)) -> str:
     import sys
     from unittest import mock
 
-    from zoo.cli import build_cli
+    from zoo.cli.lightning_cli import build_cli
 
     command = [*args, *(a for c in configs for a in ("--config", str(c))), "--print_config"]
     out = io.StringIO()

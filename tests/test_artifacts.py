@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.cache import ChecksumError
-from zoo.artifacts import parse_artifact_ref, resolve_artifact
-from zoo.publish import publish
-from zoo.commands import main
-from zoo.pretrained import registry_entry
+from safefiles import ChecksumError
+from zoo.hub.artifacts import parse_artifact_ref, resolve_artifact
+from zoo.cli.publish import publish
+from zoo.cli.commands import main
+from zoo.hub.pretrained import registry_entry
 
 REF = "wandb-artifact://me/metazoo/protonet-tiny:v2/weights.safetensors"
 PAYLOAD = b"tensor bytes"
@@ -122,8 +122,8 @@ def test_publish_uploads_the_registry_file_with_its_entry_as_metadata(no_credent
 def test_a_registry_entry_can_name_an_artifact_as_its_weights_url(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import zoo.artifacts
-    from zoo import pretrained
+    import zoo.hub.artifacts
+    from zoo.hub import pretrained
 
     entry = registry_entry("protonet-conv4-glyphs-5w1s")
     source = entry.weights_path
@@ -132,8 +132,8 @@ def test_a_registry_entry_can_name_an_artifact_as_its_weights_url(tmp_path, monk
     monkeypatch.setenv("METAZOO_DATA", str(tmp_path / "cache"))
     entry.url = f"wandb-artifact://me/metazoo/{entry.name}:v0/{source.name}"
     api = FakeApi({source.name: source.read_bytes()})
-    real = zoo.artifacts.resolve_artifact
-    monkeypatch.setattr(zoo.artifacts, "resolve_artifact", lambda ref, sha, **kw: real(ref, sha, api=api, **kw))
+    real = zoo.hub.artifacts.resolve_artifact
+    monkeypatch.setattr(zoo.hub.artifacts, "resolve_artifact", lambda ref, sha, **kw: real(ref, sha, api=api, **kw))
     path = pretrained.resolve_weights(entry)
     assert path.read_bytes() == source.read_bytes() and api.requested == [f"me/metazoo/{entry.name}:v0"]
     assert set(pretrained.verified_state_dict(entry)) == set(load_file(str(source)))  # verified, then read

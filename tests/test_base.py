@@ -1,4 +1,4 @@
-"""zoo.base.ZooModule: the gather / de-duplicate / mean +- CI helper (with a fake 2-rank gather carrying DDP
+"""zoo.training.base.ZooModule: the gather / de-duplicate / mean +- CI helper (with a fake 2-rank gather carrying DDP
 padding duplicates), config saving that loads with weights_only=True, and the optimiser wiring."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from torch.utils.data import DataLoader
 
 from datamodules.episodes import EpisodeDataset, TensorSource
 from datamodules.bo import GPPriorFunctionsDataModule
-from zoo.backbones import Conv4
-from zoo.base import ZooModule, dedupe_by_index
-from zoo.metrics import Z95
-from zoo.nap import NAPModule, NAPNetwork
-from zoo.protonet import ProtoNet
-from zoo.schedulers import WarmupLinearDecay
+from zoo.nn.backbones import Conv4
+from zoo.training.base import ZooModule, dedupe_by_index
+from zoo.training.metrics import Z95
+from zoo.methods.nap import NAPModule, NAPNetwork
+from zoo.methods.protonet import ProtoNet
+from zoo.training.schedulers import WarmupLinearDecay
 
 warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from datamodules.cache import (
+from safefiles import (
     MANIFEST_FILE, ChecksumError, atomic_path, atomic_write_bytes, atomic_write_text, build_problem, cached_build,
     fetch, spec_key,
 )

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from support import ROOT, zoo_env
-from zoo.commands import main
+from zoo.cli.commands import main
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 SMALL = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from support import ROOT, zoo_env
-from zoo.commands import SUBCOMMANDS, main
+from zoo.cli.commands import SUBCOMMANDS, main
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 
@@ -59,7 +59,7 @@ def test_listing_subcommands_start_without_lightning(tmp_path):
     (seconds to import) is never loaded."""
     script = (
         "import sys\n"
-        "from zoo.commands import main\n"
+        "from zoo.cli.commands import main\n"
         f"for args in [['--help'], ['configs'], ['pretrained'], ['compare', '--help'], ['report', '--help'],\n"
         f"             ['publish', '--help'], ['compare', {str(tmp_path / 'a')!r}, {str(tmp_path / 'b')!r}]]:\n"
         "    try:\n"
@@ -104,7 +104,7 @@ def test_a_misspelt_model_argument_names_the_class_and_its_closest_parameter(cap
 
 def test_untrained_weights_are_warned_about():
     from zoo import Conv4, ProtoNet
-    from zoo.cli import warn_if_untrained
+    from zoo.cli.lightning_cli import warn_if_untrained
 
     model = ProtoNet(Conv4())
     with pytest.warns(UserWarning, match="ProtoNet was given no trained weights"):
@@ -201,7 +201,7 @@ def test_zoo_runs_as_a_module_from_outside_the_repository(tmp_path):
 def test_dir_zoo_lists_every_public_name_before_loading_it():
     script = ("import sys, zoo\n"
               "names = dir(zoo)\n"
-              "print(sorted(set(zoo.__all__) - set(names)), 'lightning' in sys.modules, 'zoo.raml' in sys.modules)\n")
+              "print(sorted(set(zoo.__all__) - set(names)), 'lightning' in sys.modules, 'zoo.methods.raml' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env=zoo_env(Path("/tmp")))
     assert proc.stdout.strip() == "[] False False", proc.stdout + proc.stderr[-2000:]

@@ -5,9 +5,9 @@
 data class (the overlays and bases under trainer/, logger/, losses/, shots/, callbacks/ and */base.yaml are not run
 alone). The output had nothing volatile to strip (no absolute or temporary paths; the placeholder roots such as
 ``/path/to/CUB_200_2011`` are the configs' own). A config may move its values into shared bases or overlays, and
-a class may move (``zoo.moved.MOVED``), but the values a run gets must stay the same: the test compares today's
+a class may move (``zoo.hub.moved.MOVED``), but the values a run gets must stay the same: the test compares today's
 print with the golden after mapping the golden's class paths through ``MOVED``. A value the model takes from the
-data through a link (``zoo.cli.LINKS``) is no longer printed: the golden's value of the link's target must be the
+data through a link (``zoo.cli.lightning_cli.LINKS``) is no longer printed: the golden's value of the link's target must be the
 value of its source today.
 
 Rewrite a golden only for a change that is meant to change what a config runs, and say so in the commit:
@@ -26,10 +26,10 @@ from support import ROOT, print_config_text
 
 from jsonargparse import Namespace
 
-from zoo.cli import LINKS, build_cli, check_link_targets, expand_args, set_link_targets
-from zoo.compose import load_composed
-from zoo.moved import resolve_class_path
-from zoo.pretrained import list_pretrained
+from zoo.cli.lightning_cli import LINKS, build_cli, check_link_targets, expand_args, set_link_targets
+from zoo.cli.compose import load_composed
+from zoo.hub.moved import resolve_class_path
+from zoo.hub.pretrained import list_pretrained
 
 CONFIGS = ROOT / "configs"
 GOLDEN = ROOT / "tests" / "data" / "print_config"
@@ -46,7 +46,7 @@ def golden_names() -> list[str]:
 
 
 def moved_class_paths(node: Any) -> Any:
-    """``node`` with every ``class_path`` value mapped to where that class lives now (``zoo.moved``)."""
+    """``node`` with every ``class_path`` value mapped to where that class lives now (``zoo.hub.moved``)."""
     if isinstance(node, dict):
         return {k: resolve_class_path(v) if k == "class_path" and isinstance(v, str) else moved_class_paths(v)
                 for k, v in node.items()}
@@ -101,7 +101,7 @@ def test_every_run_config_has_a_golden():
 
 def test_a_moved_class_path_is_mapped(monkeypatch):
     """The comparison follows ``MOVED`` (two moves in a row too) and touches nothing but class paths."""
-    monkeypatch.setattr("zoo.moved.MOVED", {"zoo.ProtoNet": "zoo.a.ProtoNet", "zoo.a.ProtoNet": "zoo.b.ProtoNet"})
+    monkeypatch.setattr("zoo.hub.moved.MOVED", {"zoo.ProtoNet": "zoo.a.ProtoNet", "zoo.a.ProtoNet": "zoo.b.ProtoNet"})
     node = {"model": {"class_path": "zoo.ProtoNet", "init_args": {"name": "zoo.ProtoNet"}},
             "callbacks": [{"class_path": "zoo.Conv4"}]}
     assert moved_class_paths(node) == {"model": {"class_path": "zoo.b.ProtoNet",

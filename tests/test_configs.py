@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from support import ROOT, print_config
 
-from zoo.cli import expand_args, resolve_config_names
-from zoo.compose import base_files, expand_config_args, load_composed, merge
-from zoo.shipped import list_configs
+from zoo.cli.lightning_cli import expand_args, resolve_config_names
+from zoo.cli.compose import base_files, expand_config_args, load_composed, merge
+from zoo.hub.shipped import list_configs
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))  # globbed: configs added later are checked too
 SYSTEM_CONFIG = ROOT / "configs" / "protonet" / "glyphs.yaml"  # what overlays (losses/, shots/, ...) are added to
@@ -105,7 +105,7 @@ def test_a_path_inside_the_repository_resolves_from_any_directory(tmp_path, monk
 def test_weights_references_resolve_from_any_directory(tmp_path, monkeypatch):
     """``init_from`` and every weights argument: a registry name (sha256-checked) or a path inside the repository,
     whatever the working directory (configs/nap/hartmann3.yaml's init_from failed outside the repository)."""
-    from zoo.pretrained import weights_file
+    from zoo.hub.pretrained import weights_file
 
     monkeypatch.chdir(tmp_path)
     shipped = ROOT / "checkpoints" / "nap-sl-hartmann3.safetensors"
@@ -114,8 +114,8 @@ def test_weights_references_resolve_from_any_directory(tmp_path, monkeypatch):
     elsewhere = tmp_path / "copies"  # an installed package: the weights only in $METAZOO_CHECKPOINTS
     elsewhere.mkdir()
     (elsewhere / shipped.name).write_bytes(shipped.read_bytes())
-    monkeypatch.setattr("zoo.pretrained.ROOT", tmp_path / "package")
-    monkeypatch.setattr("zoo.pretrained.Entry.weights_path", property(lambda e: tmp_path / "package" / e.weights))
+    monkeypatch.setattr("zoo.hub.pretrained.ROOT", tmp_path / "package")
+    monkeypatch.setattr("zoo.hub.pretrained.Entry.weights_path", property(lambda e: tmp_path / "package" / e.weights))
     monkeypatch.setenv("METAZOO_CHECKPOINTS", str(elsewhere))
     for reference in ("nap-sl-hartmann3", "checkpoints/nap-sl-hartmann3.safetensors"):
         assert weights_file(reference) == elsewhere / shipped.name
@@ -133,7 +133,7 @@ def test_nap_init_from_takes_a_registry_name_or_a_repository_path_from_any_direc
     from the repository root) loads the same weights either way."""
     import torch
 
-    from zoo.bo import load_nap
+    from zoo.methods.bo import load_nap
 
     monkeypatch.chdir(tmp_path)
     model = load_nap("nap-sl-hartmann3")

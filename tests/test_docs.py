@@ -164,7 +164,7 @@ def test_site_builds_strict_and_fetches_nothing_from_outside(site):
             assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//""", tag), f"{page.relative_to(site)}: {tag}"
         assert "fonts.googleapis" not in html and "fonts.gstatic" not in html
     api = (site / "api" / "zoo" / "index.html").read_text()
-    for name in ("zoo.protonet.ProtoNet", "zoo.maml.MAML", "zoo.bo.AskTell", "zoo.pretrained.load_pretrained"):
+    for name in ("zoo.methods.protonet.ProtoNet", "zoo.methods.maml.MAML", "zoo.methods.bo.AskTell", "zoo.hub.pretrained.load_pretrained"):
         assert f'id="{name}"' in api, f"the API reference has no entry for {name}"
     assert 'id="datamodules.images.image_folder.ImageFolderDataModule"' in (site / "api" / "datamodules" / "index.html").read_text()
     example = (site / "examples" / "bo-ask-tell" / "index.html").read_text()

@@ -1,4 +1,4 @@
-"""zoo.base.ZooModule's evaluation template: one validation/test dispatch and one ``records[stage]`` for every
+"""zoo.training.base.ZooModule's evaluation template: one validation/test dispatch and one ``records[stage]`` for every
 system. A system supplies ``evaluate_batch`` (per-item results with their index) and, if it reports more than
 means, ``summarise_items``; the template buffers, gathers across ranks, drops DDP padding and keeps the records."""
 
@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import zoo
-from zoo.base import ZooModule
-from zoo.metrics import Z95
+from zoo.training.base import ZooModule
+from zoo.training.metrics import Z95
 
 warnings.filterwarnings("ignore", ".*(does not have many workers|LeafSpec|treespec).*")
 
@@ -62,8 +62,8 @@ def test_no_system_writes_its_own_evaluation_dispatch():
 
 
 def test_nota_relation_modules_train_through_the_episodic_step():
-    from zoo.episodic import EpisodicModule
-    from zoo.gpam import NotaRelationModule
+    from zoo.training.episodic import EpisodicModule
+    from zoo.methods.gpam import NotaRelationModule
 
     assert issubclass(NotaRelationModule, EpisodicModule)
     assert "training_step" not in vars(NotaRelationModule)
@@ -216,9 +216,9 @@ def test_a_system_without_evaluate_batch_says_so():
 
 # -- the old attribute names, kept for code outside the repository ----------------------------------------------
 def test_old_record_names_still_read_the_records_with_a_deprecation_warning():
-    from zoo.episodic import EpisodicModule
-    from zoo.meta_dmoe import MetaDMoE
-    from zoo.meta_rtl import MetaRTL
+    from zoo.training.episodic import EpisodicModule
+    from zoo.methods.meta_dmoe import MetaDMoE
+    from zoo.methods.meta_rtl import MetaRTL
 
     episodes = SimpleNamespace(records={"test": [{"episode": 0, "acc": 0.5}]})
     with pytest.warns(DeprecationWarning, match="records"):
@@ -239,7 +239,7 @@ def test_old_record_names_still_read_the_records_with_a_deprecation_warning():
 
 # -- NOTA threshold calibration through the template --------------------------------------------------------------
 def test_protonota_calibrates_on_the_gathered_validation_queries_and_recounts_by_hand():
-    from zoo.gpam import ProtoNOTA
+    from zoo.methods.gpam import ProtoNOTA
 
     fake = SimpleNamespace(threshold=torch.tensor(float("inf")))
     # 2 episodes of 3 queries, 2-way (label 2 = NOTA); nearest-prototype distance and class of each query

@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 
 from support import ROOT
-from zoo.commands import main
-from zoo.compose import load_composed
+from zoo.cli.commands import main
+from zoo.cli.compose import load_composed
 
 USER_DATA_KEYS = ("root", "data_path", "corpus_path")
 

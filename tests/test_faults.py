@@ -35,10 +35,10 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.cache import data_root
+from safefiles import data_root
 from datamodules.images import ImageFolderDataModule
 from support import ROOT, zoo_env
-from zoo.commands import main
+from zoo.cli.commands import main
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 TINY = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",
@@ -85,7 +85,7 @@ def http_dir(tmp_path):
 
 # -- checkpoints: one loader, weights_only=True, local or remote ---------------------------------------------------
 def test_load_checkpoint_refuses_what_is_not_a_plain_checkpoint(tmp_path):
-    from zoo.checkpoint_io import UntrustedCheckpointError, load_checkpoint
+    from zoo.hub.checkpoint_io import UntrustedCheckpointError, load_checkpoint
 
     marker = tmp_path / "PWNED"
     evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
@@ -121,16 +121,16 @@ def test_malicious_ckpt_path_runs_nothing_in_any_subcommand(subcommand, where, g
 
 
 def test_the_cli_trainer_reads_checkpoints_through_the_one_loader():
-    from zoo.checkpoint_io import SafeCheckpointIO
-    from zoo.cli import build_cli
+    from zoo.hub.checkpoint_io import SafeCheckpointIO
+    from zoo.cli.lightning_cli import build_cli
 
     cli = build_cli(["--config", GLYPHS, "--trainer.logger=false"], run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, SafeCheckpointIO)
 
 
 def test_nap_ckpt_goes_through_the_same_loader(tmp_path):
-    from zoo.bo import load_nap
-    from zoo.nap import NAPModule, NAPNetwork
+    from zoo.methods.bo import load_nap
+    from zoo.methods.nap import NAPModule, NAPNetwork
 
     model = NAPModule(NAPNetwork(2, d_model=8, n_layers=1, n_heads=2, dim_feedforward=8))
     torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict(),
@@ -230,7 +230,7 @@ def test_resume_continues_the_same_wandb_run_id(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     from callbacks.run_dir import continue_run
-    from zoo.wandb_logger import WandbLogger
+    from zoo.cli.wandb_logger import WandbLogger
 
     ckpt = tmp_path / "metazoo" / "abc123" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
@@ -239,7 +239,7 @@ def test_resume_continues_the_same_wandb_run_id(tmp_path):
     trainer = SimpleNamespace(loggers=[logger], default_root_dir=str(tmp_path))
     assert continue_run(trainer, str(ckpt)) == ckpt.parent.parent
     assert logger.version == "abc123" and logger._wandb_init["resume"] == "allow"
-    # A labelled directory (<group>-<name>-<id>, zoo.runs.run_label): W&B resumes the id, the directory stays, even
+    # A labelled directory (<group>-<name>-<id>, zoo.cli.runs.run_label): W&B resumes the id, the directory stays, even
     # when this command names the run differently.
     ckpt = tmp_path / "metazoo" / "glyphs-proto-def456" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
@@ -255,7 +255,7 @@ def test_resume_continues_the_same_wandb_run_id(tmp_path):
 # -- W&B keys and file modes ------------------------------------------------------------------------------------
 def test_episode_table_and_episode_count_have_distinct_keys(tmp_path):
     from callbacks.episode_table import EpisodeTable
-    from zoo.wandb_logger import WandbLogger
+    from zoo.cli.wandb_logger import WandbLogger
 
     logged: dict = {}
 
@@ -265,7 +265,7 @@ def test_episode_table_and_episode_count_have_distinct_keys(tmp_path):
             return SimpleNamespace(log=logged.update, summary={})
 
     rows = [{"episode": 0, "acc": 1.0, "loss": 0.1}]
-    count_key = "test/episodes"  # what zoo.episodic.EpisodicModule logs as the number of episodes
+    count_key = "test/episodes"  # what zoo.training.episodic.EpisodicModule logs as the number of episodes
     trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, fast_dev_run=False, checkpoint_callback=None,
                               datamodule=None, log_dir=str(tmp_path), default_root_dir=str(tmp_path), loggers=[
                                   RecordingWandb(save_dir=str(tmp_path), mode="disabled")],
@@ -278,7 +278,7 @@ def test_episode_table_and_episode_count_have_distinct_keys(tmp_path):
 
 # -- smaller items -------------------------------------------------------------------------------------------------
 def test_missing_or_unreadable_registry_is_an_error_not_an_empty_list(tmp_path, monkeypatch):
-    from zoo import pretrained
+    from zoo.hub import pretrained
 
     monkeypatch.setattr(pretrained, "REGISTRY", tmp_path / "nowhere.yaml")
     with pytest.raises(FileNotFoundError, match="nowhere.yaml does not exist"):
@@ -300,7 +300,7 @@ def test_colour_images_for_a_grayscale_model_are_named_in_a_warning(tmp_path, ca
 
 
 def test_bo_initialisation_index_out_of_range_names_dataset_seed_and_index(tmp_path):
-    from zoo.bo import evaluate_hpob
+    from zoo.methods.bo import evaluate_hpob
 
     fixture = ROOT / "tests/fixtures/hpob"
     for f in fixture.glob("*.json"):
@@ -352,7 +352,7 @@ def test_a_signalled_fit_saves_a_resumable_checkpoint_and_exits_non_zero(signum,
     run = next((tmp_path / "csv").iterdir())
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file(), out[-3000:]
-    from zoo.checkpoint_io import load_checkpoint
+    from zoo.hub.checkpoint_io import load_checkpoint
 
     stopped = load_checkpoint(last)["global_step"]
     assert 3 <= stopped < 500
@@ -414,7 +414,7 @@ def test_the_nonfinite_message_names_the_last_finite_loss():
 
 
 def test_skipping_nonfinite_steps_leaves_the_weights_and_shows_nan(glyphs_data, tmp_path, capsys):
-    from zoo.cli import build_cli
+    from zoo.cli.lightning_cli import build_cli
 
     cli = build_cli(["fit", "--config", GLYPHS, *csv_logger(tmp_path), *TINY, *NAN_LOSS,
                      "--on_nonfinite_loss=skip"], run=False)

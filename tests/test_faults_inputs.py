@@ -21,7 +21,7 @@ import yaml
 
 from support import ROOT, zoo_env
 from test_faults import GLYPHS, TINY, csv_logger, glyph_folders, http_dir, malicious_checkpoint  # noqa: F401 (fixture)
-from zoo.commands import main
+from zoo.cli.commands import main
 
 
 # -- artifact references stay inside the cache -----------------------------------------------------------------
@@ -35,7 +35,7 @@ from zoo.commands import main
     "wandb-artifact://e/p/n:v0/a\\..\\..\\b",
 ])
 def test_artifact_references_that_leave_the_cache_are_refused_before_any_file_is_touched(ref, tmp_path):
-    from zoo.artifacts import resolve_artifact
+    from zoo.hub.artifacts import resolve_artifact
 
     cache = tmp_path / "deep" / "cache"
     victim = tmp_path / "victim.txt"
@@ -51,7 +51,7 @@ def test_artifact_references_that_leave_the_cache_are_refused_before_any_file_is
 
 
 def test_a_symlink_in_the_artifact_cache_cannot_redirect_a_file_outside(tmp_path):
-    from zoo.artifacts import artifact_cache_path
+    from zoo.hub.artifacts import artifact_cache_path
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -111,7 +111,7 @@ READ_ONLY = textwrap.dedent("""
 
     sys.addaudithook(hook)
     import json
-    from zoo.commands import main
+    from zoo.cli.commands import main
     for args in json.loads(sys.argv[2]):
         main(args)
     print("WRITES", json.dumps(attempts))
@@ -134,7 +134,7 @@ def test_a_complete_read_only_cache_serves_every_command(glyphs_data, tmp_path):
 
 
 def test_building_into_a_read_only_directory_says_why_and_where(tmp_path, monkeypatch):
-    from datamodules import cache as cache_mod
+    import safefiles as cache_mod
 
     def read_only(path):
         raise PermissionError(13, "Permission denied", str(path))
@@ -147,7 +147,7 @@ def test_building_into_a_read_only_directory_says_why_and_where(tmp_path, monkey
 def test_every_cache_file_is_0644_even_when_its_writer_makes_it_private(tmp_path):
     from safetensors.numpy import save_file
 
-    from datamodules.cache import cached_build
+    from safefiles import cached_build
 
     def build(out: Path) -> None:
         save_file({"x": np.zeros(3)}, str(out / "data.safetensors"))  # safetensors creates files 0600
@@ -162,9 +162,10 @@ def test_every_cache_file_is_0644_even_when_its_writer_makes_it_private(tmp_path
 
 # -- zoo publish finds the weights where load_pretrained does --------------------------------------------------
 def test_publish_resolves_weights_through_metazoo_checkpoints(tmp_path, monkeypatch, capsys):
-    from datamodules.cache import sha256_file
-    from zoo import pretrained, wandb_logger
-    from zoo.publish import main as publish_main
+    from safefiles import sha256_file
+    from zoo.hub import pretrained
+    from zoo.cli import wandb_logger
+    from zoo.cli.publish import main as publish_main
 
     elsewhere = tmp_path / "downloaded"
     elsewhere.mkdir()
@@ -277,7 +278,7 @@ def test_report_output_md_writes_html_beside_it_and_a_directory_is_refused(tmp_p
 
 
 def test_report_markdown_escapes_html_from_configs_and_names(tmp_path):
-    from zoo.report import write_report
+    from zoo.cli.report import write_report
 
     evil = "<img src=x onerror=alert(1)>"
     runs = [fake_run(tmp_path, f"v{evil}", model=f"zoo.{evil}"), fake_run(tmp_path, "plain", acc=0.4)]
@@ -289,7 +290,7 @@ def test_report_markdown_escapes_html_from_configs_and_names(tmp_path):
 # -- runs that fail ----------------------------------------------------------------------------------------------
 def test_a_failed_fit_removes_its_empty_run_directory_and_marks_a_partial_one(tmp_path):
     from callbacks.run_dir import mark_unfinished
-    from zoo.runs import load_run
+    from zoo.cli.runs import load_run
 
     run = tmp_path / "csv" / "version_0"
     (run / "checkpoints").mkdir(parents=True)
@@ -303,13 +304,13 @@ def test_a_failed_fit_removes_its_empty_run_directory_and_marks_a_partial_one(tm
 
 # -- NAP weights go through the one loader, from a path or a URL -------------------------------------------------
 def tiny_nap():
-    from zoo.nap import NAPModule, NAPNetwork
+    from zoo.methods.nap import NAPModule, NAPNetwork
 
     return NAPModule(NAPNetwork(2, d_model=8, n_layers=1, n_heads=2, dim_feedforward=8))
 
 
 def test_nap_init_from_reads_through_load_checkpoint(tmp_path):
-    from zoo.checkpoint_io import UntrustedCheckpointError
+    from zoo.hub.checkpoint_io import UntrustedCheckpointError
 
     evil = malicious_checkpoint(tmp_path / "evil.ckpt", tmp_path / "PWNED")
     with pytest.raises(UntrustedCheckpointError, match="evil.ckpt is not trusted") as info:
@@ -318,7 +319,7 @@ def test_nap_init_from_reads_through_load_checkpoint(tmp_path):
 
 
 def test_load_nap_accepts_a_url_like_ckpt_path(http_dir):
-    from zoo.bo import load_nap
+    from zoo.methods.bo import load_nap
 
     served, base = http_dir
     model = tiny_nap()
@@ -333,8 +334,8 @@ def test_the_package_imports_and_locks_without_fcntl(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         sys.modules["fcntl"] = None  # `import fcntl` now fails, as on Windows
-        import callbacks, datamodules, zoo, zoo.cli
-        from datamodules.cache import file_lock
+        import callbacks, datamodules, zoo, zoo.cli.lightning_cli
+        from safefiles import file_lock
         with file_lock({str(tmp_path / "shared.yaml")!r}):
             print("locked")
     """)

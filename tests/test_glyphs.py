@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.cache import MANIFEST_FILE
+from safefiles import MANIFEST_FILE
 from datamodules.images import glyphs as G
 from datamodules.images.glyphs import build as glyphs_build
 from datamodules.images.glyphs import fonts as glyphs_fonts

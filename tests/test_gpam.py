@@ -12,9 +12,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from datamodules.relations import RelationDataModule
 from datamodules.text import TextSource
 from fixtures.text.shared import load_encoder
-from zoo.gpam import (GPAM, VIEWS, ProtoNOTA, boundary_predict, class_radius, gaussian_distance, gaussian_prototypes,
+from zoo.methods.gpam import (GPAM, VIEWS, ProtoNOTA, boundary_predict, class_radius, gaussian_distance, gaussian_prototypes,
                       gpam_loss_terms, nota_counts, nota_f1, semi_factual_views, tune_threshold)
-from zoo.relation_encoder import EntityMarkerEncoder, entity_window, mark_entities
+from zoo.nn.relation_encoder import EntityMarkerEncoder, entity_window, mark_entities
 
 # -- pure pieces, by hand --------------------------------------------------------------------------------------------
 
@@ -275,7 +275,7 @@ def test_multi_view_protonet_averages_the_views_as_gpam_does(minilm):
 def test_cli_fits_and_tests_the_shipped_wordnet_rel_config(tmp_path):
     """The shipped config end to end on the real WordNet-Rel (built under $METAZOO_DATA on first use)."""
     from support import ROOT
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     main(["fit", "--config", str(ROOT / "configs/gpam/wordnet-rel.yaml"), "--config",
           str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.inner_loop import adapt, functional_forward, reptile_interpolate, select, use_batch_statistics
+from zoo.training.inner_loop import adapt, functional_forward, reptile_interpolate, select, use_batch_statistics
 
 
 def tiny_model() -> nn.Module:

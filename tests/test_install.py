@@ -22,8 +22,8 @@ CHECK = textwrap.dedent('''
     import contextlib, io, json, os, sys
     from pathlib import Path
     import yaml
-    import zoo, zoo.pretrained as pretrained
-    from zoo.commands import main
+    import zoo, zoo.hub.pretrained as pretrained
+    from zoo.cli.commands import main
 
     target, url_registry = Path(sys.argv[1]), Path(sys.argv[2])
     report = {"zoo": zoo.__file__, "entries": zoo.list_pretrained(), "loaded": []}

@@ -1,4 +1,4 @@
-"""Tests of zoo.losses against values computed by hand on a few points in 2-D.
+"""Tests of zoo.methods.losses against values computed by hand on a few points in 2-D.
 
 The hand computations are written out as arithmetic next to each assertion; the tolerance (1e-5) absorbs the
 official epsilons (1e-6 inside every square root, 1e-7 in the ICNN denominators), which move these numbers by
@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from zoo.losses import (
+from zoo.methods.losses import (
     LOSS_TERMS,
     OFFICIAL_PRESETS,
     combine_loss_terms,

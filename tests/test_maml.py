@@ -14,8 +14,8 @@ from datamodules.episodes import EpisodeDataset, TensorSource, collate_episodes
 from support import ROOT, zoo_env
 from zoo import ANIL, MAML, Conv4
 from test_cli import read_rows
-from zoo.commands import main
-from zoo.inner_loop import adapt, functional_forward
+from zoo.cli.commands import main
+from zoo.training.inner_loop import adapt, functional_forward
 
 MAML_GLYPHS = str(ROOT / "configs/maml/glyphs.yaml")
 

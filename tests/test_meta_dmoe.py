@@ -10,8 +10,8 @@ import torch
 from datamodules.domains import DomainDataModule, DomainSet
 from datamodules.episodes import TensorSource
 from zoo import Conv4
-from zoo.meta_dmoe import MetaDMoE, PreNormAggregator, distillation_loss, mask_experts
-from zoo.metrics import macro_f1
+from zoo.methods.meta_dmoe import MetaDMoE, PreNormAggregator, distillation_loss, mask_experts
+from zoo.training.metrics import macro_f1
 
 
 def toy_domains(domains=8, per_class=6, classes=3, size=16, seed=0) -> DomainSet:
@@ -179,7 +179,7 @@ def test_a_hugging_face_image_model_directory_is_a_backbone(tmp_path):
     pytest.importorskip("transformers")
     from transformers import ResNetConfig, ResNetModel
 
-    from zoo.backbones import HFImageEncoder
+    from zoo.nn.backbones import HFImageEncoder
 
     torch.manual_seed(0)
     ResNetModel(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])).save_pretrained(

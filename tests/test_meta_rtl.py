@@ -13,9 +13,9 @@ from torch import nn
 
 from datamodules.qa import MCTask, MultipleChoiceDataModule, make_item
 from datamodules.qa.base import mislabel
-from zoo.meta_rtl import (MetaRTL, exp3_probabilities, exp3_update, normalise_rewards, policy_gradient_loss,
+from zoo.methods.meta_rtl import (MetaRTL, exp3_probabilities, exp3_update, normalise_rewards, policy_gradient_loss,
                           source_rewards, weighted_reptile_update)
-from zoo.rl import update_baseline
+from zoo.training.rl import update_baseline
 
 
 class BagOfWords(nn.Module):
@@ -274,7 +274,7 @@ def _write_commonsense(root, n: int = 8) -> None:
 def test_cli_fits_and_tests_the_shipped_commonsense_config(tmp_path):
     from support import ROOT
 
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     _write_commonsense(tmp_path / "data")
     main(["fit", "--config", str(ROOT / "configs/meta_rtl/commonsense.yaml"), "--config",
@@ -289,8 +289,8 @@ def test_cli_fits_and_tests_the_shipped_commonsense_config(tmp_path):
 
 
 def test_embedding_cache_round_trip_and_mismatch(tmp_path):
-    from zoo.text_encoder import load_embedding_cache, save_embedding_cache
-    from zoo.text_encoder import TextEncoder
+    from zoo.nn.text_encoder import load_embedding_cache, save_embedding_cache
+    from zoo.nn.text_encoder import TextEncoder
 
     enc = TextEncoder(freeze=True, max_length=32, share_cache=False)
     vectors = enc.pooled(["a cold day", "the opposite of hot"])

@@ -6,7 +6,7 @@ import pytest
 
 import torch
 
-from zoo.metrics import head_collapsed, majority_class_share, mean_ci95, mean_t_ci95, paired_difference_ci95
+from zoo.training.metrics import head_collapsed, majority_class_share, mean_ci95, mean_t_ci95, paired_difference_ci95
 
 
 def test_mean_ci95_by_hand():

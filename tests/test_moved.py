@@ -1,4 +1,4 @@
-"""Moved and renamed classes (issue 22, ``zoo/moved.py``): a config, registry entry or checkpoint written with a
+"""Moved and renamed classes (issue 22, ``zoo/hub/moved.py``): a config, registry entry or checkpoint written with a
 class's old path still loads, and every DataModule follows the naming rule of ``datamodules/__init__.py``."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from test_configs import class_paths
 
 import datamodules
 import zoo
-from zoo import moved, pretrained
-from zoo.cli import build_cli
-from zoo.compose import expand_config_args, load_composed
+from zoo.hub import moved, pretrained
+from zoo.cli.lightning_cli import build_cli
+from zoo.cli.compose import expand_config_args, load_composed
 
 MODALITIES = ("images", "text", "bo", "relations", "domains", "qa")
 
@@ -123,8 +123,8 @@ def test_a_config_that_names_an_old_class_path_runs_with_the_new_one(tmp_path, m
 
 
 def test_a_registry_entry_recorded_with_old_class_paths_loads(tmp_path, monkeypatch):
-    from zoo.backbones import Conv4
-    from zoo.protonet import ProtoNet
+    from zoo.nn.backbones import Conv4
+    from zoo.methods.protonet import ProtoNet
 
     monkeypatch.setitem(moved.MOVED, "zoo.before_the_move.ProtoNet", "zoo.ProtoNet")
     monkeypatch.setitem(moved.MOVED, "zoo.before_the_move.Conv4", "zoo.Conv4")
@@ -154,11 +154,11 @@ def test_every_registry_entry_names_classes_that_import():
 def test_nap_weights_written_with_old_class_paths_load(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from zoo.bo import load_nap
-    from zoo.nap import NAPModule, NAPNetwork
+    from zoo.methods.bo import load_nap
+    from zoo.methods.nap import NAPModule, NAPNetwork
 
-    monkeypatch.setitem(moved.MOVED, "zoo.before_the_move.NAPModule", "zoo.nap.NAPModule")
-    monkeypatch.setitem(moved.MOVED, "zoo.before_the_move.NAPNetwork", "zoo.nap.NAPNetwork")
+    monkeypatch.setitem(moved.MOVED, "zoo.before_the_move.NAPModule", "zoo.methods.nap.NAPModule")
+    monkeypatch.setitem(moved.MOVED, "zoo.before_the_move.NAPNetwork", "zoo.methods.nap.NAPNetwork")
     model = NAPModule(NAPNetwork(2, d_model=16, n_layers=1, n_heads=2, dim_feedforward=32, n_buckets=20, af_hidden=8))
     config = model.inference_config()
     config["init_args"]["network"]["class_path"] = "zoo.before_the_move.NAPNetwork"

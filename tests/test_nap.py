@@ -19,7 +19,7 @@ from datamodules.bo.gp_surrogate import select_gp_rows
 from datamodules.bo.hpob import HPOBFunctionsDataModule, read_bo_initializations, read_hpob
 from datamodules.bo.synthetic import GPPriorFunctionsDataModule, TestFunctionsDataModule
 from datamodules.bo.tasks import collate_tasks
-from zoo.bo import (
+from zoo.methods.bo import (
     GPEI,
     AskTell,
     HPOBAdapter,
@@ -33,7 +33,7 @@ from zoo.bo import (
     save_nap,
     write_hpob_results,
 )
-from zoo.nap import (
+from zoo.methods.nap import (
     NAPEncoderLayer,
     NAPModule,
     NAPNetwork,
@@ -47,8 +47,8 @@ from zoo.nap import (
     neg_log10_regret,
     top_k_mask,
 )
-from zoo.rl import gae, normalise_advantages, ppo_clip_loss
-from zoo.schedulers import WarmupLinearDecay
+from zoo.training.rl import gae, normalise_advantages, ppo_clip_loss
+from zoo.training.schedulers import WarmupLinearDecay
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hpob"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "nap"
@@ -525,7 +525,7 @@ def test_configs_build_their_model_and_data():
 
     from lightning.pytorch.cli import instantiate_module
 
-    from zoo.compose import load_composed
+    from zoo.cli.compose import load_composed
 
     paths = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem != "base")  # base.yaml: what the families share
     names = {p.stem for p in paths}
@@ -558,7 +558,7 @@ def _import(importlib, dotted):
 def test_hpob_configs_match_the_official_spaces():
     from datamodules.bo.hpob import HPOB_SPACES
 
-    from zoo.compose import load_composed
+    from zoo.cli.compose import load_composed
 
     for sid, space in HPOB_SPACES.items():
         cfg = load_composed(CONFIGS / f"{space.name}.yaml")
@@ -568,7 +568,7 @@ def test_hpob_configs_match_the_official_spaces():
 
 
 def test_zoo_fit_cli_runs_a_family_config(tmp_path, monkeypatch):
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(CONFIGS / "gp-prior-d2.yaml"), "--trainer.fast_dev_run=true",

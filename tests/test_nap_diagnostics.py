@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from datamodules.bo.synthetic import GPPriorFunctionsDataModule
-from zoo.nap import NAPModule, NAPNetwork
-from zoo.nap_diagnostics import context_curves, history_swap_correlation, ranks, spearman, summarise_diagnostics
+from zoo.methods.nap import NAPModule, NAPNetwork
+from zoo.methods.nap_diagnostics import context_curves, history_swap_correlation, ranks, spearman, summarise_diagnostics
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "nap"
 
@@ -42,7 +42,7 @@ def _family_tasks(family: str, n_tasks: int) -> list[dict[str, torch.Tensor]]:
     """Validation functions of ``configs/nap/<family>.yaml`` (pools of the evaluation size; never trained on)."""
     import importlib
 
-    from zoo.compose import load_composed
+    from zoo.cli.compose import load_composed
 
     cfg = load_composed(CONFIGS / f"{family}.yaml")["data"]
     module, name = cfg["class_path"].rsplit(".", 1)
@@ -92,7 +92,7 @@ SWAP_HIGH = pytest.mark.xfail(strict=True, reason=(
 
 
 def _shipped(family: str, n_tasks: int = 8):
-    from zoo.bo import load_nap
+    from zoo.methods.bo import load_nap
 
     tasks = _family_tasks(family, n_tasks)
     for name, af in ((f"nap-sl-{family}", "ei"), (f"nap-{family}", "mlp")):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from support import ROOT, zoo_env
 
-from datamodules.cache import ChecksumError
+from safefiles import ChecksumError
 from datamodules.images import OmniglotSmallDataModule
 from datamodules.images.omniglot_small import (SHIPPED, SHIPPED_DIR, extract_shipped, read_run_pairs,
                                                runs_error_rate)
@@ -113,7 +113,7 @@ def test_bad_files_and_arguments_are_named(tmp_path):
 def test_zoo_fit_trains_from_the_shipped_files_and_zoo_test_reports_the_error_rate(tmp_path, monkeypatch):
     """No root, no download: a fresh cache (METAZOO_DATA) is filled from the package's own zips; `zoo test` of the
     best checkpoint in a fresh process prints the paper's score, which agrees with the accuracy over the runs."""
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     monkeypatch.setenv("METAZOO_DATA", str(tmp_path / "data"))
     config = str(ROOT / "configs" / "protonet" / "omniglot-small.yaml")

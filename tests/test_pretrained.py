@@ -11,8 +11,8 @@ import yaml
 from support import ROOT
 
 import zoo
-import zoo.pretrained as pretrained
-from zoo.cli import build_cli
+import zoo.hub.pretrained as pretrained
+from zoo.cli.lightning_cli import build_cli
 
 ENTRIES = zoo.list_pretrained()
 
@@ -47,7 +47,7 @@ def test_machine_paths_by_hand_and_register_refuses_them(tmp_path):
     assert found == ["model.init_args.index_dir: /home/me/.cache/idx",
                      "overrides[1]: /abs/passages.jsonl", "notes: ~/notes", "notes: C:\\data"]
     entry = pretrained.Entry(name="x", system="raml", weights="checkpoints/x.safetensors", sha256="0" * 64,
-                             model={"class_path": "zoo.raml.RAML", "init_args": {"index_dir": "/tmp/i"}},
+                             model={"class_path": "zoo.methods.raml.RAML", "init_args": {"index_dir": "/tmp/i"}},
                              config="configs/raml/wordnet.yaml", setting="s")
     with pytest.raises(ValueError, match=r"'x' holds absolute paths .*init_args.index_dir: /tmp/i"):
         pretrained.register(entry, tmp_path / "registry.yaml")
@@ -105,8 +105,8 @@ def test_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_export_then_register_round_trip(tmp_path, monkeypatch):
-    from zoo.backbones import Conv4
-    from zoo.protonet import ProtoNet
+    from zoo.nn.backbones import Conv4
+    from zoo.methods.protonet import ProtoNet
 
     monkeypatch.setattr(pretrained, "REGISTRY", tmp_path / "checkpoints" / "registry.yaml")
     model = ProtoNet(Conv4(1, 8, "avg", 28))

@@ -9,8 +9,8 @@ from torch import nn
 
 from datamodules.base import EpisodicDataModule
 from datamodules.episodes import Episode, TensorSource
-from zoo.backbones import Conv4, ResNet12
-from zoo.protonet import ProtoNet
+from zoo.nn.backbones import Conv4, ResNet12
+from zoo.methods.protonet import ProtoNet
 
 
 def test_logits_by_hand_with_identity_backbone():

@@ -14,10 +14,10 @@ from datamodules.text import PassageCorpus
 from datamodules.text import WordNetDataModule
 from fixtures.text.shared import load_encoder
 from support import ROOT
-from zoo.protonet import ProtoNet
-from zoo.metrics import head_collapsed, majority_class_share
-from zoo.raml import RAML, PrototypeCrossAttention, average_view_scores, build_views, random_passage_ids
-from zoo.text_encoder import TextEncoder, masked_mean
+from zoo.methods.protonet import ProtoNet
+from zoo.training.metrics import head_collapsed, majority_class_share
+from zoo.methods.raml import RAML, PrototypeCrossAttention, average_view_scores, build_views, random_passage_ids
+from zoo.nn.text_encoder import TextEncoder, masked_mean
 
 WN_FIX = str(ROOT / "tests" / "fixtures" / "text" / "wordnet")
 FIX_PARAMS = dict(min_examples=4, max_category_size=10, split_fractions=[0.34, 0.33, 0.33], split_seed=1)
@@ -319,7 +319,7 @@ def test_fit_checkpoint_test_round_trip(minilm, tmp_path):
 def test_registry_export_holds_trainable_parts_only(minilm, tmp_path):
     from safetensors.torch import load_file
 
-    from zoo.pretrained import export_weights
+    from zoo.hub.pretrained import export_weights
 
     model = raml(minilm, tmp_path)
     torch.nn.init.normal_(model.score.weight)
@@ -334,7 +334,7 @@ def test_registry_export_holds_trainable_parts_only(minilm, tmp_path):
 
 
 def test_cli_fits_and_tests_the_shipped_wordnet_config(tmp_path):
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     main(["fit", "--config", str(ROOT / "configs/raml/wordnet.yaml"), "--config", str(ROOT / "configs/logger/csv.yaml"),
           f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_epochs=1",
@@ -423,7 +423,7 @@ def test_gold_passages_are_each_texts_own_gloss_and_the_averaged_baseline_is_the
 def test_cli_fits_the_shipped_knowledge_gap_config_with_its_bounds(tmp_path):
     """configs/raml/wordnet_knowledge.yaml trains and tests from a fresh data directory (it builds its benchmark
     and index offline), and so do its floor (no passages) and ceiling (gold passages)."""
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     for name, extra in (("raml", []), ("floor", ["--model.n_passages=0"]), ("ceiling", ["--model.passage_source=gold"])):
         main(["fit", "--config", str(ROOT / "configs/raml/wordnet_knowledge.yaml"), "--config",

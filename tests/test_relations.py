@@ -13,7 +13,7 @@ from datamodules.relations.wordnet_rel import RELATIONS, build_relations, deal_s
 from datamodules.text import TextSource
 from datamodules.wordnet import find_wordnet, read_wordnet
 from support import ROOT
-from zoo.relation_encoder import mark_entities, subword_span
+from zoo.nn.relation_encoder import mark_entities, subword_span
 
 FIX = ROOT / "tests" / "fixtures" / "text"
 WN_FIX = FIX / "wordnet"
@@ -274,7 +274,7 @@ def test_nyt_semeval_episodes_carry_generic_entity_types():
 
 def test_the_fewrel_nyt_semeval_config_fits_from_the_shipped_files(tmp_path):
     """The shipped config end to end, a tiny fit: nothing but the package's files (and WordNet for synonyms)."""
-    from zoo.commands import main
+    from zoo.cli.commands import main
 
     main(["fit", "--config", str(ROOT / "configs/gpam/fewrel-nyt-semeval.yaml"), "--config",
           str(ROOT / "configs/logger/csv.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}",

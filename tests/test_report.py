@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from support import ROOT
-from zoo.commands import main
-from zoo.metrics import paired_difference_ci95
-from zoo.report import build_figures, paired_comparisons, render_html, wandb_report, write_report
-from zoo.runs import Run, load_run
+from zoo.cli.commands import main
+from zoo.training.metrics import paired_difference_ci95
+from zoo.cli.report import build_figures, paired_comparisons, render_html, wandb_report, write_report
+from zoo.cli.runs import Run, load_run
 
 GLYPHS = str(ROOT / "configs/protonet/glyphs.yaml")
 TINY = ["--config", str(ROOT / "configs/trainer/debug.yaml"), "--trainer.enable_progress_bar=false",
@@ -178,7 +178,7 @@ def test_nap_runs_get_a_regret_curve_and_no_episode_panels():
 def test_training_curves_are_per_epoch_with_a_band_on_validation():
     """Issue 24 item 9: train/loss_epoch (not the one-point loss_step curve of a short run) against the epoch, and
     the validation accuracy with its 95% band where the run logged val/acc_ci95."""
-    from zoo.report import curve_keys, learning_curves
+    from zoo.cli.report import curve_keys, learning_curves
 
     rows = [{"step": 4.0, "epoch": 0.0, "train/loss_step": 1.5}, {"step": 9.0, "epoch": 0.0, "train/loss_epoch": 1.4,
                                                                    "val/acc": 0.5, "val/acc_ci95": 0.05},

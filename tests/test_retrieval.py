@@ -14,10 +14,10 @@ from datamodules.text.passages import PassageCorpus, read_passages
 from datamodules.wordnet import words
 from fixtures.text.shared import load_encoder
 from support import ROOT
-from zoo.retrieval import (IndexSpec, PassageIndex, Retriever, StaleIndexError, as_search_array, available_cpus,
+from zoo.nn.retrieval import (IndexSpec, PassageIndex, Retriever, StaleIndexError, as_search_array, available_cpus,
                            brute_force_topk, build_index, default_nlist, index_key, keyed_index_dir, search,
                            set_faiss_threads)
-from zoo.text_encoder import masked_mean
+from zoo.nn.text_encoder import masked_mean
 
 FIX = ROOT / "tests" / "fixtures" / "text"
 
@@ -236,7 +236,7 @@ def test_building_an_index_reports_progress(minilm, tmp_path, monkeypatch, capsy
 
 
 def test_chunked_add_builds_the_same_index(monkeypatch):
-    import zoo.retrieval as retrieval
+    import zoo.nn.retrieval as retrieval
 
     x = clustered(300, 16)
     for kind in ("flat", "hnsw", "ivf"):

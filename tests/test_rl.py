@@ -1,4 +1,4 @@
-"""Tests of zoo.rl against values computed by hand (the arithmetic is written beside each assertion), plus the
+"""Tests of zoo.training.rl against values computed by hand (the arithmetic is written beside each assertion), plus the
 direction in which each loss's gradient moves the policy."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from zoo.rl import (
+from zoo.training.rl import (
     categorical_entropy,
     discounted_returns,
     epsilon_greedy,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zoo.wandb_logger import WandbLogger, resolve_wandb_mode, wandb_credentials_configured
+from zoo.cli.wandb_logger import WandbLogger, resolve_wandb_mode, wandb_credentials_configured
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from typing import Any
 
 # Every public name loads on first use, so `import zoo` (and with it the `zoo` command's listing subcommands:
 # `zoo --help`, `zoo configs`, `zoo pretrained`, `zoo compare`, `zoo report`) imports neither Lightning nor the
-# systems' heavy dependencies (transformers, FAISS, BoTorch): `zoo.RAML` imports zoo.raml when it is first touched.
-_LAZY = {"ANIL": "zoo.maml", "Conv4": "zoo.backbones", "EpisodicModule": "zoo.episodic", "GPAM": "zoo.gpam",
-         "MAML": "zoo.maml", "MetaDMoE": "zoo.meta_dmoe", "MetaRTL": "zoo.meta_rtl", "NAPModule": "zoo.nap",
-         "ProtoNet": "zoo.protonet", "ProtoNOTA": "zoo.gpam", "RAML": "zoo.raml", "ResNet12": "zoo.backbones",
-         "TextEncoder": "zoo.text_encoder", "WandbLogger": "zoo.wandb_logger", "list_pretrained": "zoo.pretrained",
-         "load_pretrained": "zoo.pretrained", "pretrained_table": "zoo.pretrained"}
+# systems' heavy dependencies (transformers, FAISS, BoTorch): `zoo.RAML` imports zoo.methods.raml when it is first touched.
+_LAZY = {"ANIL": "zoo.methods.maml", "Conv4": "zoo.nn.backbones", "EpisodicModule": "zoo.training.episodic", "GPAM": "zoo.methods.gpam",
+         "MAML": "zoo.methods.maml", "MetaDMoE": "zoo.methods.meta_dmoe", "MetaRTL": "zoo.methods.meta_rtl", "NAPModule": "zoo.methods.nap",
+         "ProtoNet": "zoo.methods.protonet", "ProtoNOTA": "zoo.methods.gpam", "RAML": "zoo.methods.raml", "ResNet12": "zoo.nn.backbones",
+         "TextEncoder": "zoo.nn.text_encoder", "WandbLogger": "zoo.cli.wandb_logger", "list_pretrained": "zoo.hub.pretrained",
+         "load_pretrained": "zoo.hub.pretrained", "pretrained_table": "zoo.hub.pretrained"}
 
 __all__ = sorted(_LAZY)
 

@@ -1,3 +1,3 @@
-from zoo.commands import main
+from zoo.cli.commands import main
 
 main()

@@ -27,7 +27,7 @@ from datamodules.bo.base import FunctionDataModule
 from datamodules.bo.hpob import HPOBFunctionsDataModule
 from datamodules.bo.synthetic import GPPriorFunctionsDataModule, SyntheticFunctionsDataModule, TestFunctionsDataModule
 
-# The names before issue 22's naming rule, so configs and code written with them still work (zoo.moved.MOVED).
+# The names before issue 22's naming rule, so configs and code written with them still work (zoo.hub.moved.MOVED).
 GPPriorFunctions, HPOBFunctions = GPPriorFunctionsDataModule, HPOBFunctionsDataModule
 SyntheticFunctions, TestFunctions = SyntheticFunctionsDataModule, TestFunctionsDataModule
 

@@ -18,7 +18,7 @@ from datamodules.episodes import SPLITS
 class FunctionDataModule(SeededDataModule):
     """Tasks for meta-BO: ``train_tasks`` new tasks per epoch, fixed validation and test sets.
 
-    A training batch of ``tasks_per_batch`` tasks is one PPO iteration of :class:`zoo.nap.NAPModule` (official: 60
+    A training batch of ``tasks_per_batch`` tasks is one PPO iteration of :class:`zoo.methods.nap.NAPModule` (official: 60
     episodes). Evaluation items are ``(function, initial design)`` pairs: ``val_tasks`` functions x ``val_seeds``
     designs and ``test_tasks`` x ``test_seeds`` (HPO-B style: every method sees the same functions from the same
     ``eval_n_init`` initial points, and several designs per function give the "seeds").

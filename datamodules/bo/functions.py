@@ -1,7 +1,7 @@
 """Old import path (before issue 22 split this module): re-exports what it held under its old names.
 
 Import from the modules named for each idea instead (:mod:`datamodules.bo`'s docstring lists them). Kept so branches
-written before the split still import; ``zoo.moved.MOVED`` maps the old class paths. Delete once nothing imports it.
+written before the split still import; ``zoo.hub.moved.MOVED`` maps the old class paths. Delete once nothing imports it.
 """
 
 from datamodules.bo.base import FunctionDataModule

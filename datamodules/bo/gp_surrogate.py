@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from datamodules.cache import cached_build, spec_key
+from safefiles import cached_build, spec_key
 from datamodules.progress import Progress
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ HPOB_GP_FILE = "gps.safetensors"  # in each build directory of HPOBSurrogateSamp
 class HPOBSurrogateSampler:
     """The official GP-surrogate task sampler of one search space (``f_type="condHPO"`` in ``function_gym_nap``).
 
-    Fits one GP per meta-train dataset (cached by :func:`datamodules.cache.cached_build` in
+    Fits one GP per meta-train dataset (cached by :func:`safefiles.cached_build` in
     ``<cache_dir>/<hash of the data>/gps.safetensors``, so the fits run once), then each task: picks a dataset
     round-robin, draws ``num_candidates`` of that GP's training inputs with replacement, adds
     ``U(-width/2, width/2)`` noise (official width 0.1) to the continuous dims and min-max re-normalises them,

@@ -13,7 +13,7 @@ from datamodules.domains.domainbed import DomainBedFolderDataModule
 from datamodules.domains.glyphs_domains import GlyphsDomainsDataModule
 from datamodules.domains.wilds import WildsMetadataDataModule
 
-# The names before issue 22's naming rule, so configs and code written with them still work (zoo.moved.MOVED).
+# The names before issue 22's naming rule, so configs and code written with them still work (zoo.hub.moved.MOVED).
 DomainBedFolder, GlyphsDomains = DomainBedFolderDataModule, GlyphsDomainsDataModule
 WildsMetadata = WildsMetadataDataModule
 

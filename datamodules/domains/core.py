@@ -196,7 +196,7 @@ class DomainSequence(Dataset):
 
     Domain ``k`` of the split (in the split's order) is cut, in dataset order, into batches of ``batch_size`` (the
     last one may be shorter). A batch is a dict ``x``, ``y``, ``domain`` (its id), ``domain_index`` (``k``, the
-    item index :meth:`zoo.base.ZooModule.report_items` keys the per-domain results by), ``first`` (True for a
+    item index :meth:`zoo.training.base.ZooModule.report_items` keys the per-domain results by), ``first`` (True for a
     domain's first batch: the unlabelled adaptation batch) and ``last``.
     """
 

@@ -25,7 +25,7 @@ images, which is where ERM's in-domain accuracy is measured against its held-out
 Cache: ``<cache_dir>/glyphs_domains/<image_size>px-<instances>x-seed<seed>/`` with ``glyphs_domains.safetensors``
 (``images`` uint8 ``[M, 1, H, W]`` bright ink on black, ``labels``, ``domains``, ``in_domain``) and
 ``manifest.json`` (parameters, font checksums, the domain table), written through
-:func:`datamodules.cache.cached_build` (atomic, locked, rebuilt when a font or parameter changes). Same seed, same
+:func:`safefiles.cached_build` (atomic, locked, rebuilt when a font or parameter changes). Same seed, same
 bytes.
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.cache import cached_build, data_root
+from safefiles import cached_build, data_root
 from datamodules.domains.base import DomainDataModule
 from datamodules.domains.core import DomainSet
 from datamodules.episodes import TensorSource

@@ -1,7 +1,7 @@
 """Old import path (before issue 22 gave every package one naming rule): re-exports what it held.
 
 Import from :mod:`datamodules.domains.base`, :mod:`datamodules.domains.domainbed` and
-:mod:`datamodules.domains.wilds` instead. Kept so branches written before the move still import; ``zoo.moved.MOVED``
+:mod:`datamodules.domains.wilds` instead. Kept so branches written before the move still import; ``zoo.hub.moved.MOVED``
 maps the old class paths. Delete once nothing imports it.
 """
 

@@ -13,7 +13,7 @@ from datamodules.images.omniglot_small import OmniglotRuns, OmniglotSmallDataMod
 from datamodules.images.source import ImageReadError, ImageSource
 from datamodules.images.stanford import StanfordCarsDataModule, StanfordDogsDataModule
 
-# The names before issue 22's naming rule, so configs and code written with them still work (zoo.moved.MOVED).
+# The names before issue 22's naming rule, so configs and code written with them still work (zoo.hub.moved.MOVED).
 CUB, Glyphs, ImageEpisodes, ImageFolder = (CUBDataModule, GlyphsDataModule, ImageEpisodicDataModule,
                                            ImageFolderDataModule)
 MiniImageNet, Omniglot, OmniglotSmall = MiniImageNetDataModule, OmniglotDataModule, OmniglotSmallDataModule

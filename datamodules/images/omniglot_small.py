@@ -6,7 +6,7 @@ Lake, Salakhutdinov & Tenenbaum, "Human-level concept learning through probabili
 the paper compares people (4.5 % error), Bayesian Program Learning (3.3 %), a deep Siamese convnet (8.0 %) and a
 deep convnet (13.5 %). Those three zips and the licence ship in ``datamodules/images/data/omniglot/`` (package
 data; ``README.md`` there gives their source commit and sha256), so :class:`OmniglotSmallDataModule` trains and tests with no
-download. The zips are extracted once into the cache (:func:`datamodules.cache.cached_build`, checked against the
+download. The zips are extracted once into the cache (:func:`safefiles.cached_build`, checked against the
 sha256 they shipped with) and decoded by the :class:`~datamodules.images.OmniglotDataModule` reader's pipeline (invert,
 28x28, rotations as new classes).
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from datamodules.cache import ChecksumError, cached_build, data_root, sha256_file
+from safefiles import ChecksumError, cached_build, data_root, sha256_file
 from datamodules.episodes import EpisodeDataset
 from datamodules.images.omniglot import OmniglotDataModule
 from datamodules.images.source import ImageSource, SplitLists
@@ -159,7 +159,7 @@ def runs_error_rate(run_accuracies: Sequence[float]) -> dict[str, float]:
     """The paper's score from the 20 per-run accuracies: error rate over the 400 test items (%; every run has 20,
     so it is the mean of the per-run error rates) and the 95% Student-t half-width over the 20 runs (each run an
     independently drawn task; with 20 of them the normal 1.96 would be too narrow)."""
-    from zoo.metrics import mean_t_ci95
+    from zoo.training.metrics import mean_t_ci95
 
     if len(run_accuracies) != RUNS:
         raise ValueError(f"runs_error_rate: expected {RUNS} per-run accuracies, got {len(run_accuracies)}")

@@ -2,7 +2,7 @@
 
 Import from the modules named for each idea instead: :mod:`datamodules.images.source` (decoding, listing files),
 :mod:`datamodules.images.base` (the shared DataModule) and one module per dataset. Kept so branches written before
-the split still import; ``zoo.moved.MOVED`` maps the old class paths. Delete once nothing imports it.
+the split still import; ``zoo.hub.moved.MOVED`` maps the old class paths. Delete once nothing imports it.
 """
 
 from datamodules.images.base import ImageEpisodicDataModule, PredictEpisodes

@@ -5,7 +5,7 @@ one task) and one batch from the target's low-resource train subset, all drawn b
 ``(seed, epoch, index)`` (:func:`datamodules.episodes.episode_generator`), so the stream is the same on any
 machine and striped over DDP ranks like every other SeededDataModule. The validation split is the target's dev
 set (model selection), the test split its test set, in fixed batches; items keep their index in the list, so
-per-item results are gathered and de-duplicated by :meth:`zoo.base.ZooModule.report_items`.
+per-item results are gathered and de-duplicated by :meth:`zoo.training.base.ZooModule.report_items`.
 
 With ``reward_batches`` > 1 a training item also holds ``"reward_target"``: ``reward_batches * batch_size``
 target items (at most all of them, without replacement) on which a meta-learner measures its source rewards, so

@@ -1,7 +1,7 @@
 """Old import path (before issue 22 gave every package one naming rule): re-exports what it held.
 
 Import from :mod:`datamodules.qa.base` (the shared DataModule), :mod:`datamodules.qa.wordnet_qa` and
-:mod:`datamodules.qa.file_qa` instead. Kept so branches written before the move still import; ``zoo.moved.MOVED``
+:mod:`datamodules.qa.file_qa` instead. Kept so branches written before the move still import; ``zoo.hub.moved.MOVED``
 maps the old class paths. Delete once nothing imports it.
 """
 

@@ -26,7 +26,7 @@ third for test and a sixth for dev. Leave-one-task-out targets take a low-resour
 list (:func:`datamodules.qa.items.low_resource`); sources use their full train lists.
 
 **Caching.** Parsing WordNet takes seconds, so the tasks are written once to
-``<cache_dir>/wordnet-qa-<key>/tasks.json`` by :func:`datamodules.cache.cached_build` (manifest with the build
+``<cache_dir>/wordnet-qa-<key>/tasks.json`` by :func:`safefiles.cached_build` (manifest with the build
 parameters and the sha256 of the WordNet files).
 """
 
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
+from safefiles import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.qa.base import MultipleChoiceDataModule
 from datamodules.qa.items import MCItem, MCTask, make_item
 from datamodules.wordnet import Synset, WordNet, WordNetFiles, find_wordnet, read_wordnet

@@ -7,7 +7,7 @@ from datamodules.relations.episodes import NotaEpisodeDataset, check_na_rate
 from datamodules.relations.fewrel import FewRelDataModule, FewRelNOTADataModule, FewRelNYTSemEvalDataModule
 from datamodules.relations.wordnet_rel import WordNetRelDataModule
 
-# The names before issue 22's naming rule, so configs and code written with them still work (zoo.moved.MOVED).
+# The names before issue 22's naming rule, so configs and code written with them still work (zoo.hub.moved.MOVED).
 FewRelNOTA, FewRelNYTSemEval, WordNetRel = FewRelNOTADataModule, FewRelNYTSemEvalDataModule, WordNetRelDataModule
 
 __all__ = ["FewRelDataModule", "FewRelNOTADataModule", "FewRelNYTSemEvalDataModule", "NotaEpisodeDataset",

@@ -1,6 +1,6 @@
 """What the semi-factual views of a relation instance need from the data: entity types and synonym-replaced context.
 
-GPAM (``zoo.gpam``) encodes each instance four times: as written, with the head entity replaced by its type, with
+GPAM (``zoo.methods.gpam``) encodes each instance four times: as written, with the head entity replaced by its type, with
 the tail entity replaced by its type, and with a share of the context words replaced by WordNet synonyms. The first
 three only need the instance's tokens, spans and two type strings; the last needs WordNet, so it is computed here,
 once per instance, as the ``context_tokens`` field (same length as ``tokens``: only single-word synonyms are used,

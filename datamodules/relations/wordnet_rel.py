@@ -25,7 +25,7 @@ hyponym, always share a split, so a test relation is never the mirror image of a
 dealt to train/val/test in ``split_fractions`` by a hash of ``split_seed``, largest deficit first.
 
 **Caching**: the build (a few seconds once WordNet is parsed) is written with a manifest by
-:func:`datamodules.cache.cached_build` under ``<cache_dir>/wordnet-rel-<key>``; the key covers the parameters, the
+:func:`safefiles.cached_build` under ``<cache_dir>/wordnet-rel-<key>``; the key covers the parameters, the
 build version and the WordNet files' sha256.
 """
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
+from safefiles import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.episodes import SPLITS, Source
 from datamodules.relations.base import RelationDataModule
 from datamodules.relations.views import SynonymTable, context_debiased

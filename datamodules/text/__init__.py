@@ -18,7 +18,7 @@ __all__ = ["BaoTextDataModule", "HuffPostKGMLDataModule", "PassageCorpus", "Text
 
 
 def __getattr__(name: str) -> Any:
-    # FewRelDataModule moved to datamodules.relations (zoo.moved.MOVED); read lazily, because relations imports text.
+    # FewRelDataModule moved to datamodules.relations (zoo.hub.moved.MOVED); read lazily, because relations imports text.
     if name == "FewRelDataModule":
         from datamodules.relations.fewrel import FewRelDataModule
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datamodules.cache import atomic_write_text
+from safefiles import atomic_write_text
 from datamodules.files import require_file as _require_file
 
 

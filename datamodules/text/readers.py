@@ -2,7 +2,7 @@
 
 Import from the modules named for each idea instead: :mod:`datamodules.text.source`, :mod:`datamodules.text.passages`,
 :mod:`datamodules.text.base`, :mod:`datamodules.text.bao`, :mod:`datamodules.text.huffpost` and, for FewRel,
-:mod:`datamodules.relations.fewrel`. Kept so branches written before the split still import; ``zoo.moved.MOVED``
+:mod:`datamodules.relations.fewrel`. Kept so branches written before the split still import; ``zoo.hub.moved.MOVED``
 maps the old class paths. Delete once nothing imports it.
 """
 

@@ -36,7 +36,7 @@ defaults: 179 classes (103 / 40 / 36 train / val / test), 14,922 examples, 79,51
 
 **Caching.** Parsing WordNet and cutting the hierarchy take seconds, so the result is written to
 ``<cache_dir>/<build key>/`` (benchmark JSON + passages JSON lines + a manifest recording the build parameters,
-sha256 of the WordNet data files and of each output file) by :func:`datamodules.cache.cached_build`: built under a
+sha256 of the WordNet data files and of each output file) by :func:`safefiles.cached_build`: built under a
 lock in a temporary directory renamed into place, the manifest last; a cache whose parameters, source files or
 output checksums do not match is rebuilt.
 
@@ -55,7 +55,7 @@ from typing import Any
 
 import torch
 
-from datamodules.cache import atomic_write_text, cached_build, data_root, spec_key
+from safefiles import atomic_write_text, cached_build, data_root, spec_key
 from datamodules.episodes import SPLITS, Source
 from datamodules.progress import Progress
 from datamodules.text.base import TextEpisodicDataModule
@@ -275,7 +275,7 @@ def load_or_build(files: WordNetFiles, cache_dir: str | os.PathLike, params: dic
 
     The cache directory is named by a hash of the parameters; it is reused only if its manifest records the same
     build version, parameters and WordNet file checksums, and every output file matches its recorded sha256
-    (:func:`datamodules.cache.cached_build`). Returns (benchmark, corpus, cache directory).
+    (:func:`safefiles.cached_build`). Returns (benchmark, corpus, cache directory).
     """
     spec = {"version": BUILD_VERSION, "params": params, "wordnet": files.fingerprint()}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.bo import AskTell, NAPSuggester
+from zoo.methods.bo import AskTell, NAPSuggester
 
 ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])

@@ -81,7 +81,7 @@ Cache
     classes with code point, name, alphabet, block, script, split and faces, look-alike groups, dropped classes,
     the data file's sha256, builder version). It is rebuilt when any of those no longer match (parameters, font
     files, builder version, Pillow/FreeType/numpy version, data checksum). The build goes through
-    :func:`datamodules.cache.cached_build`: it writes into a temporary directory beside the target and renames it
+    :func:`safefiles.cached_build`: it writes into a temporary directory beside the target and renames it
     into place, so an interrupted build leaves nothing half-written (and the next build removes its debris); a
     file lock keeps two processes (DDP ranks) from building the same variant at once. The default build takes
     ~35-45 s on 2 cores (2 rendering processes) and 33 MB.
@@ -105,7 +105,7 @@ from datamodules.images.glyphs.lookalikes import (LOOKALIKE_SIZE, LOOKALIKE_THRE
 from datamodules.images.glyphs.render import (DISTORTION, EM_FRACTION, MAX_EXTENT, MAX_GAIN, REF_EM, SUPERSAMPLE,
                                               class_rng, distort, render_clean)
 
-Glyphs = GlyphsDataModule  # the name before issue 22's naming rule (zoo.moved.MOVED)
+Glyphs = GlyphsDataModule  # the name before issue 22's naming rule (zoo.hub.moved.MOVED)
 
 __all__ = ["BUILDER_VERSION", "CLASS_CATEGORIES", "DATA_FILE", "DISTORTION", "EM_FRACTION", "EXCLUDED_FONTS",
            "Face", "Glyphs", "GlyphsData", "GlyphsDataModule", "LOOKALIKE_SIZE", "LOOKALIKE_THRESHOLD", "MAX_EXTENT",

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.cache import MANIFEST_FILE, build_problem, cached_build, data_root, sha256_file
+from safefiles import MANIFEST_FILE, build_problem, cached_build, data_root, sha256_file
 from datamodules.episodes import SPLITS
 from datamodules.images.glyphs.fonts import (
     EXCLUDED_FONTS,
@@ -112,7 +112,7 @@ def validate_args(image_size: int, instances_per_class: int, min_faces: int) -> 
 
 
 def _spec(params: dict[str, Any], fonts: dict[str, str] | None = None) -> dict[str, Any]:
-    """What a build depends on, as :func:`datamodules.cache.cached_build` compares it with the manifest."""
+    """What a build depends on, as :func:`safefiles.cached_build` compares it with the manifest."""
     return {"builder_version": BUILDER_VERSION, "params": params, "renderer": _renderer_versions(),
             "font_sha256": font_checksums() if fonts is None else fonts}
 
@@ -207,7 +207,7 @@ def _render_all(params: dict[str, Any], faces: Sequence[Face], workers: int | No
 def _write_build(out: Path, params: dict[str, Any], faces: Sequence[Face],
                  results: list[dict[str, Any]]) -> dict[str, Any]:
     """Qualify classes, split alphabets, separate look-alikes, write the data file; return the manifest's fields
-    (:func:`datamodules.cache.cached_build` adds the spec and the files' checksums and writes it last)."""
+    (:func:`safefiles.cached_build` adds the spec and the files' checksums and writes it last)."""
     n_inst = params["instances_per_class"]
     t0 = time.perf_counter()
     dropped: dict[int, str] = {}

@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.cache import sha256_file
+from safefiles import sha256_file
 
 EXCLUDED_FONTS = ("LastResort", "STIXSiz")
 CLASS_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No", "Sm", "Sc", "Sk", "So",
