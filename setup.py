@@ -13,7 +13,7 @@ discovered packages with mapped ones.
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["zoo*", "datamodules*", "callbacks*"]), "zoo.configs", "zoo.checkpoints"],
+    packages=[*find_packages(include=["zoo*", "datamodules*", "callbacks*", "safefiles*"]), "zoo.configs", "zoo.checkpoints"],
     package_dir={"zoo.configs": "configs", "zoo.checkpoints": "checkpoints"},
     package_data={"zoo.configs": ["**/*.yaml"], "zoo.checkpoints": ["registry.yaml"],
                   # FewRel 2.0 NYT / SemEval files with their MIT licence (datamodules.relations.FewRelNYTSemEval)

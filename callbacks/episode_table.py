@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from callbacks.run_dir import run_dir
 from safefiles import atomic_write_text
 from datamodules.episode_set import write_episode_set
-from zoo.training.metrics import format_result
+from callbacks.progress import format_result
 
 
 class EpisodeTable(pl.Callback):

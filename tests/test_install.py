@@ -15,7 +15,7 @@ import pytest
 from support import ROOT
 
 # What a wheel is built from; the weights stay out (they resolve from METAZOO_CHECKPOINTS or a URL).
-SOURCES = ["pyproject.toml", "setup.py", "README.md", "zoo", "datamodules", "callbacks", "configs",
+SOURCES = ["pyproject.toml", "setup.py", "README.md", "zoo", "datamodules", "callbacks", "safefiles", "configs",
            "checkpoints/registry.yaml"]
 
 CHECK = textwrap.dedent('''
@@ -72,6 +72,9 @@ def test_a_non_editable_install_lists_configs_and_loads_every_checkpoint(tmp_pat
     run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
          str(target), str(source)], cwd=tmp_path, env=dict(os.environ, PIP_NO_INDEX="1"))
     assert not (target / "zoo" / "checkpoints" / "protonet-conv4-glyphs-5w1s.safetensors").exists()
+    # every package is installed: the role folders of zoo/ and the bottom-layer safefiles (setup.py's packages)
+    assert [p for p in ("safefiles", "zoo/methods", "zoo/nn", "zoo/training", "zoo/hub", "zoo/cli")
+            if not (target / p / "__init__.py").is_file()] == []
     shipped = target / "datamodules" / "relations" / "data" / "fewrel"  # FewRel NYT/SemEval beside their licence
     assert {p.name for p in shipped.iterdir()} >= {"val_nyt.json", "val_semeval.json", "pid2name.json", "LICENSE",
                                                    "README.md"}

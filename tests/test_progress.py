@@ -43,7 +43,7 @@ def test_the_metric_is_the_one_logged_with_a_ci():
 
 def test_one_result_format_percent_for_accuracy():
     """Issue 24 item 9: the test accuracy is printed one way (EpochProgress and EpisodeTable share it)."""
-    from zoo.training.metrics import format_result
+    from callbacks.progress import format_result
 
     assert format_result("test", "acc", 0.96597, 0.003049) == "test acc 96.60 +- 0.30 %"
     assert format_result("val", "nota_acc", 0.5) == "val nota_acc 50.00 %"
@@ -52,7 +52,7 @@ def test_one_result_format_percent_for_accuracy():
 
 def test_results_table_keeps_full_names_and_merges_intervals():
     """Instead of Lightning's table (raw fractions, long GPAM names cut to the terminal width): issue 24 item 9."""
-    from zoo.training.metrics import results_table
+    from callbacks.progress import results_table
 
     metrics = {"test/nota0.15/acc": 0.5, "test/nota0.15/acc_ci95": 0.0125, "test/nota0.15/nota_f1": 0.25,
                "test/episodes": 20.0, "perf/eval_episodes_per_s": 4.5, "val/acc": 0.9, "train/loss": 1.0}

@@ -236,11 +236,16 @@ class ZooCLI(LightningCLI):
         special = ckpt_path in ("best", "last", "hpc") or str(ckpt_path).startswith("registry")
         if not ckpt_path or (special and not Path(ckpt_path).exists()):
             return
-        hparams = load_checkpoint(ckpt_path).get("hyper_parameters", {})
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        moved: list[tuple[str, str]] = []
+        # a checkpoint saved before a class moved names its old path (zoo.hub.moved): mapped, and said so
+        hparams = resolve_class_paths(load_checkpoint(ckpt_path).get("hyper_parameters", {}), moved)
+        for old, new in dict(moved).items():
+            rank_zero_warn(f"--ckpt_path {ckpt_path}: its hyper-parameters name {old}, which moved; read as {new}")
         hparams.pop("_instantiator", None)
         if not hparams:
             return
-        hparams = resolve_class_paths(hparams)  # a checkpoint saved before a class moved (zoo.hub.moved.MOVED)
         if "_class_path" in hparams:  # as LightningCLI does: a subclass-mode model's class and its arguments
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         try:
@@ -253,7 +258,7 @@ class ZooCLI(LightningCLI):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand in ("validate", "test"):
             # Lightning's results table shows raw fractions (0.9659...) and cuts long metric names to the
-            # terminal's width; print_results prints the same metrics in zoo.training.metrics.format_value's one format.
+            # terminal's width; print_results prints the same metrics in callbacks.progress.format_value's one format.
             # --verbose true brings Lightning's table back.
             parser.set_defaults(verbose=False)
         return parser
@@ -327,8 +332,8 @@ class ZooCLI(LightningCLI):
         self.print_results("test")
 
     def print_results(self, stage: str) -> None:
-        """The evaluation's metrics, full names, one number format (:func:`zoo.training.metrics.results_table`)."""
-        from zoo.training.metrics import results_table
+        """The evaluation's metrics, full names, one number format (:func:`callbacks.progress.results_table`)."""
+        from callbacks.progress import results_table
 
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
         table = results_table(metrics, stage)

@@ -153,16 +153,24 @@ def resolve_class_path(path: str) -> str:
     return path
 
 
-def resolve_class_paths(config: Any) -> Any:
-    """``config`` (a config, registry entry or checkpoint's hyper-parameters: nested dicts and lists) with every
-    ``class_path`` / ``_class_path`` value resolved through :func:`resolve_class_path`; ``config`` is not
-    modified. What loaders call before jsonargparse or ``instantiate_module`` imports a class."""
-    if isinstance(config, dict):
-        return {k: resolve_class_path(v) if k in ("class_path", "_class_path") and isinstance(v, str)
-                else resolve_class_paths(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return [resolve_class_paths(v) for v in config]
-    return config
+def resolve_class_paths(value: Any, found: list[tuple[str, str]] | None = None) -> Any:
+    """``value`` (a config, a registry entry's ``model``, a checkpoint's hyper-parameters: nested dicts and lists)
+    with every string that is a moved class path replaced by where the class lives now; the rest as it is.
+
+    A whole-string match only: MOVED's keys are fully qualified dotted paths (``zoo.protonet.ProtoNet``), which no
+    argument value means otherwise, so ``class_path``, ``_class_path`` and a class given as a plain value
+    (``backbone: zoo.backbones.Conv4``) are all resolved. ``found`` collects the (old, new) pairs replaced.
+    """
+    if isinstance(value, dict):
+        return {k: resolve_class_paths(v, found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve_class_paths(v, found) for v in value)
+    if isinstance(value, str) and value in MOVED:
+        new = resolve_class_path(value)
+        if found is not None:
+            found.append((value, new))
+        return new
+    return value
 
 
 def names_moved_class(config: Any) -> bool:

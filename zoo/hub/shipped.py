@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # zoo/, above this hub/ folder
 _SOURCE_TREE = _PACKAGE.parent
 
 # A source checkout (editable install, or cwd on sys.path) has pyproject.toml beside zoo/; an installed package

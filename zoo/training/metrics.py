@@ -24,38 +24,6 @@ def mean_ci95(values: torch.Tensor | list[float]) -> tuple[float, float]:
     return float(x.mean()), float(Z95 * x.std(unbiased=True) / math.sqrt(x.numel()))
 
 
-def format_value(name: str, value: float, ci: float | None = None) -> str:
-    """The one console format of an evaluation number: an accuracy (``acc``, ``*_acc``, ``.../acc``: a fraction)
-    in percent with 2 decimals, ``96.60 +- 0.30 %``, as the README and registry tables; any other metric with 4
-    decimals as logged, ``0.0100 +- 0.0020``."""
-    leaf = name.rsplit("/", 1)[-1]
-    if leaf == "acc" or leaf.endswith("_acc"):
-        return f"{100 * float(value):.2f}" + (f" +- {100 * float(ci):.2f} %" if ci is not None else " %")
-    if leaf == "episodes" and ci is None:  # a count
-        return str(round(float(value)))
-    return f"{float(value):.4f}" + (f" +- {float(ci):.4f}" if ci is not None else "")
-
-
-def format_result(stage: str, name: str, value: float, ci: float | None = None) -> str:
-    """``test acc 96.60 +- 0.30 %`` (:func:`format_value`): the line ``callbacks.EpochProgress`` and
-    ``callbacks.EpisodeTable`` print, so a test shows its accuracy one way."""
-    return f"{stage} {name} {format_value(name, value, ci)}"
-
-
-def results_table(metrics: dict[str, float], stage: str) -> str:
-    """What ``zoo test`` / ``validate`` print at the end instead of Lightning's results table: every
-    ``<stage>/...`` and ``perf/...`` metric with its full name (Lightning's table cut long names such as GPAM's
-    ``test/nota0.15/nota_f1`` to the terminal's width) and its value in :func:`format_value`'s format, a metric's
-    ``_ci95`` shown beside it rather than on a row of its own."""
-    keys = sorted(k for k in metrics if k.startswith((f"{stage}/", "perf/")))
-    keys = [k for k in keys if not (k.endswith("_ci95") and k[: -len("_ci95")] in metrics)]
-    if not keys:
-        return ""
-    width = max(map(len, keys))
-    rows = [f"  {k:<{width}}  {format_value(k, metrics[k], metrics.get(k + '_ci95'))}" for k in keys]
-    return "\n".join([f"{stage} results (95% CI over episodes):", *rows])
-
-
 def majority_class_share(pred: torch.Tensor, n_way: int) -> torch.Tensor:
     """Share of an episode's queries predicted as its most frequent predicted class: ``[..., Q]`` labels -> ``[...]``.
 
