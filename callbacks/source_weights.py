@@ -1,9 +1,9 @@
 """Meta-RTL's source weights over meta-iterations, drawn when training ends: ``source_weights.png`` in the run
 directory and, with a W&B logger, a W&B line plot (``source_weights``).
 
-The module (``zoo.methods.meta_rtl.MetaRTL``) only records ``weight_history`` (``p^m`` per meta-iteration) and ``sources``;
-it attaches this callback itself (``configure_callbacks``), so every Meta-RTL run draws the picture without a
-config naming it, and the method file holds no plotting or file writing.
+The module (``zoo.methods.meta_rtl.MetaRTL``) only records ``weight_history`` (``p^m`` per meta-iteration) and
+``sources``; it attaches this callback itself (``configure_callbacks``), so every Meta-RTL run draws the picture
+without a config naming it, and the method file holds no plotting or file writing.
 """
 
 from __future__ import annotations

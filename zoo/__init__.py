@@ -4,12 +4,15 @@ from typing import Any
 
 # Every public name loads on first use, so `import zoo` (and with it the `zoo` command's listing subcommands:
 # `zoo --help`, `zoo configs`, `zoo pretrained`, `zoo compare`, `zoo report`) imports neither Lightning nor the
-# systems' heavy dependencies (transformers, FAISS, BoTorch): `zoo.RAML` imports zoo.methods.raml when it is first touched.
-_LAZY = {"ANIL": "zoo.methods.maml", "Conv4": "zoo.nn.backbones", "EpisodicModule": "zoo.training.episodic", "GPAM": "zoo.methods.gpam",
-         "MAML": "zoo.methods.maml", "MetaDMoE": "zoo.methods.meta_dmoe", "MetaRTL": "zoo.methods.meta_rtl", "NAPModule": "zoo.methods.nap",
-         "ProtoNet": "zoo.methods.protonet", "ProtoNOTA": "zoo.methods.gpam", "RAML": "zoo.methods.raml", "ResNet12": "zoo.nn.backbones",
-         "TextEncoder": "zoo.nn.text_encoder", "WandbLogger": "zoo.cli.wandb_logger", "list_pretrained": "zoo.hub.pretrained",
-         "load_pretrained": "zoo.hub.pretrained", "pretrained_table": "zoo.hub.pretrained"}
+# systems' heavy dependencies (transformers, FAISS, BoTorch): `zoo.RAML` imports zoo.methods.raml when it is first
+# touched. The public name is the stable one: configs say `class_path: zoo.ProtoNet` whatever folder it lives in.
+_LAZY = {"ANIL": "zoo.methods.maml", "GPAM": "zoo.methods.gpam", "MAML": "zoo.methods.maml",
+         "MetaDMoE": "zoo.methods.meta_dmoe", "MetaRTL": "zoo.methods.meta_rtl", "NAPModule": "zoo.methods.nap",
+         "ProtoNet": "zoo.methods.protonet", "ProtoNOTA": "zoo.methods.gpam", "RAML": "zoo.methods.raml",
+         "Conv4": "zoo.nn.backbones", "ResNet12": "zoo.nn.backbones", "TextEncoder": "zoo.nn.text_encoder",
+         "EpisodicModule": "zoo.training.episodic", "WandbLogger": "zoo.cli.wandb_logger",
+         "list_pretrained": "zoo.hub.pretrained", "load_pretrained": "zoo.hub.pretrained",
+         "pretrained_table": "zoo.hub.pretrained"}
 
 __all__ = sorted(_LAZY)
 
