@@ -35,8 +35,10 @@ episodes: the raml_wordnet.py budget, with fewer test episodes, so that 5 seeds 
 fit one ~25-minute command on the shared CPU (the config's own 10 x 100 / 100 / 600 is 2,600 episodes per run
 against 1,750; raml_wordnet.py's runs averaged 43 s for 1,850).
 Cost: the corpus is embedded once into a keyed FAISS index under ``$METAZOO_DATA/retrieval`` (79,512 passages, in
-batches of 256: :func:`prepare_index`); every example (14,922 short lemma strings) is embedded once into the
-frozen encoder's shared cache; a run then costs milliseconds per episode. ``--max-minutes`` stops starting new
+batches of 256: :func:`prepare_index`); the benchmark is capped at 40 examples per class (``--max-per-class``,
+as raml_wordnet.py: the classes and the corpus stay the full benchmark's); every example is embedded once into the
+frozen encoder's shared cache and its passages retrieved in one batched search (:func:`retrieve_all`); a run then
+costs milliseconds per episode. ``--max-minutes`` stops starting new
 seeds (each seed runs all methods, so completed seeds stay paired); a claim on fewer than 5 seeds says why.
 Runs of the shot settings not run now are kept from the existing results file, so 1-shot and 5-shot can be
 measured by two commands (both recorded under ``commands``).
@@ -62,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import MIN_SEEDS, RESULTS, seed_claim, write_results
-from raml_wordnet import encode_all_texts, print_summary, run, summarize
+from raml_wordnet import data_overrides, encode_all_texts, print_summary, run, summarize
 
 CONFIG = "configs/raml/wordnet_knowledge.yaml"
 PROTO_CONFIG = "configs/protonet_text/wordnet.yaml"
@@ -114,17 +116,18 @@ def gap_closed(method: float, floor: float, ceiling: float) -> float | None:
     return (method - floor) / (ceiling - floor) if ceiling > floor else None
 
 
-def prepare_index(batch_size: int = 256) -> tuple[Any, Any, dict[str, Any]]:
+def prepare_index(max_per_class: int | None = None, batch_size: int = 256) -> tuple[Any, Any, dict[str, Any]]:
     """The datamodule and the retriever RAML's runs will load: the corpus embedded once into the keyed index
     (:func:`zoo.retrieval.keyed_index_dir`; the batch size is not part of an embedding's identity, and 256 runs
-    ~2x faster than 64 on this CPU: ``benchmarks/results/passage_embedding.json``). Returns (datamodule,
-    retriever, what it cost)."""
+    ~2x faster than 64 on this CPU: ``benchmarks/results/passage_embedding.json``). A capped build
+    (``max_per_class``) keeps the uncapped build's corpus, hence the same index. Returns (datamodule, retriever,
+    what it cost)."""
     from datamodules.cache import data_root
     from datamodules.text import WordNetDataModule
     from zoo.retrieval import IndexSpec, Retriever
     from zoo.text_encoder import TextEncoder
 
-    dm = WordNetDataModule(text="lemma")
+    dm = WordNetDataModule(text="lemma", max_per_class=max_per_class)
     start = time.perf_counter()
     # the encoder settings of the config's retrieval encoder (RAML builds a frozen copy without the projection)
     encoder = TextEncoder(pooling="mean", max_length=64, freeze=True, batch_size=batch_size)
@@ -135,12 +138,22 @@ def prepare_index(batch_size: int = 256) -> tuple[Any, Any, dict[str, Any]]:
                            "seconds": round(time.perf_counter() - start, 1), "index_dir": str(retriever.index_dir)}
 
 
-def retrieval_diagnostic(dm: Any, retriever: Any, n_passages: int = 3) -> dict[str, Any]:
-    """Gold-passage hit rate of the test split's texts under the benchmark's retrieval (``n_passages`` per text)."""
-    texts = list(dm.build_sources()["test"].items)
+def retrieve_all(dm: Any, retriever: Any, n_passages: int = 3) -> dict[str, Any]:
+    """Retrieve every example's passages in one batched search, into the result cache that every run's retriever
+    shares (``Retriever(share_results=True)``): a flat index searched a few texts at a time, as episodes ask, runs
+    ~20x slower per text than one large batch (``benchmarks/results/faiss_bench.json``), and the first run paid
+    that for each new text. The query vectors come from the frozen encoder's shared cache (``encode_all_texts``
+    filled it). Returns the gold-passage hit rate of the test split's texts (:func:`gold_hit_rate`)."""
+    from zoo.text_encoder import TextEncoder
+
+    sources = dm.build_sources()
+    texts = [t for source in sources.values() for t in source.items]
+    encoder = TextEncoder(pooling="mean", max_length=64, freeze=True)  # shares the cache encode_all_texts filled
+    retriever.retrieve(texts, n_passages, vectors=encoder.pooled(texts))
+    test = list(sources["test"].items)
     gold = dm.gold_passages()
-    ids, _ = retriever.retrieve(texts, n_passages)
-    return gold_hit_rate([list(map(int, row)) for row in ids], [gold[t] for t in texts])
+    ids, _ = retriever.retrieve(test, n_passages)  # cached now
+    return gold_hit_rate([list(map(int, row)) for row in ids], [gold[t] for t in test])
 
 
 def by_seed(rows: list[dict[str, Any]], shot: int, method: str) -> dict[int, list[float]]:
@@ -187,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-episodes", type=int, default=200)
     parser.add_argument("--val-episodes", type=int, default=50)
     parser.add_argument("--test-episodes", type=int, default=500)
+    parser.add_argument("--max-per-class", type=int, default=40,
+                        help="cap on examples per class (0: all): fewer texts to embed and retrieve once; the corpus "
+                             "and its index stay the full benchmark's (raml_wordnet.data_overrides)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="start no new seed after this many minutes (completed seeds stay paired)")
     args = parser.parse_args(argv)
@@ -198,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seeds repeats a seed: {args.seeds}")
     name = "raml_wordnet_knowledge_quick" if args.quick else "raml_wordnet_knowledge"
     episodes = {"train": args.train_episodes, "val": args.val_episodes, "test": args.test_episodes}
-    setting = {"episodes": episodes, "epochs": args.epochs, "eval_seed": 0, "n_way": 5, "q_query": 5,
+    setting = {"episodes": episodes, "epochs": args.epochs, "max_per_class": args.max_per_class or None,
+               "eval_seed": 0, "n_way": 5, "q_query": 5,
                "encoder": "all-MiniLM-L6-v2, frozen, mean pooling, max_length 64, trainable linear map (identity "
                           "start)",
                "raml": "metric head, P=3 retrieved passages (flat cosine index over the 79,512-passage "
@@ -211,18 +228,24 @@ def main(argv: list[str] | None = None) -> None:
     previous = json.loads((RESULTS / f"{name}.json").read_text()) if (RESULTS / f"{name}.json").is_file() else None
     kept: list[dict[str, Any]] = []
     if previous is not None:
-        old = {k: previous["setting"].get(k) for k in ("episodes", "epochs")}
-        if old != {"episodes": episodes, "epochs": args.epochs}:
+        old = {k: previous["setting"].get(k) for k in ("episodes", "epochs", "max_per_class")}
+        if old != {"episodes": episodes, "epochs": args.epochs, "max_per_class": args.max_per_class or None}:
             parser.error(f"{name}.json was measured with {old}; this run's budget differs (episodes {episodes}, "
-                         f"epochs {args.epochs}): move the file away or use the same budget")
+                         f"epochs {args.epochs}, max_per_class {args.max_per_class}): move the file away or use "
+                         "the same budget")
         kept = [r for r in previous["runs"] if r["shot"] not in args.shots]
     started = time.perf_counter()
-    dm, retriever, index_cost = prepare_index()
+    cap = args.max_per_class or None
+    data = data_overrides(cap)
+    dm, retriever, index_cost = prepare_index(cap)
     print(f"index: {index_cost}", flush=True)
-    diagnostic = retrieval_diagnostic(dm, retriever)
-    print(f"gold passage hit rate (test texts): {diagnostic}", flush=True)
-    encoding = encode_all_texts(None, text="lemma")
+    encoding = encode_all_texts(cap, text="lemma")
     print(f"encoded {encoding['texts']} texts in {encoding['seconds']:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    diagnostic = retrieve_all(dm, retriever)
+    encoding["retrieval_seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"retrieved for every text in {encoding['retrieval_seconds']:.0f} s; gold passage hit rate (test texts): "
+          f"{diagnostic}", flush=True)
     rows: list[dict[str, Any]] = []
     stopped = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(stopped, flush=True)
                     break
                 for method in args.methods:
-                    r = run(method, shot, seed, episodes, args.epochs, tmp, methods=METHODS)
+                    r = run(method, shot, seed, episodes, args.epochs, tmp, data=data, methods=METHODS)
                     r.pop("_cli")
                     rows.append(r)
                     print(f"5-way {shot}-shot {method:24s} seed {seed}: {100 * r['test_acc']:.2f} +- "

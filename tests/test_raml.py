@@ -440,7 +440,8 @@ def test_knowledge_benchmark_runs_every_method_per_seed_and_merges_shot_settings
     bench = _knowledge_benchmark_module()
     calls = []
 
-    def fake_run(method, shot, seed, episodes, epochs, save_dir, methods=None):
+    def fake_run(method, shot, seed, episodes, epochs, save_dir, data=None, methods=None):
+        assert data == ["--data.max_per_class=40"]  # the default cap reaches every run
         calls.append((method, shot, seed))
         acc = [0.9, 0.8] if method == "raml-gold-passage" else [0.5 + 0.01 * (method == "raml") + 0.01 * seed] * 2
         return {"method": method, "shot": shot, "seed": seed, "test_acc": sum(acc) / 2, "test_ci95": 0.0,
@@ -457,8 +458,8 @@ def test_knowledge_benchmark_runs_every_method_per_seed_and_merges_shot_settings
     monkeypatch.setattr(bench, "run", fake_run)
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     monkeypatch.setattr(bench, "write_results", fake_write)
-    monkeypatch.setattr(bench, "prepare_index", lambda: (None, None, {"passages": 10}))
-    monkeypatch.setattr(bench, "retrieval_diagnostic", lambda dm, r: {"top1": 0.5, "topP": 0.75, "texts": 4, "P": 3})
+    monkeypatch.setattr(bench, "prepare_index", lambda cap: (None, None, {"passages": 10}))
+    monkeypatch.setattr(bench, "retrieve_all", lambda dm, r: {"top1": 0.5, "topP": 0.75, "texts": 4, "P": 3})
     monkeypatch.setattr(bench, "encode_all_texts", lambda cap, text: {"texts": 4, "seconds": 0.0})
     bench.main(["--shots", "1"])
     assert calls == [(m, 1, s) for s in range(5) for m in bench.METHODS]
@@ -467,12 +468,12 @@ def test_knowledge_benchmark_runs_every_method_per_seed_and_merges_shot_settings
     c = claims["raml-retrieval-vs-none-wordnet-knowledge-5w1s"]
     assert c["seeds"] == 5 and "seeds_reason" not in c and c["diff"] == pytest.approx(0.01)
     assert first["bounds"]["5w1s"]["ceiling"] == pytest.approx(0.85)
-    monkeypatch.setattr(bench.time, "perf_counter", iter(range(0, 10**6, 600)).__next__)  # 10 minutes per call
-    bench.main(["--shots", "5", "--max-minutes", "25"])
+    monkeypatch.setattr(bench.time, "perf_counter", iter(range(0, 10**6, 300)).__next__)  # 5 minutes per call
+    bench.main(["--shots", "5", "--max-minutes", "22"])  # 3 calls before the seeds: seeds 0 (15 min) and 1 (20)
     second = written["raml_wordnet_knowledge"]
     assert second["setting"]["seeds_run"] == {1: [0, 1, 2, 3, 4], 5: [0, 1]}
     assert second["commands"] == ["python benchmarks/raml_wordnet_knowledge.py --shots 1",
-                                  "python benchmarks/raml_wordnet_knowledge.py --shots 5 --max-minutes 25"]
+                                  "python benchmarks/raml_wordnet_knowledge.py --shots 5 --max-minutes 22"]
     assert second["stopped"] and "5w5s seed 2" in second["stopped"][0]
     short = {c["id"]: c for c in second["claims"]}["raml-retrieval-vs-none-wordnet-knowledge-5w5s"]
     assert short["seeds"] == 2 and "ran out" in short["seeds_reason"]
