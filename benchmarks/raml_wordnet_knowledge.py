@@ -30,10 +30,10 @@ when given). Diagnostics in the results: how often retrieval finds the gold pass
 the test texts, :func:`gold_hit_rate`), the share of the floor-to-ceiling gap each method closes
 (:func:`gap_closed`), and RAML's learned passage weight per seed (does it read its passages?).
 
-Budget (the defaults): 5 epochs of 200 training episodes, 50 validation episodes after each epoch, 500 fixed test
-episodes: the raml_wordnet.py budget, with fewer test episodes, so that 5 seeds x 6 methods of one shot setting
-fit one ~25-minute command on the shared CPU (the config's own 10 x 100 / 100 / 600 is 2,600 episodes per run
-against 1,750; raml_wordnet.py's runs averaged 43 s for 1,850).
+Budget (the defaults): 4 epochs of 100 training episodes, 40 validation episodes after each epoch, 300 fixed test
+episodes, so that 5 seeds x 6 methods of one shot setting fit one ~20-minute command on the shared 2-core CPU
+(the config's own 10 x 100 / 100 / 600 is 2,600 episodes per run against these 860). Whether the budget stopped a
+method shows in its selected epochs (the last one: still rising) and its validation curve (``runs``).
 Cost: the corpus is embedded once into a keyed FAISS index under ``$METAZOO_DATA/retrieval`` (79,512 passages, in
 batches of 256: :func:`prepare_index`); the benchmark is capped at 40 examples per class (``--max-per-class``,
 as raml_wordnet.py: the classes and the corpus stay the full benchmark's); every example is embedded once into the
@@ -44,8 +44,8 @@ Runs of the shot settings not run now are kept from the existing results file, s
 measured by two commands (both recorded under ``commands``).
 
     python benchmarks/raml_wordnet_knowledge.py --quick    # pipeline check -> raml_wordnet_knowledge_quick.json
-    python benchmarks/raml_wordnet_knowledge.py --shots 1 --max-minutes 22   # the README's 1-shot table
-    python benchmarks/raml_wordnet_knowledge.py --shots 5 --max-minutes 22   # adds 5-shot to the same file
+    python benchmarks/raml_wordnet_knowledge.py --shots 1 --max-minutes 20   # the README's 1-shot table
+    python benchmarks/raml_wordnet_knowledge.py --shots 5 --max-minutes 20   # adds 5-shot to the same file
 """
 
 from __future__ import annotations
@@ -196,10 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--train-episodes", type=int, default=200)
-    parser.add_argument("--val-episodes", type=int, default=50)
-    parser.add_argument("--test-episodes", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-episodes", type=int, default=100)
+    parser.add_argument("--val-episodes", type=int, default=40)
+    parser.add_argument("--test-episodes", type=int, default=300)
     parser.add_argument("--max-per-class", type=int, default=40,
                         help="cap on examples per class (0: all): fewer texts to embed and retrieve once; the corpus "
                              "and its index stay the full benchmark's (raml_wordnet.data_overrides)")
