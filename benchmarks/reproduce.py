@@ -32,7 +32,6 @@ FULL = [
     "--train-episodes 15 --val-episodes 20 --test-episodes 100 --threads 1 --timing-steps 0",
     "python benchmarks/raml_wordnet.py",
     "python benchmarks/raml_wordnet_knowledge.py --shots 1 --max-minutes 20",
-    "python benchmarks/raml_wordnet_knowledge.py --shots 5 --max-minutes 20",
     "python benchmarks/raml_passage_sweep.py",
     "python benchmarks/faiss_bench.py",
     "python benchmarks/passage_embedding.py",
@@ -40,8 +39,6 @@ FULL = [
     "python benchmarks/nap_pretrain.py --family gp-prior-d4 --max-minutes 22",
     "python benchmarks/nap_regret.py --families gp-prior-d4 --pretrained runs/nap-pretrain-gp-prior-d4 "
     "--train-seeds 3 --test-tasks 5 --threads 1",
-    "python benchmarks/nap_regret.py --families hartmann3 --pretrained checkpoints/nap-sl-hartmann3.safetensors "
-    "--train-seeds 3 --test-tasks 5 --threads 1",  # stage 2 again, 3 PPO seeds, from the head trained above
     "python benchmarks/maml_glyphs.py --settings 5w1s --max-time 00:00:07:00",
     "python benchmarks/batched_episodes.py",
     "python benchmarks/demo_phases.py",
