@@ -339,6 +339,22 @@ def pretrained_stage(source: Path, name: str) -> tuple[NAPModule, dict[str, Any]
     return load_nap(path), info
 
 
+def earlier_stage_one(out: Path, fam: str, weights: Path) -> dict[str, Any]:
+    """Provenance of a stage-1 weights file that an earlier run recorded in ``out`` (the same sha256): that run's
+    training record of the head and the command that trained it, so that a re-run of stage 2 from the shipped
+    head (``--pretrained checkpoints/nap-sl-<family>.safetensors``) still says how the head was made (and
+    ``benchmarks/reproduce.py`` still runs that command). Empty when nothing recorded matches."""
+    from datamodules.cache import sha256_file
+
+    if not out.is_file() or not weights.is_file():
+        return {}
+    old = json.loads(out.read_text()).get("families", {}).get(fam, {})
+    if old.get("checkpoints", {}).get("nap-sl", {}).get("sha256") != sha256_file(weights):
+        return {}
+    record = {k: v for k, v in old.get("training", {}).get("nap-sl", {}).items() if k != "source"}
+    return {**record, "command": record.get("command") or old.get("command")}
+
+
 DIAGNOSTIC_CONTEXTS = [5, 20, 50]
 
 
@@ -456,6 +472,8 @@ def main() -> None:
             models["nap-sl"], info = load_nap(sl_path), {"seconds": None}
         elif args.pretrained:
             models["nap-sl"], info = pretrained_stage(Path(args.pretrained[args.families.index(fam)]), sl_name)
+            if "command" not in info:  # a weights file: keep what an earlier run recorded of how it was trained
+                info.update(earlier_stage_one(out, fam, Path(info["source"])))
             if Path(info["source"]).resolve() != sl_path.resolve():
                 save_nap(models["nap-sl"], sl_path)
         else:

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import CSV_LOGGER, claim, export_and_register, write_results
+from common import CSV_LOGGER, claim, export_and_register, selected_epoch, write_results
 
 from zoo.cli.lightning_cli import build_cli
 from zoo.training.metrics import head_collapsed, mean_ci95
@@ -115,23 +115,27 @@ def data_overrides(max_per_class: int | None, max_passages: int | None = None) -
     return head if max_per_class is None else [f"--data.max_per_class={max_per_class}", *head]
 
 
-def encode_all_texts(max_per_class: int | None) -> dict[str, Any]:
+def encode_all_texts(max_per_class: int | None, text: str = "definition") -> dict[str, Any]:
     """Embed every example once, in length-sorted batches, into the frozen MiniLM's process-wide cache, which
-    every run's encoder shares (``TextEncoder(share_cache=True)``): runs then time training, not first encodings."""
+    every run's encoder shares (``TextEncoder(share_cache=True)``): runs then time training, not first encodings.
+    ``text``: what an example is (``WordNetDataModule(text=...)``; ``"lemma"`` for the knowledge-gap benchmark)."""
     from datamodules.text import WordNetDataModule
     from zoo.nn.text_encoder import TextEncoder
 
     start = time.perf_counter()
     encoder = TextEncoder(pooling="mean", max_length=64, freeze=True)  # the configs' encoder settings
-    texts = [t for source in WordNetDataModule(max_per_class=max_per_class).build_sources().values()
+    texts = [t for source in WordNetDataModule(max_per_class=max_per_class, text=text).build_sources().values()
              for t in source.items]
     encoder.pooled(texts)
     return {"texts": len(texts), "seconds": round(time.perf_counter() - start, 1)}
 
 
 def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int, save_dir: str,
-        train: bool = True, data: list[str] | None = None) -> dict[str, Any]:
-    config, extra = METHODS[method]
+        train: bool = True, data: list[str] | None = None,
+        methods: dict[str, tuple[str, list[str]]] | None = None) -> dict[str, Any]:
+    """Fit ``method`` (a key of ``methods``, by default :data:`METHODS`: its config and overrides) on one shot
+    setting and seed through the real CLI, then test its best-on-validation checkpoint on the fixed test episodes."""
+    config, extra = (METHODS if methods is None else methods)[method]
     overrides = [*(data or []), f"--data.k_shot={shot}", f"--data.seed={seed}", "--data.eval_seed=0",
                  f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
                  f"--data.train_episodes={episodes['train']}", f"--data.val_episodes={episodes['val']}",
@@ -160,6 +164,7 @@ def run(method: str, shot: int, seed: int, episodes: dict[str, int], epochs: int
            "per_episode_majority_share": [r["majority_share"] for r in records]}
     if train:
         out["validation_curve"] = validation_curve(cli.trainer.logger.log_dir)
+        out["selected_epoch"] = selected_epoch(cli)
         if cli.trainer.checkpoint_callback is not None and cli.trainer.checkpoint_callback.best_model_score:
             out["best_val_acc"] = float(cli.trainer.checkpoint_callback.best_model_score)
     learned = {name: float(getattr(cli.model, name).exp() if name == "log_scale" else getattr(cli.model, name))
@@ -290,11 +295,17 @@ def main(argv: list[str] | None = None) -> None:
                                 "wall_minutes": round((time.perf_counter() - started) / 60, 1),
                                 "load_average_at_end": load})
     print(f"wrote {path}\n")
+    print_summary(summary, claims)
+
+
+def print_summary(summary: dict[str, Any], claims: list[dict[str, Any]]) -> None:
+    """The table and the claims on stdout, as the run ends."""
     for key, e in summary.items():
         print(f"{key:36s} {100 * e['mean']:.2f} +- {100 * e['ci95_over_episodes']:.2f}  majority share "
               f"{e['majority_share']:.3f}" + (f"  learned {e['learned']}" if "learned" in e else ""))
     for c in claims:
-        print(f"{c['id']:44s} {100 * c['diff']:+.2f} +- {100 * c['ci95']:.2f} points: "
+        over = f" over {c['seeds']} seeds" if c.get("unit") == "seeds" else ""
+        print(f"{c['id']:56s} {100 * c['diff']:+.2f} +- {100 * c['ci95']:.2f} points{over}: "
               f"{'holds' if c['holds'] else 'does not hold'}")
 
 

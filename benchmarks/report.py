@@ -334,6 +334,42 @@ def maml_glyphs(data: dict) -> str:
     return "\n".join(out) + claims_line(data) + footer(data)
 
 
+def raml_wordnet_knowledge(data: dict) -> str:
+    """The knowledge-gap WordNet benchmark: every method between its floor (no passages) and ceiling (gold passage),
+    the share of that gap each closes, the gold-passage hit rate of retrieval, and the seed-paired claims."""
+    st, ep = data["setting"], data["setting"]["episodes"]
+    hit = data["diagnostics"]["gold_hit_rate_test"]
+    seeds = "; ".join(f"5w{k}s seeds {', '.join(map(str, v))}" for k, v in st["seeds_run"].items())
+    out = [f"Queries are lemmas alone; the corpus ({data['index']['passages']:,} passages) holds their glosses. Budget "
+           f"per run: {st['epochs']} epochs of {ep['train']} training episodes, {ep['val']} validation episodes per "
+           f"epoch ({st['selection']}), the same {ep['test']} fixed test episodes for every run (5-way, "
+           f"{st['q_query']} queries); {seeds}; encoder {st['encoder']}; RAML: {st['raml']}. Accuracy: mean over "
+           "seeds, 95% CI over the test episodes of the seed-averaged accuracy; gap closed: (method - floor) / "
+           "(ceiling - floor). Retrieval finds the gold passage (the query's own gloss) for "
+           f"{100 * hit['top1']:.1f}% of the {hit['texts']:,} test texts at rank 1 and {100 * hit['topP']:.1f}% in "
+           f"the top {hit['P']}.", "",
+           "| setting | method | accuracy, % (95% CI) | per-seed means, % | selected epochs | majority share | "
+           "gap closed | learned (per seed) |", "|---|---|---|---|---|---|---|---|"]
+    for key, e in data["summary"].items():
+        setting, method = key.split("/", 1)
+        runs = [r for r in data["runs"] if f"5w{r['shot']}s" == setting and r["method"] == method]
+        closed = data.get("bounds", {}).get(setting, {}).get("gap_closed", {}).get(method)
+        bound = {"raml-no-passages": "0 (floor)", "raml-gold-passage": "1 (ceiling)"}.get(method)
+        learned = "; ".join(f"{k} " + ", ".join(f"{v:.2f}" for v in vs) for k, vs in e.get("learned", {}).items())
+        out.append(f"| {setting} | {method} | {pct(e['mean'], e['ci95_over_episodes'])} | "
+                   + ", ".join(f"{100 * v:.1f}" for v in e["seed_means"])
+                   + f" | {', '.join(str(r.get('selected_epoch', '?')) for r in runs)} | {e['majority_share']:.3f}"
+                   + f"{' (collapsed)' if e.get('collapsed') else ''} | "
+                   + (bound or (f"{closed:.2f}" if closed is not None else "-")) + f" | {learned} |")
+    if data.get("stopped"):
+        out += ["", "Stopped by the budget: " + "; ".join(data["stopped"]) + "."]
+    m = data.get("machine", {})
+    return ("\n".join(out) + claims_line(data) + "\n\nProduced by " + "; ".join(f"`{c}`" for c in data["commands"])
+            + f" (commit {m.get('git', '?')}, {m.get('cores', '?')} CPU cores, {m.get('torch_threads', '?')} torch "
+            f"thread(s), load average {m.get('load_average_1m', '?')} when it finished, torch {m.get('torch', '?')}); "
+            "raw figures in `benchmarks/results/raml_wordnet_knowledge.json`.")
+
+
 def claim_basis(c: dict) -> str:
     """On what a claim's interval stands: training seeds (the protocol), or items - of fixed things, or, between
     trained methods measured before the protocol, items pooled from a few seeds (marked pre-protocol)."""
@@ -514,7 +550,8 @@ def omniglot_runs(data: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "maml_glyphs": maml_glyphs, "batched_episodes": batched_episodes,
     "protonet_glyphs": protonet_glyphs, "throughput": throughput, "susana_glyphs": susana_glyphs,
-    "raml_wordnet": raml_wordnet, "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap,
+    "raml_wordnet": raml_wordnet, "raml_wordnet_knowledge": raml_wordnet_knowledge,
+    "raml_passage_sweep": raml_passage_sweep, "faiss_bench": faiss_bench, "nap": nap,
     "passage_embedding": passage_embedding, "demo_phases": demo_phases,
     "gpam_wordnet_rel": gpam_wordnet_rel, "gpam_fewrel_nyt_semeval": gpam_wordnet_rel,
     "meta_rtl_wordnet_qa": meta_rtl, "meta_rtl_harmful_sources": meta_rtl,

@@ -31,6 +31,7 @@ FULL = [
     "python benchmarks/susana_glyphs.py --settings 20w1s 20w5s --losses ce prototriplet-icnn --epochs 2 "
     "--train-episodes 15 --val-episodes 20 --test-episodes 100 --threads 1 --timing-steps 0",
     "python benchmarks/raml_wordnet.py",
+    "python benchmarks/raml_wordnet_knowledge.py --shots 1 --max-minutes 20",
     "python benchmarks/raml_passage_sweep.py",
     "python benchmarks/faiss_bench.py",
     "python benchmarks/passage_embedding.py",
@@ -60,6 +61,7 @@ QUICK = [
     "python benchmarks/throughput.py --quick",
     "python benchmarks/susana_glyphs.py --quick",
     "python benchmarks/raml_wordnet.py --quick",
+    "python benchmarks/raml_wordnet_knowledge.py --quick",
     "python benchmarks/raml_passage_sweep.py --quick",
     "python benchmarks/faiss_bench.py --quick",
     "python benchmarks/passage_embedding.py --quick",

@@ -618,3 +618,19 @@ def test_regret_benchmark_takes_stage_one_from_a_pretraining_run(tmp_path):
     assert "curve" not in info
     with pytest.raises(SystemExit, match="nap-sl-other.safetensors"):
         nap_regret.pretrained_stage(tmp_path, "nap-sl-other")
+    # a bare weights file that an earlier run trained (same sha256): its training record and command carry over
+    from datamodules.cache import sha256_file
+
+    weights = tmp_path / "nap-sl-fam.safetensors"
+    earlier = {"families": {"fam": {"command": "python benchmarks/nap_regret.py --families fam",
+                                    "training": {"nap-sl": {"seconds": 71.4, "iterations": 320}},
+                                    "checkpoints": {"nap-sl": {"sha256": sha256_file(weights)}}}}}
+    results = tmp_path / "nap.json"
+    results.write_text(json.dumps(earlier))
+    assert nap_regret.earlier_stage_one(results, "fam", weights) == {
+        "seconds": 71.4, "iterations": 320, "command": "python benchmarks/nap_regret.py --families fam"}
+    assert nap_regret.earlier_stage_one(results, "other", weights) == {}  # no such family recorded
+    earlier["families"]["fam"]["checkpoints"]["nap-sl"]["sha256"] = "0" * 64  # other weights: nothing carries
+    results.write_text(json.dumps(earlier))
+    assert nap_regret.earlier_stage_one(results, "fam", weights) == {}
+    assert nap_regret.earlier_stage_one(tmp_path / "missing.json", "fam", weights) == {}

@@ -382,6 +382,106 @@ def test_benchmark_claims_pair_seed_averaged_episodes_by_hand():
     assert summary["5w1s/raml"]["majority_share"] == pytest.approx(1.4 / 6)
 
 
+def _knowledge_benchmark_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("raml_wordnet_knowledge",
+                                                  ROOT / "benchmarks" / "raml_wordnet_knowledge.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_knowledge_benchmark_diagnostics_by_hand():
+    """The gold-passage hit rate counts the gold id at rank 1 / anywhere in the top P; the gap closed is the share
+    of ceiling minus floor that a method recovers, undefined without a gap."""
+    bench = _knowledge_benchmark_module()
+    hits = bench.gold_hit_rate([[4, 1, 2], [0, 7, 9], [3, 3, 3], [5, 6, 8]], [4, 9, 2, 5])
+    assert hits == {"top1": 0.5, "topP": 0.75, "texts": 4, "P": 3}
+    with pytest.raises(ValueError, match="2 retrieved rows for 1 gold"):
+        bench.gold_hit_rate([[1], [2]], [1])
+    assert bench.gap_closed(0.7, 0.6, 0.8) == pytest.approx(0.5)
+    assert bench.gap_closed(0.55, 0.6, 0.8) == pytest.approx(-0.25)  # below the floor: negative, not clipped
+    assert bench.gap_closed(0.7, 0.8, 0.8) is None
+
+
+def test_knowledge_benchmark_claims_pair_methods_seed_by_seed_by_hand():
+    """Claims pair each seed's runs over the shared test episodes and take a t-interval over seeds; a seed that one
+    method lacks is left out, and fewer than 5 seeds carry the reason."""
+    bench = _knowledge_benchmark_module()
+
+    def row(method, seed, acc):
+        return {"method": method, "shot": 1, "seed": seed, "per_episode": acc, "per_episode_majority_share": [0.2] * 2,
+                "test_acc": sum(acc) / 2}
+
+    gains = [0.1, 0.2, 0.3, 0.2, 0.2]  # per-seed mean differences: mean 0.2, t-half-width 0.087798 (test_results)
+    rows = [row("raml", s, [0.5 + g, 0.5 + g]) for s, g in enumerate(gains)]
+    rows += [row("raml-no-passages", s, [0.5, 0.5]) for s in range(6)]  # seed 5: no raml run to pair with
+    rows += [row("protonet-text", s, [0.6, 0.4]) for s in range(3)]
+    claims = {c["id"]: c for c in bench.claims_of(rows, seeds_reason="budget")}
+    c = claims["raml-retrieval-vs-none-wordnet-knowledge-5w1s"]
+    assert (c["seeds"], c["items"], c["unit"]) == (5, 10, "seeds") and "seeds_reason" not in c
+    assert c["diff"] == pytest.approx(0.2) and c["ci95"] == pytest.approx(0.087798, abs=1e-6) and c["holds"]
+    short = claims["raml-vs-protonet-text-wordnet-knowledge-5w1s"]  # seeds 0-2 only
+    assert short["seeds"] == 3 and short["seeds_reason"] == "budget"
+    assert short["diff"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)
+    assert "raml-vs-retrieval-concat-wordnet-knowledge-5w1s" not in claims  # its baseline did not run
+    summary = bench.summarize(rows)
+    rows += [row("raml-gold-passage", s, [0.9, 0.9]) for s in range(5)]
+    b = bench.bounds(bench.summarize(rows))["5w1s"]
+    assert (b["floor"], b["ceiling"]) == (pytest.approx(0.5), pytest.approx(0.9))
+    assert b["gap_closed"]["raml"] == pytest.approx((summary["5w1s/raml"]["mean"] - 0.5) / 0.4)
+
+
+def test_knowledge_benchmark_runs_every_method_per_seed_and_merges_shot_settings(tmp_path, monkeypatch):
+    """main(): every method for each seed on the same shot setting, 5 seeds give protocol claims without a reason;
+    a later command for another shot setting keeps the first one's runs and both commands; --max-minutes stops
+    between seeds and the claims then carry the reason; a different budget is refused."""
+    bench = _knowledge_benchmark_module()
+    calls = []
+
+    def fake_run(method, shot, seed, episodes, epochs, save_dir, data=None, methods=None):
+        assert data == ["--data.max_per_class=40"]  # the default cap reaches every run
+        calls.append((method, shot, seed))
+        acc = [0.9, 0.8] if method == "raml-gold-passage" else [0.5 + 0.01 * (method == "raml") + 0.01 * seed] * 2
+        return {"method": method, "shot": shot, "seed": seed, "test_acc": sum(acc) / 2, "test_ci95": 0.0,
+                "train_seconds": 1.0, "per_episode": acc, "per_episode_majority_share": [0.2, 0.2],
+                "selected_epoch": 0, "_cli": None}
+
+    written = {}
+
+    def fake_write(name, payload):
+        (tmp_path / f"{name}.json").write_text(__import__("json").dumps(payload))
+        written[name] = payload
+        return tmp_path / f"{name}.json"
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "write_results", fake_write)
+    monkeypatch.setattr(bench, "prepare_index", lambda cap: (None, None, {"passages": 10}))
+    monkeypatch.setattr(bench, "retrieve_all", lambda dm, r: {"top1": 0.5, "topP": 0.75, "texts": 4, "P": 3})
+    monkeypatch.setattr(bench, "encode_all_texts", lambda cap, text: {"texts": 4, "seconds": 0.0})
+    bench.main(["--shots", "1"])
+    assert calls == [(m, 1, s) for s in range(5) for m in bench.METHODS]
+    first = written["raml_wordnet_knowledge"]
+    claims = {c["id"]: c for c in first["claims"]}
+    c = claims["raml-retrieval-vs-none-wordnet-knowledge-5w1s"]
+    assert c["seeds"] == 5 and "seeds_reason" not in c and c["diff"] == pytest.approx(0.01)
+    assert first["bounds"]["5w1s"]["ceiling"] == pytest.approx(0.85)
+    monkeypatch.setattr(bench.time, "perf_counter", iter(range(0, 10**6, 300)).__next__)  # 5 minutes per call
+    bench.main(["--shots", "5", "--max-minutes", "22"])  # 3 calls before the seeds: seeds 0 (15 min) and 1 (20)
+    second = written["raml_wordnet_knowledge"]
+    assert second["setting"]["seeds_run"] == {1: [0, 1, 2, 3, 4], 5: [0, 1]}
+    assert second["commands"] == ["python benchmarks/raml_wordnet_knowledge.py --shots 1",
+                                  "python benchmarks/raml_wordnet_knowledge.py --shots 5 --max-minutes 22"]
+    assert second["stopped"] and "5w5s seed 2" in second["stopped"][0]
+    short = {c["id"]: c for c in second["claims"]}["raml-retrieval-vs-none-wordnet-knowledge-5w5s"]
+    assert short["seeds"] == 2 and "ran out" in short["seeds_reason"]
+    assert {c["id"]: c for c in second["claims"]}["raml-retrieval-vs-none-wordnet-knowledge-5w1s"]["seeds"] == 5
+    with pytest.raises(SystemExit):
+        bench.main(["--shots", "5", "--epochs", "3"])
+
+
 # -- the knowledge-gap benchmark's methods and bounds, and the top-layer fine-tuning switch (issue 21) -------------
 
 def knowledge_fixture(tmp_path, **kw) -> WordNetDataModule:
