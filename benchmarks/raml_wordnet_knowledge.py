@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{name}.json was measured with {old}; this run's budget differs (episodes {episodes}, "
                          f"epochs {args.epochs}, max_per_class {args.max_per_class}): move the file away or use "
                          "the same budget")
-        kept = [r for r in previous["runs"] if r["shot"] not in args.shots]
+        # a (shot, seed) run not re-run now is kept: seeds can be added to a setting by a later command
+        kept = [r for r in previous["runs"] if not (r["shot"] in args.shots and r["seed"] in args.seeds)]
     started = time.perf_counter()
     cap = args.max_per_class or None
     data = data_overrides(cap)
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     done = {shot: sorted({r["seed"] for r in all_rows if r["shot"] == shot})
             for shot in sorted({r["shot"] for r in all_rows})}
     reason = ("quick pipeline check" if args.quick else
-              f"the CPU budget of one ~25-minute command per shot setting (--max-minutes) ran out after seeds {done}")
+              f"the CPU budget (--max-minutes per command) ran out after seeds {done}")
     summary = summarize(all_rows)
     claims = claims_of(all_rows, seeds_reason=reason)
     command = " ".join([COMMAND, *argv_used])
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": commands[0], "commands": commands, "setting": {**setting, "seeds_run": done},
         "summary": summary, "claims": claims, "bounds": bounds(summary),
         "diagnostics": {"gold_hit_rate_test": diagnostic}, "index": index_cost, "encoding": encoding,
-        "stopped": [s for s in (previous or {}).get("stopped", [])
+        "stopped": [s for s in (previous or {}).get("stopped", [])  # a setting run again has only its new stop
                     if kept and not any(f"5w{k}s" in s for k in args.shots)] + ([stopped] if stopped else []),
         "runs": all_rows, "wall_minutes": round((time.perf_counter() - started) / 60, 1), "load_average_at_end": load})
     print(f"wrote {path}\n")

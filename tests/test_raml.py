@@ -478,6 +478,14 @@ def test_knowledge_benchmark_runs_every_method_per_seed_and_merges_shot_settings
     short = {c["id"]: c for c in second["claims"]}["raml-retrieval-vs-none-wordnet-knowledge-5w5s"]
     assert short["seeds"] == 2 and "ran out" in short["seeds_reason"]
     assert {c["id"]: c for c in second["claims"]}["raml-retrieval-vs-none-wordnet-knowledge-5w1s"]["seeds"] == 5
+    calls.clear()
+    bench.main(["--shots", "5", "--seeds", "2", "3", "4"])  # the seeds the budget stopped, added by a later command
+    third = written["raml_wordnet_knowledge"]
+    assert calls == [(m, 5, s) for s in (2, 3, 4) for m in bench.METHODS]
+    assert third["setting"]["seeds_run"] == {1: [0, 1, 2, 3, 4], 5: [0, 1, 2, 3, 4]}
+    assert not third["stopped"]  # the earlier stop of 5w5s no longer describes the file
+    full = {c["id"]: c for c in third["claims"]}["raml-retrieval-vs-none-wordnet-knowledge-5w5s"]
+    assert full["seeds"] == 5 and "seeds_reason" not in full
     with pytest.raises(SystemExit):
         bench.main(["--shots", "5", "--epochs", "3"])
 
