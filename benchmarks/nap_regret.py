@@ -344,7 +344,7 @@ def earlier_stage_one(out: Path, fam: str, weights: Path) -> dict[str, Any]:
     training record of the head and the command that trained it, so that a re-run of stage 2 from the shipped
     head (``--pretrained checkpoints/nap-sl-<family>.safetensors``) still says how the head was made (and
     ``benchmarks/reproduce.py`` still runs that command). Empty when nothing recorded matches."""
-    from datamodules.cache import sha256_file
+    from safefiles import sha256_file
 
     if not out.is_file() or not weights.is_file():
         return {}

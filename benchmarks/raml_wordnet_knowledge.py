@@ -118,14 +118,14 @@ def gap_closed(method: float, floor: float, ceiling: float) -> float | None:
 
 def prepare_index(max_per_class: int | None = None, batch_size: int = 256) -> tuple[Any, Any, dict[str, Any]]:
     """The datamodule and the retriever RAML's runs will load: the corpus embedded once into the keyed index
-    (:func:`zoo.retrieval.keyed_index_dir`; the batch size is not part of an embedding's identity, and 256 runs
+    (:func:`zoo.nn.retrieval.keyed_index_dir`; the batch size is not part of an embedding's identity, and 256 runs
     ~2x faster than 64 on this CPU: ``benchmarks/results/passage_embedding.json``). A capped build
     (``max_per_class``) keeps the uncapped build's corpus, hence the same index. Returns (datamodule, retriever,
     what it cost)."""
-    from datamodules.cache import data_root
+    from safefiles import data_root
     from datamodules.text import WordNetDataModule
-    from zoo.retrieval import IndexSpec, Retriever
-    from zoo.text_encoder import TextEncoder
+    from zoo.nn.retrieval import IndexSpec, Retriever
+    from zoo.nn.text_encoder import TextEncoder
 
     dm = WordNetDataModule(text="lemma", max_per_class=max_per_class)
     start = time.perf_counter()
@@ -144,7 +144,7 @@ def retrieve_all(dm: Any, retriever: Any, n_passages: int = 3) -> dict[str, Any]
     ~20x slower per text than one large batch (``benchmarks/results/faiss_bench.json``), and the first run paid
     that for each new text. The query vectors come from the frozen encoder's shared cache (``encode_all_texts``
     filled it). Returns the gold-passage hit rate of the test split's texts (:func:`gold_hit_rate`)."""
-    from zoo.text_encoder import TextEncoder
+    from zoo.nn.text_encoder import TextEncoder
 
     sources = dm.build_sources()
     texts = [t for source in sources.values() for t in source.items]

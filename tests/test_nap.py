@@ -619,7 +619,7 @@ def test_regret_benchmark_takes_stage_one_from_a_pretraining_run(tmp_path):
     with pytest.raises(SystemExit, match="nap-sl-other.safetensors"):
         nap_regret.pretrained_stage(tmp_path, "nap-sl-other")
     # a bare weights file that an earlier run trained (same sha256): its training record and command carry over
-    from datamodules.cache import sha256_file
+    from safefiles import sha256_file
 
     weights = tmp_path / "nap-sl-fam.safetensors"
     earlier = {"families": {"fam": {"command": "python benchmarks/nap_regret.py --families fam",
