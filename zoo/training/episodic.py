@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from datamodules.episodes import Episode
 from zoo.training.base import ZooModule
@@ -36,9 +35,6 @@ class EpisodicModule(ZooModule):
 
     plateau_monitor = "val/acc"
     item_key, count_name, ci_names = "episode", "episodes", ("acc",)
-
-    def __init__(self, optimizer: OptimizerCallable = torch.optim.Adam, scheduler: LRSchedulerCallable | None = None):
-        super().__init__(optimizer, scheduler)
 
     # -- what a method provides ----------------------------------------------------------------------------------
     def forward(self, episode: Episode) -> torch.Tensor:  # pragma: no cover - interface
